@@ -1,0 +1,144 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"ottr.im/ottr/storage"
+)
+
+// Hosts and usernames are stored exactly as given and compared byte for byte:
+// preparing them (case folding, stringprep/PRECIS) is the caller's job.
+
+// CreateAccount stores a new account with the given password hash (which may
+// be empty for a token-only account). It returns an error wrapping
+// [storage.ErrExists] if the account is already present, leaving it as it was.
+func (s *Store) CreateAccount(ctx context.Context, host, username, passwordHash string) error {
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO accounts (host, username, password_hash, created_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (host, username) DO NOTHING`,
+		host, username, passwordHash, s.now().Unix())
+	if err != nil {
+		return fmt.Errorf("sqlite: create account %s@%s: %w", username, host, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: create account %s@%s: %w", username, host, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: create account %s@%s: %w", username, host, storage.ErrExists)
+	}
+	return nil
+}
+
+// SetPassword replaces the password hash of an existing account; an empty
+// hash removes the password. It returns an error wrapping
+// [storage.ErrNotFound] if there is no such account.
+func (s *Store) SetPassword(ctx context.Context, host, username, passwordHash string) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE accounts SET password_hash = ? WHERE host = ? AND username = ?`,
+		passwordHash, host, username)
+	if err != nil {
+		return fmt.Errorf("sqlite: set password of %s@%s: %w", username, host, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: set password of %s@%s: %w", username, host, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: set password of %s@%s: %w", username, host, storage.ErrNotFound)
+	}
+	return nil
+}
+
+// EnsureAccount stores the account with no password if it is not present
+// yet, as when a token user logs in for the first time, and reports whether
+// it did. An existing account is left untouched.
+func (s *Store) EnsureAccount(ctx context.Context, host, username string) (created bool, err error) {
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO accounts (host, username, password_hash, created_at) VALUES (?, ?, '', ?)
+		ON CONFLICT (host, username) DO NOTHING`,
+		host, username, s.now().Unix())
+	if err != nil {
+		return false, fmt.Errorf("sqlite: ensure account %s@%s: %w", username, host, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlite: ensure account %s@%s: %w", username, host, err)
+	}
+	return n == 1, nil
+}
+
+// PasswordHash returns the account's password hash, which is empty for a
+// token-only account. It returns an error wrapping [storage.ErrNotFound] if
+// there is no such account.
+func (s *Store) PasswordHash(ctx context.Context, host, username string) (string, error) {
+	var hash string
+	err := s.db.QueryRowContext(ctx,
+		`SELECT password_hash FROM accounts WHERE host = ? AND username = ?`,
+		host, username).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: password hash of %s@%s: %w", username, host, storage.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: password hash of %s@%s: %w", username, host, err)
+	}
+	return hash, nil
+}
+
+// DeleteAccount removes the account. It returns an error wrapping
+// [storage.ErrNotFound] if there is no such account.
+func (s *Store) DeleteAccount(ctx context.Context, host, username string) error {
+	res, err := s.db.ExecContext(ctx,
+		`DELETE FROM accounts WHERE host = ? AND username = ?`, host, username)
+	if err != nil {
+		return fmt.Errorf("sqlite: delete account %s@%s: %w", username, host, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: delete account %s@%s: %w", username, host, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: delete account %s@%s: %w", username, host, storage.ErrNotFound)
+	}
+	return nil
+}
+
+// ListAccounts returns the accounts of host, or of every host if host is
+// empty, sorted by host and then username in byte order (Go's string order).
+// It returns no accounts and a nil error when there are none.
+func (s *Store) ListAccounts(ctx context.Context, host string) ([]Account, error) {
+	const columns = `SELECT host, username, password_hash <> '', created_at FROM accounts`
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if host == "" {
+		rows, err = s.db.QueryContext(ctx, columns+` ORDER BY host, username`)
+	} else {
+		rows, err = s.db.QueryContext(ctx, columns+` WHERE host = ? ORDER BY username`, host)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list accounts: %w", err)
+	}
+	defer rows.Close()
+	var accounts []Account
+	for rows.Next() {
+		var (
+			a       Account
+			created int64
+		)
+		if err := rows.Scan(&a.Host, &a.Username, &a.HasPassword, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: list accounts: %w", err)
+		}
+		a.Created = time.Unix(created, 0).UTC()
+		accounts = append(accounts, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list accounts: %w", err)
+	}
+	return accounts, nil
+}

@@ -1,0 +1,43 @@
+// Package storage holds what every ottr storage backend shares: the sentinel
+// errors and the plain data types that cross the boundary between a feature
+// and the backend that persists it.
+//
+// The interfaces themselves live with the features that use them (the server
+// declares the account store it needs, the offline queue declares its own, and
+// so on), following the Go habit of defining an interface where it is
+// consumed. Implementations, such as the embedded SQLite backend in
+// [ottr.im/ottr/storage/sqlite] and later a PostgreSQL one, satisfy those
+// interfaces; the conformance suites in [ottr.im/ottr/storage/storagetest]
+// check that every implementation behaves the same way.
+//
+// Implementations wrap [ErrNotFound] and [ErrExists] with context, so callers
+// test for them with [errors.Is], never by comparing error strings.
+package storage
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound is wrapped by implementations when the record an operation
+// names does not exist.
+var ErrNotFound = errors.New("storage: not found")
+
+// ErrExists is wrapped by implementations when an operation would create a
+// record that already exists.
+var ErrExists = errors.New("storage: already exists")
+
+// Account describes one stored account, as listed by an account store.
+// It never carries the password hash itself.
+type Account struct {
+	// Host is the domain the account belongs to, as stored (already prepared
+	// by the caller).
+	Host string
+	// Username is the localpart of the account's JID, as stored.
+	Username string
+	// HasPassword reports whether the account has a password hash; accounts
+	// that only log in with tokens have none.
+	HasPassword bool
+	// Created is when the account was first stored.
+	Created time.Time
+}
