@@ -1,0 +1,291 @@
+package auth
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
+)
+
+// mod_auth_token's fixed settings, used when TokenParams leaves a field zero.
+const (
+	DefaultDigits    = 8
+	DefaultInterval  = 30 * time.Second
+	DefaultDeviation = 1
+
+	// maxTokenLen bounds the work spent on one token; real tokens are about
+	// 85 bytes (8-digit OTP, 32-digit nonce, space, 44 bytes of base64).
+	maxTokenLen = 1024
+	// macLen is the size of an HMAC-SHA-256.
+	macLen = sha256.Size
+)
+
+// TokenParams are one virtual host's token settings, named as
+// mod_auth_token names them.
+type TokenParams struct {
+	// OTPSeed is the base32 TOTP seed (pyotp.random_base32()).
+	OTPSeed string
+	// TokenSecret is the HMAC key; its ASCII bytes are the key.
+	TokenSecret string
+	// Digits of the OTP (default 8).
+	Digits int
+	// Interval is the TOTP step (default 30 s).
+	Interval time.Duration
+	// Deviation is how many steps either side of now still verify (default 1).
+	// A negative value is treated as 0.
+	Deviation int
+}
+
+func (p TokenParams) withDefaults() TokenParams {
+	if p.Digits == 0 {
+		p.Digits = DefaultDigits
+	}
+	if p.Interval == 0 {
+		p.Interval = DefaultInterval
+	}
+	if p.Deviation < 0 {
+		p.Deviation = 0
+	}
+	return p
+}
+
+// validate checks that the parameters can mint and verify tokens.
+func (p TokenParams) validate() error {
+	if p.OTPSeed == "" || p.TokenSecret == "" {
+		return errors.New("auth: otp_seed and token_secret are both required for tokens")
+	}
+	if _, err := DecodeSeed(p.OTPSeed); err != nil {
+		return err
+	}
+	if p.Digits < 6 || p.Digits > 10 {
+		return fmt.Errorf("auth: otp_digits %d out of range 6..10", p.Digits)
+	}
+	if p.Interval < time.Second || p.Interval%time.Second != 0 {
+		return fmt.Errorf("auth: otp_interval %s must be a whole number of seconds", p.Interval)
+	}
+	return nil
+}
+
+// DecodeSeed decodes a base32 OTP seed the way pyotp does: case-insensitive,
+// padding optional.
+func DecodeSeed(seed string) ([]byte, error) {
+	s := strings.ToUpper(strings.TrimSpace(seed))
+	if n := len(s) % 8; n != 0 {
+		s += strings.Repeat("=", 8-n)
+	}
+	b, err := base32.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("auth: otp_seed is not valid base32: %w", err)
+	}
+	if len(b) == 0 {
+		return nil, errors.New("auth: otp_seed is empty")
+	}
+	return b, nil
+}
+
+// Token is a parsed X-TOKEN token. It carries no verdict: see Verifier.
+type Token struct {
+	OTP   string // the first Digits digits
+	Nonce string // the remaining digits, possibly empty
+	MAC   []byte // the decoded HMAC-SHA-256
+}
+
+// ParseToken splits a token into OTP, nonce and MAC. It accepts exactly the
+// shape mod_auth_token's README mints: at least digits decimal digits, one
+// space, standard base64 of a 32-byte MAC (padding optional). Anything else
+// is ErrMalformed.
+func ParseToken(token string, digits int) (Token, error) {
+	if digits <= 0 {
+		digits = DefaultDigits
+	}
+	if len(token) > maxTokenLen {
+		return Token{}, malformed("token longer than %d bytes", maxTokenLen)
+	}
+	code, mac, ok := strings.Cut(token, " ")
+	if !ok {
+		return Token{}, malformed("no space between code and signature")
+	}
+	if len(code) < digits {
+		return Token{}, malformed("code shorter than the %d-digit OTP", digits)
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return Token{}, malformed("code is not all digits")
+		}
+	}
+	raw, err := base64.StdEncoding.DecodeString(mac)
+	if err != nil {
+		raw, err = base64.RawStdEncoding.DecodeString(mac)
+	}
+	if err != nil {
+		return Token{}, malformed("signature is not base64")
+	}
+	if len(raw) != macLen {
+		return Token{}, malformed("signature is %d bytes, want %d", len(raw), macLen)
+	}
+	return Token{OTP: code[:digits], Nonce: code[digits:], MAC: raw}, nil
+}
+
+// signature computes the token MAC for otp+nonce+jid.
+func signature(secret, otpCode, nonce, jid string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(otpCode))
+	m.Write([]byte(nonce))
+	m.Write([]byte(jid))
+	return m.Sum(nil)
+}
+
+func otpOpts(p TokenParams) hotp.ValidateOpts {
+	return hotp.ValidateOpts{Digits: otp.Digits(p.Digits), Algorithm: otp.AlgorithmSHA1}
+}
+
+func counterAt(t time.Time, interval time.Duration) int64 {
+	return t.Unix() / int64(interval/time.Second)
+}
+
+// Mint returns a token for jid (user@host, already nodeprepped) valid at
+// now, with the given nonce (digits only; see NewNonce). It computes what
+// mod_auth_token's README Python snippet computes.
+func Mint(p TokenParams, jid string, now time.Time, nonce string) (string, error) {
+	p = p.withDefaults()
+	if err := p.validate(); err != nil {
+		return "", err
+	}
+	for i := 0; i < len(nonce); i++ {
+		if nonce[i] < '0' || nonce[i] > '9' {
+			return "", errors.New("auth: nonce must be decimal digits")
+		}
+	}
+	code, err := hotp.GenerateCodeCustom(p.OTPSeed, uint64(counterAt(now, p.Interval)), otpOpts(p))
+	if err != nil {
+		return "", fmt.Errorf("auth: computing OTP: %w", err)
+	}
+	mac := signature(p.TokenSecret, code, nonce, jid)
+	return code + nonce + " " + base64.StdEncoding.EncodeToString(mac), nil
+}
+
+// NewNonce returns n random decimal digits from crypto/rand (the README's
+// snippet uses 32).
+func NewNonce(n int) string {
+	var b strings.Builder
+	b.Grow(n)
+	ten := big.NewInt(10)
+	for i := 0; i < n; i++ {
+		d, err := rand.Int(rand.Reader, ten)
+		if err != nil {
+			panic("auth: crypto/rand failed: " + err.Error())
+		}
+		b.WriteByte(byte('0' + d.Int64()))
+	}
+	return b.String()
+}
+
+// RandomBase32 returns n characters of random base32, as
+// pyotp.random_base32(n) does; used for fresh otp_seed and token_secret
+// values.
+func RandomBase32(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("auth: crypto/rand failed: " + err.Error())
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// Verifier checks tokens for one virtual host. It is safe for concurrent
+// use.
+type Verifier struct {
+	p      TokenParams
+	replay ReplayCache
+	now    func() time.Time
+}
+
+// NewVerifier returns a verifier for p that records accepted tokens in
+// replay and reads the time from now (time.Now when nil).
+func NewVerifier(p TokenParams, replay ReplayCache, now func() time.Time) (*Verifier, error) {
+	p = p.withDefaults()
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	if replay == nil {
+		return nil, errors.New("auth: a verifier needs a replay cache")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Verifier{p: p, replay: replay, now: now}, nil
+}
+
+// Verify reports whether token logs in username (nodeprepped) at domain
+// now. It returns nil exactly once per valid token; otherwise an *Error
+// whose Reason says why (malformed, expired, bad MAC, replay, unavailable).
+// The OTP and the MAC are compared in constant time, and both are always
+// computed, so the time taken does not tell which check failed.
+func (v *Verifier) Verify(username, domain, token string) error {
+	t, err := ParseToken(token, v.p.Digits)
+	if err != nil {
+		return err
+	}
+	jid := username + "@" + domain
+	now := v.now()
+	c := counterAt(now, v.p.Interval)
+	opts := otpOpts(v.p)
+	matched := int64(-1)
+	for k := c - int64(v.p.Deviation); k <= c+int64(v.p.Deviation); k++ {
+		if k < 0 {
+			continue
+		}
+		code, err := hotp.GenerateCodeCustom(v.p.OTPSeed, uint64(k), opts)
+		if err != nil {
+			return &Error{Reason: ReasonUnavailable, err: fmt.Errorf("computing OTP: %w", err)}
+		}
+		if subtle.ConstantTimeCompare([]byte(code), []byte(t.OTP)) == 1 {
+			matched = k
+		}
+	}
+	macOK := hmac.Equal(signature(v.p.TokenSecret, t.OTP, t.Nonce, jid), t.MAC)
+	switch {
+	case matched < 0:
+		return &Error{Reason: ReasonExpired}
+	case !macOK:
+		return &Error{Reason: ReasonBadMAC}
+	}
+	// The OTP of step matched verifies until the clock passes step
+	// matched+Deviation; remember the token until then.
+	step := int64(v.p.Interval / time.Second)
+	expires := time.Unix((matched+int64(v.p.Deviation)+1)*step, 0)
+	fresh, err := v.replay.Claim(replayKey(jid, t), expires, now)
+	if err != nil {
+		return &Error{Reason: ReasonUnavailable, err: err}
+	}
+	if !fresh {
+		return &Error{Reason: ReasonReplay}
+	}
+	return nil
+}
+
+// replayKey identifies one token for one JID in fixed space.
+func replayKey(jid string, t Token) ReplayKey {
+	h := sha256.New()
+	h.Write([]byte(jid))
+	h.Write([]byte{0})
+	h.Write([]byte(t.OTP))
+	h.Write([]byte{0})
+	h.Write([]byte(t.Nonce))
+	var k ReplayKey
+	copy(k[:], h.Sum(nil))
+	return k
+}
