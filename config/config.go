@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -400,6 +401,9 @@ func (c *Config) Validate() error {
 				add("%s: %w", k, err)
 				continue
 			}
+			if norm == "" {
+				continue
+			}
 			if prev, ok := seen[norm]; ok {
 				add("%s: address %q is already listed as %s", k, a, prev)
 				continue
@@ -471,17 +475,22 @@ func (t Token) validate(prefix string) []error {
 	return errs
 }
 
-// checkAddr checks that a is host:port with a numeric port in 1..65535 and
+// checkAddr checks that a is host:port with a numeric port in 0..65535 and
 // returns it normalized for duplicate detection. An empty host means every
-// interface, as for net.Listen.
+// interface, as for net.Listen; port 0 picks a free port (the server logs
+// the one it got), which tests that embed ottr use.
 func checkAddr(a string) (string, error) {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
 		return "", fmt.Errorf("%q is not host:port: %w", a, err)
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
-	if err != nil || n == 0 {
-		return "", fmt.Errorf("%q: port %q is not a number between 1 and 65535", a, port)
+	if err != nil {
+		return "", fmt.Errorf("%q: port %q is not a number between 0 and 65535", a, port)
+	}
+	if n == 0 {
+		// Every port-0 listener gets its own port: never a duplicate.
+		return "", nil
 	}
 	return net.JoinHostPort(strings.ToLower(host), strconv.FormatUint(n, 10)), nil
 }
@@ -594,3 +603,13 @@ func quoteList(list []string) string {
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }
+
+// DatabaseFile is the name of the embedded database inside data_dir.
+const DatabaseFile = "ottr.db"
+
+// DatabasePath is where the embedded database lives: the server and the
+// CLI (`ottr user ...`) open the same file.
+func (c *Config) DatabasePath() string { return filepath.Join(c.DataDir, DatabaseFile) }
+
+// TLSDir is where the generated self-signed certificate is kept.
+func (c *Config) TLSDir() string { return filepath.Join(c.DataDir, "tls") }

@@ -68,7 +68,6 @@ func TestLoadBad(t *testing.T) {
 		{"unknown_host_key.toml", []string{`unknown key "host.nmae"`}},
 		{"unknown_host_token_key.toml", []string{`unknown key "host.token.otp_digit"`}},
 		{"bad_port.toml", []string{"c2s.listen[0]", "99999"}},
-		{"port_zero.toml", []string{"c2s.listen[0]", "between 1 and 65535"}},
 		{"named_port.toml", []string{"c2s.listen[0]", "xmpp-client"}},
 		{"missing_port.toml", []string{"c2s.direct_tls[0]", "host:port"}},
 		{"duplicate_address.toml", []string{"c2s.direct_tls[0]", "already listed as c2s.listen[0]"}},

@@ -1,0 +1,306 @@
+package c2s
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/element"
+)
+
+var connIDs atomic.Uint64
+
+// negotiation is the per-connection state that the stream features share:
+// which host the client addressed, who authenticated, and the bound
+// session.
+type negotiation struct {
+	cfg    *Config
+	conn   net.Conn
+	logger *slog.Logger
+
+	host        string // domain the client addressed, once accepted
+	hostUnknown bool
+	headers     int // stream headers mellium sent (one per stream)
+	restarts    int // streams the client must open: 1 + restarts
+
+	user    string   // authenticated localpart
+	sess    *Session // set by bind
+	authErr error    // last credential failure, for the SASL condition
+}
+
+// Serve runs one client connection to its end: negotiation, then the
+// stanza loop. conn may already be a *tls.Conn (direct TLS). Serve closes
+// conn before it returns. A panic while handling the connection is
+// recovered, logged with its stack, and answered with an
+// internal-server-error stream error; it never takes the process down.
+func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
+	cfg = cfg.withDefaults()
+	n := &negotiation{
+		cfg:  cfg,
+		conn: conn,
+		logger: cfg.Logger.With("conn", connIDs.Add(1),
+			"remote", conn.RemoteAddr().String()),
+	}
+	defer conn.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			n.logger.Error("panic during negotiation", "panic", r, "stack", stack())
+			writeRaw(conn, streamError(stream.InternalServerError, ""))
+		}
+	}()
+	n.logger.Debug("connected")
+
+	xs, err := n.negotiate(ctx)
+	if err != nil {
+		n.fail(xs, err)
+		if n.sess != nil {
+			// Bound but the stream broke before Ready was reported.
+			cfg.Router.Unbind(n.sess)
+		}
+		return
+	}
+	s := n.sess
+	s.xs = xs
+	s.logger.Info("session started", "jid", s.jid.String(), "tls", xs.State()&xmpp.Secure != 0)
+	go s.writeLoop()
+	end := s.readLoop(cfg)
+	cfg.Router.Unbind(s)
+	s.Close(end)
+	<-s.done
+	s.logger.Info("session ended", "jid", s.jid.String())
+}
+
+// negotiate runs mellium's receiving-side negotiation with our features.
+func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.NegotiateTimeout)
+	defer cancel()
+	features := []xmpp.StreamFeature{
+		startTLS(n.cfg.TLS, n.cfg.RequireTLS, n),
+		saslFeature(n),
+		bindFeature(n),
+		sessionFeature(),
+	}
+	negotiator := xmpp.NewNegotiator(func(s *xmpp.Session, _ *xmpp.StreamConfig) xmpp.StreamConfig {
+		if s != nil {
+			n.streamOpened(s)
+		}
+		return xmpp.StreamConfig{Features: features}
+	})
+	xs, err := xmpp.ReceiveSession(ctx, n.conn, 0, negotiator)
+	if err == nil && n.sess == nil {
+		err = errors.New("c2s: negotiation finished without a bound resource")
+	}
+	if err != nil && ctx.Err() != nil {
+		err = streamError(stream.ConnectionTimeout, "negotiation took too long")
+	}
+	return xs, err
+}
+
+// streamOpened runs after each stream header exchange. On the first it
+// checks the host the client addressed; an unknown host gets
+// host-unknown and the connection is closed.
+func (n *negotiation) streamOpened(s *xmpp.Session) {
+	n.headers++
+	to := s.In().To.Domainpart()
+	if n.host != "" {
+		return
+	}
+	if to == "" || !n.cfg.Serves(to) {
+		n.hostUnknown = true
+		n.logger.Info("stream to a host not served", "to", to)
+		e := streamError(stream.HostUnknown, "this server does not serve "+to)
+		writeRaw(s.Conn(), e)
+		s.Conn().Close()
+		return
+	}
+	n.host = to
+}
+
+// fail reports a negotiation failure to the client with the fitting
+// stream error, and logs it.
+func (n *negotiation) fail(xs *xmpp.Session, err error) {
+	if n.hostUnknown {
+		return
+	}
+	var se stream.Error
+	switch {
+	case errors.As(err, &se):
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		n.logger.Debug("connection closed during negotiation", "err", err)
+		return
+	case isXMLSyntax(err):
+		se = streamError(stream.NotWellFormed, "")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		se = streamError(stream.ConnectionTimeout, "")
+	default:
+		se = streamError(stream.UndefinedCondition, "")
+	}
+	n.logger.Info("negotiation failed", "err", err, "stream_error", se.Err)
+	conn := n.conn
+	if xs != nil {
+		conn = xs.Conn() // the TLS connection after STARTTLS
+	}
+	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if n.headers < 1+n.restarts {
+		// Our stream header for this stream was not sent yet: RFC 6120
+		// §4.9.1.2 wants one before the error.
+		fmt.Fprintf(conn, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='%s'>", randomID())
+	}
+	writeRaw(conn, se)
+	if xs != nil {
+		xs.Close()
+	} else {
+		io.WriteString(conn, "</stream:stream>")
+	}
+}
+
+// writeRaw writes a stream error straight to the socket, for the moments
+// when mellium's writer is not usable.
+func writeRaw(w io.Writer, e stream.Error) {
+	enc := xml.NewEncoder(w)
+	e.WriteXML(enc)
+	enc.Flush()
+}
+
+func isXMLSyntax(err error) bool {
+	var se *xml.SyntaxError
+	return errors.As(err, &se)
+}
+
+// readLoop reads stanzas until the stream ends and returns the stream
+// error to close with (zero for a clean close).
+func (s *Session) readLoop(cfg *Config) (end stream.Error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("panic while handling the stream", "panic", r, "stack", stack())
+			end = streamError(stream.InternalServerError, "")
+		}
+	}()
+	r := s.xs.TokenReader()
+	defer r.Close()
+	for {
+		tok, err := r.Token()
+		if err != nil {
+			return s.readError(err)
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			continue // whitespace keepalive
+		case xml.StartElement:
+			if !element.Is(t.Name) {
+				s.logger.Info("unsupported top-level element", "name", t.Name.Local, "ns", t.Name.Space)
+				return streamError(stream.UnsupportedStanzaType, "")
+			}
+			st, err := element.Read(t, r, cfg.Limits)
+			var addrErr *element.AddrError
+			switch {
+			case errors.As(err, &addrErr):
+				st.From = s.jid
+				s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed})
+				continue
+			case errors.Is(err, element.ErrTooLarge), errors.Is(err, element.ErrTooDeep):
+				s.logger.Info("stanza over the limits", "err", err)
+				return streamError(stream.PolicyViolation, err.Error())
+			case err != nil:
+				return s.readError(err)
+			}
+			s.handle(cfg, st)
+		default:
+			return streamError(stream.RestrictedXML, "")
+		}
+	}
+}
+
+// handle stamps st and passes it on.
+func (s *Session) handle(cfg *Config, st *element.Stanza) {
+	// RFC 6120 §8.1.2.1: the server stamps the full JID, whatever the
+	// client wrote.
+	st.From = s.jid
+	if st.Name == "iq" {
+		switch {
+		case st.ID == "":
+			if st.IsIQRequest() {
+				s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
+			}
+			return
+		case st.Type != "get" && st.Type != "set" && st.Type != "result" && st.Type != "error":
+			s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
+			return
+		}
+		// The legacy session establishment (RFC 3921) is a no-op.
+		if st.Type == "set" && isToServer(st, s.jid) {
+			if _, ok := st.Child(nsSession, "session"); ok {
+				s.Deliver(st.Reply(st.To, nil))
+				return
+			}
+		}
+	}
+	cfg.Router.Route(s, st)
+}
+
+func isToServer(st *element.Stanza, self jid.JID) bool {
+	return st.To.Equal(jid.JID{}) || st.To.Equal(self.Domain())
+}
+
+// replyError answers st with a stanza error from its addressee (or the
+// server), unless st is itself an error.
+func (s *Session) replyError(st *element.Stanza, e stanza.Error) {
+	if st.Type == "error" {
+		return
+	}
+	from := st.To
+	if from.Equal(jid.JID{}) {
+		from = s.jid.Domain()
+	}
+	reply := st.ErrorReply(from, e)
+	reply.To = s.jid
+	s.Deliver(reply)
+}
+
+// readError maps a read failure to the stream error that ends the stream.
+func (s *Session) readError(err error) stream.Error {
+	var se stream.Error
+	switch {
+	case errors.Is(err, io.EOF):
+		s.logger.Debug("client closed the stream")
+		s.closeGracefully()
+		return stream.Error{}
+	case errors.As(err, &se):
+		s.logger.Info("client sent a stream error", "condition", se.Err)
+		return stream.Error{}
+	case isXMLSyntax(err):
+		s.logger.Info("not well-formed input", "err", err)
+		return streamError(stream.NotWellFormed, "")
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		s.logger.Debug("connection ended", "err", err)
+		return stream.Error{}
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) || errors.Is(err, xmpp.ErrInputStreamClosed) {
+			s.logger.Debug("connection ended", "err", err)
+			return stream.Error{}
+		}
+		s.logger.Info("stream read failed", "err", err)
+		return streamError(stream.BadFormat, "")
+	}
+}
+
+// randomID returns 16 random hex characters for stream ids and resources.
+func randomID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%x", b[:])
+}

@@ -1,0 +1,168 @@
+package c2s
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/element"
+)
+
+// Session is one bound client stream. Other goroutines talk to it only
+// through Deliver and Close; its own writer goroutine is the only one that
+// writes to the socket once negotiation is over.
+type Session struct {
+	jid    jid.JID
+	xs     *xmpp.Session // nil until negotiation finished
+	conn   net.Conn
+	logger *slog.Logger
+	grace  time.Duration
+
+	mu       sync.Mutex
+	queue    []*element.Stanza
+	maxQueue int
+	closeErr *stream.Error // set once: the stream error to send, then close
+	closing  bool
+	wake     chan struct{} // cap 1: something to write or to close
+	done     chan struct{} // closed when the writer has finished
+}
+
+func newSession(j jid.JID, conn net.Conn, cfg *Config, logger *slog.Logger) *Session {
+	return &Session{
+		jid:      j,
+		conn:     conn,
+		logger:   logger,
+		grace:    cfg.CloseGrace,
+		maxQueue: cfg.QueueLen,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+}
+
+// JID returns the session's full JID.
+func (s *Session) JID() jid.JID { return s.jid }
+
+// Done is closed when the session's writer has stopped.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Deliver queues st for the client without blocking. It reports false if
+// the session is closing, or if its queue is full, in which case the
+// session is closed with a policy-violation stream error: a client that
+// does not read must not hold memory or slow anyone else down.
+func (s *Session) Deliver(st *element.Stanza) bool {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false
+	}
+	if len(s.queue) >= s.maxQueue {
+		s.mu.Unlock()
+		s.logger.Warn("send queue full, closing session", "queued", s.maxQueue)
+		s.Close(streamError(stream.PolicyViolation, "send queue full: the client is not reading"))
+		return false
+	}
+	s.queue = append(s.queue, st)
+	s.mu.Unlock()
+	s.signal()
+	return true
+}
+
+// Close ends the session with the given stream error (the zero Error for a
+// plain close): queued stanzas are dropped, the error and the closing
+// stream tag are written, and the socket is closed shortly after. It does
+// not wait; see Done.
+func (s *Session) Close(e stream.Error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	if e.Err != "" {
+		s.closeErr = &e
+	}
+	s.queue = nil
+	s.mu.Unlock()
+	s.signal()
+}
+
+// closeGracefully ends the session after writing what is queued: used when
+// the client closed its stream.
+func (s *Session) closeGracefully() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *Session) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop is the session's single writer. It writes queued stanzas in
+// batches, flushing once per batch, until the session is closed.
+func (s *Session) writeLoop() {
+	defer close(s.done)
+	var batch []*element.Stanza
+	for range s.wake {
+		s.mu.Lock()
+		batch, s.queue = s.queue, batch[:0]
+		closing, closeErr := s.closing, s.closeErr
+		s.mu.Unlock()
+
+		if len(batch) > 0 {
+			if err := s.write(batch); err != nil {
+				s.logger.Debug("write failed", "err", err)
+				s.conn.Close()
+				return
+			}
+			clear(batch)
+		}
+		if closing {
+			s.finish(closeErr)
+			return
+		}
+	}
+}
+
+func (s *Session) write(batch []*element.Stanza) error {
+	w := s.xs.TokenWriter()
+	defer w.Close()
+	for _, st := range batch {
+		if _, err := st.WriteXML(w); err != nil {
+			return err
+		}
+	}
+	return w.Flush()
+}
+
+// finish writes the stream error (if any) and the closing tag, then gives
+// the client a moment to close its side before the socket goes.
+func (s *Session) finish(e *stream.Error) {
+	if e != nil {
+		w := s.xs.TokenWriter()
+		_, err := e.WriteXML(w)
+		if err == nil {
+			err = w.Flush()
+		}
+		w.Close()
+		if err != nil && !errors.Is(err, xmpp.ErrOutputStreamClosed) {
+			s.logger.Debug("writing stream error failed", "err", err)
+		}
+	}
+	if err := s.xs.Close(); err != nil {
+		s.logger.Debug("closing stream failed", "err", err)
+	}
+	// The read loop ends when the client closes its stream or at this
+	// deadline, and then the socket is closed.
+	s.conn.SetReadDeadline(time.Now().Add(s.grace))
+}

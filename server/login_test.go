@@ -1,0 +1,304 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"ottr.im/ottr/auth"
+	"ottr.im/ottr/config"
+	"ottr.im/ottr/server"
+	"ottr.im/ottr/storage/sqlite"
+)
+
+func TestTokenLogin(t *testing.T) {
+	ts := startServer(t, nil)
+	c := ts.mustLogin(t, "alice", "")
+	if got := c.jid.Bare().String(); got != "alice@localhost" {
+		t.Fatalf("bound %s, want alice@localhost/...", c.jid)
+	}
+	if c.jid.Resourcepart() == "" {
+		t.Fatal("server assigned no resource")
+	}
+	if c.sess.State()&xmpp.Secure == 0 {
+		t.Fatal("session is not encrypted")
+	}
+	if v := c.sess.ConnectionState().Version; v < tls.VersionTLS12 {
+		t.Fatalf("TLS version %x", v)
+	}
+	// A chosen resource is kept.
+	d := ts.mustLogin(t, "alice", "phone")
+	if d.jid.String() != "alice@localhost/phone" {
+		t.Fatalf("bound %s", d.jid)
+	}
+}
+
+func TestTokenLoginUppercaseUser(t *testing.T) {
+	ts := startServer(t, nil)
+	// The mechanism nodepreps the username: a token minted for dave logs
+	// in Dave.
+	c, err := ts.login(t, "Dave", "", auth.XToken, ts.token(t, "dave"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.jid.Bare().String() != "dave@localhost" {
+		t.Fatalf("bound %s", c.jid)
+	}
+}
+
+func TestDirectTLS(t *testing.T) {
+	ts := startServer(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := ts.tlsConfig()
+	cfg.NextProtos = []string{"xmpp-client"}
+	conn, err := tls.Dial("tcp", ts.directTLS, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "xmpp-client" {
+		t.Errorf("ALPN %q, want xmpp-client", p)
+	}
+	sess, err := xmpp.NewClientSession(ctx, jid.MustParse("carol@localhost"), conn,
+		xmpp.SASL("", ts.token(t, "carol"), auth.XToken), bindResource(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, sess)
+	if c.jid.Bare().String() != "carol@localhost" {
+		t.Fatalf("bound %s", c.jid)
+	}
+}
+
+func TestTokenReplayRefused(t *testing.T) {
+	ts := startServer(t, nil)
+	tok := ts.token(t, "alice")
+	if _, err := ts.login(t, "alice", "", auth.XToken, tok); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	// Another token for alice in between does not make the first usable.
+	ts.mustLogin(t, "alice", "")
+	_, err := ts.login(t, "alice", "", auth.XToken, tok)
+	if err == nil {
+		t.Fatal("replayed token logged in")
+	}
+	if !strings.Contains(err.Error(), "not-authorized") {
+		t.Fatalf("replay refused with %v, want not-authorized", err)
+	}
+}
+
+func addAccount(t *testing.T, ts *testServer, user, password string) {
+	t.Helper()
+	// A second handle on the server's database, as `ottr user add` uses.
+	store, err := sqlite.Open(context.Background(), ts.cfg.DatabasePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	h, err := auth.HashPassword(password, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateAccount(context.Background(), testHost, user, h); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPlainLogin(t *testing.T) {
+	ts := startServer(t, nil)
+	addAccount(t, ts, "bob", "hunter2 is long")
+	c, err := ts.login(t, "bob", "laptop", auth.Plain, "hunter2 is long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.jid.String() != "bob@localhost/laptop" {
+		t.Fatalf("bound %s", c.jid)
+	}
+	for _, tc := range []struct{ user, pw string }{
+		{"bob", "hunter2"},
+		{"nobody", "hunter2 is long"},
+	} {
+		if _, err := ts.login(t, tc.user, "", auth.Plain, tc.pw); err == nil || !strings.Contains(err.Error(), "not-authorized") {
+			t.Errorf("PLAIN %s/%s: err %v, want not-authorized", tc.user, tc.pw, err)
+		}
+	}
+	// A token cannot be used as a PLAIN password, nor a password as a token.
+	if _, err := ts.login(t, "bob", "", auth.Plain, ts.token(t, "bob")); err == nil {
+		t.Error("token accepted as a PLAIN password")
+	}
+	if _, err := ts.login(t, "bob", "", auth.XToken, "hunter2 is long"); err == nil {
+		t.Error("password accepted as a token")
+	}
+}
+
+// TestSASLFailuresKeepStream sends one bad attempt after another on one
+// stream; each gets its own failure condition and the stream stays
+// usable, so a good attempt at the end logs in.
+func TestSASLFailuresKeepStream(t *testing.T) {
+	ts := startServer(t, nil)
+	r := dialRaw(t, ts.addr)
+	r.open(testHost)
+	features := r.startTLS(ts.tlsConfig(), testHost)
+	mechs, ok := features.child("mechanisms")
+	if !ok {
+		t.Fatalf("no mechanisms after TLS: %s", features)
+	}
+	var offered []string
+	for _, m := range mechs.Children {
+		offered = append(offered, m.Text)
+	}
+	if strings.Join(offered, ",") != "X-TOKEN,PLAIN" {
+		t.Fatalf("offered %v, want X-TOKEN and PLAIN", offered)
+	}
+	for _, tc := range []struct {
+		name, mech string
+		payload    string
+		want       string
+	}{
+		{"unknown mechanism", "DIGEST-MD5", "x", "invalid-mechanism"},
+		{"no separators", "X-TOKEN", "alice", "malformed-request"},
+		{"malformed token", "X-TOKEN", "\x00alice\x00not a token", "malformed-request"},
+		{"wrong token", "X-TOKEN", "\x00alice\x0012345678 " + strings.Repeat("A", 43) + "=", "not-authorized"},
+	} {
+		e := r.auth(tc.mech, []byte(tc.payload))
+		if e.XMLName.Local != "failure" {
+			t.Fatalf("%s: got %s, want failure", tc.name, e)
+		}
+		if _, ok := e.child(tc.want); !ok {
+			t.Fatalf("%s: got %s, want <%s/>", tc.name, e, tc.want)
+		}
+	}
+	e := r.auth("X-TOKEN", []byte("\x00alice\x00"+ts.token(t, "alice")))
+	if e.XMLName.Local != "success" {
+		t.Fatalf("good token after failures: %s", e)
+	}
+	features = r.open(testHost)
+	if _, ok := features.child("bind"); !ok {
+		t.Fatalf("no bind after SASL: %s", features)
+	}
+}
+
+func TestSASLEncodingAbortAndLimit(t *testing.T) {
+	ts := startServer(t, nil)
+	r := dialRaw(t, ts.addr)
+	r.open(testHost)
+	r.startTLS(ts.tlsConfig(), testHost)
+	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>`)
+	if e := r.read(); e.XMLName.Local != "failure" {
+		t.Fatalf("bad base64: %s", e)
+	} else if _, ok := e.child("incorrect-encoding"); !ok {
+		t.Fatalf("bad base64: %s", e)
+	}
+	// No initial response: an empty challenge, then <abort/>.
+	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'/>`)
+	if e := r.read(); e.XMLName.Local != "challenge" {
+		t.Fatalf("empty auth: %s, want challenge", e)
+	}
+	r.write(`<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>`)
+	if e := r.read(); e.XMLName.Local != "failure" {
+		t.Fatalf("abort: %s", e)
+	} else if _, ok := e.child("aborted"); !ok {
+		t.Fatalf("abort: %s", e)
+	}
+	// Three more failures reach the limit of five attempts.
+	for i := 0; i < 3; i++ {
+		if e := r.auth("PLAIN", []byte("\x00alice\x00wrong")); e.XMLName.Local != "failure" {
+			t.Fatalf("attempt %d: %s", i, e)
+		}
+	}
+	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + "AGFsaWNlAHdyb25n" + `</auth>`)
+	if e := r.read(); e.XMLName.Local != "failure" {
+		t.Fatalf("sixth attempt: %s", e)
+	}
+	if cond := r.expectStreamError(); cond != "policy-violation" {
+		t.Fatalf("after too many attempts: stream error %q, want policy-violation", cond)
+	}
+}
+
+func TestHostUnknown(t *testing.T) {
+	ts := startServer(t, nil)
+	r := dialRaw(t, ts.addr)
+	r.write(`<?xml version='1.0'?><stream:stream to='example.net' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`)
+	if cond := r.expectStreamError(); cond != "host-unknown" {
+		t.Fatalf("stream to example.net: %q, want host-unknown", cond)
+	}
+}
+
+func TestRequireTLS(t *testing.T) {
+	ts := startServer(t, nil)
+	r := dialRaw(t, ts.addr)
+	features := r.open(testHost)
+	st, ok := features.child("starttls")
+	if !ok {
+		t.Fatalf("no starttls offered: %s", features)
+	}
+	if _, ok := st.child("required"); !ok {
+		t.Fatalf("starttls not required: %s", features)
+	}
+	if _, ok := features.child("mechanisms"); ok {
+		t.Fatalf("SASL offered before TLS: %s", features)
+	}
+	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHg=</auth>`)
+	if cond := r.expectStreamError(); cond == "" {
+		t.Fatal("auth before TLS was not refused with a stream error")
+	}
+}
+
+func TestTLSOptional(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) {
+		no := false
+		c.C2S.RequireTLS = &no
+	})
+	r := dialRaw(t, ts.addr)
+	features := r.open(testHost)
+	if _, ok := features.child("mechanisms"); !ok {
+		t.Fatalf("SASL not offered without TLS when TLS is optional: %s", features)
+	}
+	e := r.auth("X-TOKEN", []byte("\x00alice\x00"+ts.token(t, "alice")))
+	if e.XMLName.Local != "success" {
+		t.Fatalf("token login without TLS: %s", e)
+	}
+}
+
+func TestTLS11Refused(t *testing.T) {
+	ts := startServer(t, nil)
+	cfg := ts.tlsConfig()
+	cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	conn, err := net.Dial("tcp", ts.directTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := tls.Client(conn, cfg).Handshake(); err == nil {
+		t.Fatal("TLS 1.1 handshake succeeded")
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.C2S.Listen = []string{l.Addr().String()}
+	srv, err := server.New(server.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Start(context.Background())
+	if err == nil {
+		srv.Shutdown(context.Background())
+		t.Fatal("started on a port in use")
+	}
+	if !strings.Contains(err.Error(), l.Addr().String()) {
+		t.Fatalf("error %q does not name the address", err)
+	}
+}
