@@ -83,10 +83,9 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	s.logger.Info("session ended", "jid", s.jid.String())
 }
 
-// negotiate runs mellium's receiving-side negotiation with our features.
+// negotiate runs mellium's receiving-side negotiation with our features,
+// within NegotiateTimeout, and aborts when ctx is cancelled.
 func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.NegotiateTimeout)
-	defer cancel()
 	features := []xmpp.StreamFeature{
 		startTLS(n.cfg.TLS, n.cfg.RequireTLS, n),
 		saslFeature(n),
@@ -99,12 +98,23 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 		}
 		return xmpp.StreamConfig{Features: features}
 	})
-	xs, err := xmpp.ReceiveSession(ctx, n.conn, 0, negotiator)
+	// The deadline is ours, on the socket: mellium's own context watcher
+	// resets the deadline right after setting it, which can leave a
+	// blocked read asleep, so mellium gets a context that never ends.
+	n.conn.SetDeadline(time.Now().Add(n.cfg.NegotiateTimeout))
+	stop := context.AfterFunc(ctx, func() { n.conn.SetDeadline(time.Unix(1, 0)) })
+	xs, err := xmpp.ReceiveSession(context.WithoutCancel(ctx), n.conn, 0, negotiator)
+	stopped := stop()
 	if err == nil && n.sess == nil {
 		err = errors.New("c2s: negotiation finished without a bound resource")
 	}
-	if err != nil && ctx.Err() != nil {
-		err = streamError(stream.ConnectionTimeout, "negotiation took too long")
+	switch {
+	case err != nil && !stopped:
+		err = fmt.Errorf("%w: %w", streamError(stream.SystemShutdown, ""), err)
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("%w: %w", streamError(stream.ConnectionTimeout, "negotiation took too long"), err)
+	case err == nil:
+		n.conn.SetDeadline(time.Time{})
 	}
 	return xs, err
 }
@@ -153,7 +163,7 @@ func (n *negotiation) fail(xs *xmpp.Session, err error) {
 	if xs != nil {
 		conn = xs.Conn() // the TLS connection after STARTTLS
 	}
-	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if n.headers < 1+n.restarts {
 		// Our stream header for this stream was not sent yet: RFC 6120
 		// §4.9.1.2 wants one before the error.

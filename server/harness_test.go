@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -161,7 +162,17 @@ func newClient(t *testing.T, sess *xmpp.Session) *client {
 				Body  string `xml:"body"`
 				Inner []byte `xml:",innerxml"`
 			}
-			if err := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), r)).DecodeElement(&el, start); err != nil {
+			// Re-encode, then decode from bytes: innerxml needs a byte
+			// decoder.
+			var buf bytes.Buffer
+			enc := xml.NewEncoder(&buf)
+			if _, err := xmlstream.Copy(enc, xmlstream.MultiReader(xmlstream.Token(*start), r)); err != nil {
+				return err
+			}
+			if err := enc.Flush(); err != nil {
+				return err
+			}
+			if err := xml.Unmarshal(buf.Bytes(), &el); err != nil {
 				return err
 			}
 			c.in <- received{Name: start.Name.Local, From: el.From, To: el.To, Type: el.Type, ID: el.ID, Body: el.Body, Inner: string(el.Inner)}
