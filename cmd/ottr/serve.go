@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"ottr.im/ottr/config"
+	"ottr.im/ottr/server"
+)
+
+// shutdownTimeout bounds the graceful shutdown after SIGINT or SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+// runServe implements "ottr serve": it runs the server until SIGINT or
+// SIGTERM, then shuts it down gracefully.
+func runServe(ctx context.Context, e *env, args []string) error {
+	f := newFlagSet("serve", "[-c FILE]")
+	cfgPath := f.configFlag()
+	if err := f.parse(e, args); err != nil {
+		return err
+	}
+	if err := f.nArgs(0, ""); err != nil {
+		return err
+	}
+	cfg, onDefaults, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if onDefaults {
+		if err := fillSecrets(cfg); err != nil {
+			return err
+		}
+	}
+	logger, err := newLogger(e.stderr, cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{Config: cfg, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Start(ctx); err != nil {
+		// Start leaves nothing listening, but New opened the database.
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return err
+	}
+	if onDefaults {
+		printDefaultsNotice(e.stderr, cfg)
+	}
+	<-ctx.Done()
+	stop() // a second signal now kills the process at once
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// newLogger returns a text logger on w at level, one of the levels the
+// configuration accepts.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// printDefaultsNotice tells someone who started ottr without a
+// configuration file where its data lives and how to log in.
+func printDefaultsNotice(w io.Writer, cfg *config.Config) {
+	abs := func(path string) string {
+		if a, err := filepath.Abs(path); err == nil {
+			return a
+		}
+		return path
+	}
+	addr := "127.0.0.1:5222"
+	if len(cfg.C2S.Listen) > 0 {
+		addr = cfg.C2S.Listen[0]
+	}
+	host := cfg.Hosts[0].Name
+	jid := "alice@" + host
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+ottr is running on its built-in defaults (no -c FILE).
+  data:        %s (accounts in %s, token secrets in %s)
+  certificate: self-signed, generated in %s: clients must accept it
+  listening:   %s, STARTTLS, host %q
+
+To log in, either
+  - run "ottr token %s": it prints a token, valid for about a minute and
+    only once; connect any XMPP client to %s as %s with the
+    SASL mechanism X-TOKEN and the token as the password; or
+  - run "ottr user add %s" to set a password, then log in with PLAIN.
+
+For a real deployment, write a configuration (see config.toml.example,
+"ottr secrets" makes token secrets) and run "ottr serve -c FILE".
+
+`, abs(cfg.DataDir), config.DatabaseFile, secretsFile, abs(cfg.TLSDir()),
+		addr, host, jid, addr, jid, jid)
+	io.WriteString(w, b.String())
+}

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/term"
+
+	"ottr.im/ottr/auth"
+	"ottr.im/ottr/config"
+	"ottr.im/ottr/storage"
+	"ottr.im/ottr/storage/sqlite"
+)
+
+// maxPasswordLen is the longest password a PLAIN login can carry (RFC 7622
+// bounds each field of the SASL message to 1023 bytes).
+const maxPasswordLen = 1023
+
+// userSynopsis is the usage line of "ottr user".
+const userSynopsis = "add|passwd|del [-c FILE] user@host | list [-c FILE] [host]"
+
+// runUser implements "ottr user": it dispatches to add, passwd, del and
+// list.
+func runUser(ctx context.Context, e *env, args []string) error {
+	usage := &usageError{usage: fmt.Sprintf(`usage: ottr user add [-c FILE] user@host      create an account with a password
+       ottr user passwd [-c FILE] user@host   change its password
+       ottr user del [-c FILE] user@host      delete it
+       ottr user list [-c FILE] [host]        list accounts (of host, or of every host)
+
+The password is read from stdin when stdin is not a terminal (one line),
+else asked twice without echo. Accounts live in DATA_DIR/%s.
+Run "ottr user COMMAND -h" for the flags.
+`, config.DatabaseFile)}
+	if len(args) == 0 {
+		usage.msg = "no user command given"
+		return usage
+	}
+	subs := map[string]func(context.Context, *env, []string) error{
+		"add":    userAdd,
+		"passwd": userPasswd,
+		"del":    userDel,
+		"list":   userList,
+	}
+	switch sub := args[0]; sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(e.stdout, usage.usage)
+		return nil
+	default:
+		if run, ok := subs[sub]; ok {
+			if err := run(ctx, e, args[1:]); err != nil {
+				return fmt.Errorf("%s: %w", sub, err)
+			}
+			return nil
+		}
+	}
+	usage.msg = fmt.Sprintf("unknown user command %q", args[0])
+	return usage
+}
+
+// account is the target of a user command: the configuration in force and
+// the prepared account name.
+type account struct {
+	cfg  *config.Config
+	host string // the configured host, lowercased
+	user string // nodeprepped
+}
+
+func (a account) String() string { return a.user + "@" + a.host }
+
+// parseAccountArgs parses the flags and the single user@host argument of
+// "ottr user name" and loads the configuration.
+func parseAccountArgs(e *env, name string, args []string) (account, error) {
+	f := newFlagSet("user "+name, "[-c FILE] user@host")
+	cfgPath := f.configFlag()
+	if err := f.parse(e, args); err != nil {
+		return account{}, err
+	}
+	if err := f.nArgs(1, "user@host"); err != nil {
+		return account{}, err
+	}
+	user, hostName, err := splitJID(f.Arg(0))
+	if err != nil {
+		return account{}, f.usageErr("%v", err)
+	}
+	cfg, onDefaults, err := loadConfig(*cfgPath)
+	if err != nil {
+		return account{}, err
+	}
+	h, err := configuredHost(cfg, hostName, onDefaults)
+	if err != nil {
+		return account{}, err
+	}
+	return account{cfg: cfg, host: strings.ToLower(h.Name), user: user}, nil
+}
+
+// openStore opens the account database of cfg, the one the server uses.
+func openStore(ctx context.Context, cfg *config.Config) (*sqlite.Store, error) {
+	return sqlite.Open(ctx, cfg.DatabasePath())
+}
+
+// userAdd implements "ottr user add".
+func userAdd(ctx context.Context, e *env, args []string) (err error) {
+	a, err := parseAccountArgs(e, "add", args)
+	if err != nil {
+		return err
+	}
+	hash, err := readPasswordHash(e)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, a.cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore(st, &err)
+	if err := st.CreateAccount(ctx, a.host, a.user, hash); err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			return fmt.Errorf("%s already exists (use `ottr user passwd`)", a)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stderr, "created %s\n", a)
+	return nil
+}
+
+// userPasswd implements "ottr user passwd".
+func userPasswd(ctx context.Context, e *env, args []string) (err error) {
+	a, err := parseAccountArgs(e, "passwd", args)
+	if err != nil {
+		return err
+	}
+	hash, err := readPasswordHash(e)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, a.cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore(st, &err)
+	if err := st.SetPassword(ctx, a.host, a.user, hash); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%s does not exist (use `ottr user add`)", a)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stderr, "changed the password of %s\n", a)
+	return nil
+}
+
+// userDel implements "ottr user del".
+func userDel(ctx context.Context, e *env, args []string) (err error) {
+	a, err := parseAccountArgs(e, "del", args)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, a.cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore(st, &err)
+	if err := st.DeleteAccount(ctx, a.host, a.user); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("%s does not exist", a)
+		}
+		return err
+	}
+	fmt.Fprintf(e.stderr, "deleted %s\n", a)
+	return nil
+}
+
+// userList implements "ottr user list": one JID a line, marked
+// "(token only)" when the account has no password.
+func userList(ctx context.Context, e *env, args []string) (err error) {
+	f := newFlagSet("user list", "[-c FILE] [host]")
+	cfgPath := f.configFlag()
+	if err := f.parse(e, args); err != nil {
+		return err
+	}
+	if f.NArg() > 1 {
+		return f.usageErr("unexpected arguments: %s", strings.Join(f.Args()[1:], " "))
+	}
+	cfg, onDefaults, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	host := ""
+	if f.NArg() == 1 {
+		h, err := configuredHost(cfg, f.Arg(0), onDefaults)
+		if err != nil {
+			return err
+		}
+		host = strings.ToLower(h.Name)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeStore(st, &err)
+	accounts, err := st.ListAccounts(ctx, host)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, acc := range accounts {
+		b.WriteString(acc.Username + "@" + acc.Host)
+		if !acc.HasPassword {
+			b.WriteString(" (token only)")
+		}
+		b.WriteString("\n")
+	}
+	_, err = io.WriteString(e.stdout, b.String())
+	return err
+}
+
+// closeStore closes st, setting *err to the failure if there was none yet.
+func closeStore(st *sqlite.Store, err *error) {
+	if cerr := st.Close(); cerr != nil && *err == nil {
+		*err = cerr
+	}
+}
+
+// readPasswordHash reads a new password (see readPassword) and returns its
+// stored form.
+func readPasswordHash(e *env) (string, error) {
+	pw, err := readPassword(e)
+	if err != nil {
+		return "", err
+	}
+	hash, err := auth.HashPassword(pw, 0)
+	if err != nil {
+		return "", fmt.Errorf("hashing the password: %w", err)
+	}
+	return hash, nil
+}
+
+// readPassword returns a new password: the first line of stdin (without
+// its line ending) when stdin is not a terminal, else one typed twice
+// without echo at a prompt on stderr. An empty password is refused.
+func readPassword(e *env) (string, error) {
+	var pw string
+	if fd := int(e.stdin.Fd()); term.IsTerminal(fd) {
+		var err error
+		pw, err = promptPassword(fd, e.stderr)
+		if err != nil {
+			return "", err
+		}
+	} else {
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading the password from stdin: %w", err)
+		}
+		pw = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if pw == "" {
+			return "", errors.New("empty password on stdin (give it as the first line)")
+		}
+	}
+	switch {
+	case pw == "":
+		return "", errors.New("empty password")
+	case len(pw) > maxPasswordLen:
+		return "", fmt.Errorf("password longer than %d bytes: a PLAIN login could not carry it", maxPasswordLen)
+	}
+	return pw, nil
+}
+
+// promptPassword asks for a password twice on the terminal fd, without
+// echo, and returns it if both match.
+func promptPassword(fd int, prompt io.Writer) (string, error) {
+	read := func(label string) (string, error) {
+		fmt.Fprint(prompt, label)
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(prompt)
+		if err != nil {
+			return "", fmt.Errorf("reading the password: %w", err)
+		}
+		return string(b), nil
+	}
+	pw, err := read("Password: ")
+	if err != nil {
+		return "", err
+	}
+	if pw == "" {
+		return "", errors.New("empty password")
+	}
+	again, err := read("Password (again): ")
+	if err != nil {
+		return "", err
+	}
+	if pw != again {
+		return "", errors.New("the passwords do not match")
+	}
+	return pw, nil
+}
