@@ -258,12 +258,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ErrServerClosed
 	}
 	s.closed = true
+	started := len(s.listeners) > 0
 	for _, l := range s.listeners {
 		l.Close()
 	}
 	s.mu.Unlock()
 
-	s.logger.Info("shutting down", "sessions", s.router.Sessions())
+	if started {
+		s.logger.Info("shutting down", "sessions", s.router.Sessions())
+	}
 	s.router.CloseAll(stream.Error{Err: stream.SystemShutdown.Err})
 	// Connections still negotiating have no session to close: cancel
 	// their context, which ends negotiation.
@@ -291,7 +294,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if cerr := s.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
-	s.logger.Info("stopped")
+	if started {
+		s.logger.Info("stopped")
+	}
 	return err
 }
 

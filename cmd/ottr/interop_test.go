@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// python is Debian's interpreter, which has python3-slixmpp and
+// python3-pyotp; a python3 earlier on PATH may not.
+const python = "/usr/bin/python3"
+
+// requireSlixmpp skips the test when the interop packages are missing,
+// except in CI, where .ci/run installs them and their absence is a failure.
+func requireSlixmpp(t *testing.T) {
+	t.Helper()
+	if err := exec.Command(python, "-c", "import slixmpp, pyotp").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-slixmpp and python3-pyotp are required in CI: %v", err)
+		}
+		t.Skipf("python3-slixmpp/python3-pyotp not installed (apt-get install python3-slixmpp python3-pyotp): %v", err)
+	}
+}
+
+// writeInteropConfig serves localhost with the public example seed and
+// secret of mod_auth_token's README.
+func writeInteropConfig(t *testing.T, listen string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ottr.toml")
+	cfg := fmt.Sprintf(`data_dir = %q
+[log]
+level = "debug"
+[c2s]
+listen = [%q]
+[[host]]
+name = "localhost"
+otp_seed = %q
+token_secret = %q
+`, filepath.Join(dir, "data"), listen, testSeed, testSecret)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runSlixmpp runs the interop script with args and returns its combined
+// output, failing the test on a non-zero exit.
+func runSlixmpp(t *testing.T, p *serveProc, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_login.py")
+	cmd := exec.CommandContext(ctx, python, append([]string{script}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("slixmpp %v: %v\n%s\nserver stderr:\n%s", args, err, out, p.stderr.String())
+	}
+	return string(out)
+}
+
+// TestInteropSlixmpp logs in to a running ottr with a client nobody here
+// wrote: slixmpp, with a token minted by mod_auth_token's README snippet
+// (pyotp), checking that the same token is refused the second time, and
+// with PLAIN for a password account.
+func TestInteropSlixmpp(t *testing.T) {
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	p := startServe(t, cfg, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
+	out := runSlixmpp(t, p, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+		"--xtoken", "alice", "--otp-seed", testSeed, "--token-secret", testSecret, "--check-replay")
+	t.Logf("X-TOKEN: %s", out)
+
+	runOttr(t, "", "correct horse battery\n", "user", "add", "-c", cfg, "bob@localhost").check(t, 0, nil, nil)
+	out = runSlixmpp(t, p, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+		"--plain", "bob", "--password", "correct horse battery",
+		"--message-to", "alice@localhost", "--body", "hello from slixmpp")
+	t.Logf("PLAIN: %s", out)
+
+	// A wrong password must fail: the script exits non-zero.
+	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_login.py")
+	bad := exec.Command(python, script, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+		"--plain", "bob", "--password", "wrong", "--timeout", "15")
+	if out, err := bad.CombinedOutput(); err == nil {
+		t.Fatalf("wrong password logged in:\n%s", out)
+	}
+	if code := p.stop(t, os.Interrupt); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+}
