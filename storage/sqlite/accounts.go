@@ -72,6 +72,19 @@ func (s *Store) EnsureAccount(ctx context.Context, host, username string) (creat
 	return n == 1, nil
 }
 
+// AccountExists reports whether the account has a row, whether or not it
+// has a password.
+func (s *Store) AccountExists(ctx context.Context, host, username string) (bool, error) {
+	var exists bool
+	err := s.db.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM accounts WHERE host = ? AND username = ?)`,
+		host, username).Scan(&exists)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: account exists %s@%s: %w", username, host, err)
+	}
+	return exists, nil
+}
+
 // PasswordHash returns the account's password hash, which is empty for a
 // token-only account. It returns an error wrapping [storage.ErrNotFound] if
 // there is no such account.

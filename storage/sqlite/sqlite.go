@@ -26,8 +26,8 @@ import (
 
 	"ottr.im/ottr/storage"
 
-	// Registers the "sqlite" database/sql driver.
-	_ "modernc.org/sqlite"
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // driverName is the database/sql name modernc.org/sqlite registers.
@@ -73,6 +73,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
+	if err := setWAL(ctx, abs); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
 	db, err := sql.Open(driverName, dsn(abs))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -140,4 +143,41 @@ func dsn(path string) string {
 		RawQuery: q.Encode(),
 	}
 	return u.String()
+}
+
+// setWAL switches the database file at path to write-ahead logging, once,
+// before the pool opens: SQLite answers PRAGMA journal_mode=WAL with
+// SQLITE_BUSY at once, without waiting out busy_timeout, when another
+// connection is switching the same fresh file, as when the CLI and the
+// server open it together. So it retries for up to busyTimeout. Once the
+// file is in WAL mode, the pragma every pooled connection runs is a no-op.
+func setWAL(ctx context.Context, path string) error {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	db, err := sql.Open(driverName, u.String())
+	if err != nil {
+		return fmt.Errorf("set journal mode: %w", err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode(WAL)`).Scan(&mode)
+		if err == nil {
+			if mode != "wal" {
+				return fmt.Errorf("set journal mode: got %q, want wal", mode)
+			}
+			return nil
+		}
+		var serr *sqlitedrv.Error
+		if !errors.As(err, &serr) || serr.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return fmt.Errorf("set journal mode: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("set journal mode: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -1,0 +1,88 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// BlockList returns the JIDs the user blocked, sorted in byte order, or nil
+// if there are none.
+func (s *Store) BlockList(ctx context.Context, host, user string) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT jid FROM block_list WHERE host = ? AND username = ? ORDER BY jid`,
+		host, user)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: block list of %s@%s: %w", user, host, err)
+	}
+	defer rows.Close()
+	var jids []string
+	for rows.Next() {
+		var j string
+		if err := rows.Scan(&j); err != nil {
+			return nil, fmt.Errorf("sqlite: block list of %s@%s: %w", user, host, err)
+		}
+		jids = append(jids, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: block list of %s@%s: %w", user, host, err)
+	}
+	return jids, nil
+}
+
+// Block adds jids to the user's block list, all or none; JIDs already on it,
+// or repeated in jids, are ignored.
+func (s *Store) Block(ctx context.Context, host, user string, jids []string) error {
+	if len(jids) == 0 {
+		return nil
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx,
+			`INSERT INTO block_list (host, username, jid) VALUES (?, ?, ?)
+			ON CONFLICT (host, username, jid) DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, j := range jids {
+			if _, err := stmt.ExecContext(ctx, host, user, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: block for %s@%s: %w", user, host, err)
+	}
+	return nil
+}
+
+// Unblock removes jids from the user's block list, all or none; JIDs not on
+// it are ignored. No jids (nil or empty) clears the whole list, as an
+// <unblock/> without items does in XEP-0191.
+func (s *Store) Unblock(ctx context.Context, host, user string, jids []string) error {
+	var err error
+	if len(jids) == 0 {
+		_, err = s.db.ExecContext(ctx,
+			`DELETE FROM block_list WHERE host = ? AND username = ?`, host, user)
+	} else {
+		err = s.write(ctx, func(tx *sql.Tx) error {
+			stmt, err := tx.PrepareContext(ctx,
+				`DELETE FROM block_list WHERE host = ? AND username = ? AND jid = ?`)
+			if err != nil {
+				return err
+			}
+			defer stmt.Close()
+			for _, j := range jids {
+				if _, err := stmt.ExecContext(ctx, host, user, j); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: unblock for %s@%s: %w", user, host, err)
+	}
+	return nil
+}
