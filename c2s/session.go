@@ -25,12 +25,18 @@ type Session struct {
 	grace  time.Duration
 
 	mu       sync.Mutex
-	queue    []*element.Stanza
+	queue    []outbound
 	maxQueue int
 	closeErr *stream.Error // set once: the stream error to send, then close
 	closing  bool
 	wake     chan struct{} // cap 1: something to write or to close
 	done     chan struct{} // closed when the writer has finished
+}
+
+// outbound is one queued stanza and what to call once it was written.
+type outbound struct {
+	st      *element.Stanza
+	written func(ok bool)
 }
 
 func newSession(j jid.JID, conn net.Conn, cfg *Config, logger *slog.Logger) *Session {
@@ -56,6 +62,15 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // session is closed with a policy-violation stream error: a client that
 // does not read must not hold memory or slow anyone else down.
 func (s *Session) Deliver(st *element.Stanza) bool {
+	return s.DeliverThen(st, nil)
+}
+
+// DeliverThen is Deliver with a callback: written is called from the
+// writer goroutine with true once st was flushed to the socket, or with
+// false if it never will be (the session closed first). It is called
+// exactly once when DeliverThen returns true, and never when it returns
+// false. It must not block.
+func (s *Session) DeliverThen(st *element.Stanza, written func(ok bool)) bool {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -67,7 +82,7 @@ func (s *Session) Deliver(st *element.Stanza) bool {
 		s.Close(streamError(stream.PolicyViolation, "send queue full: the client is not reading"))
 		return false
 	}
-	s.queue = append(s.queue, st)
+	s.queue = append(s.queue, outbound{st: st, written: written})
 	s.mu.Unlock()
 	s.signal()
 	return true
@@ -87,9 +102,20 @@ func (s *Session) Close(e stream.Error) {
 	if e.Err != "" {
 		s.closeErr = &e
 	}
+	dropped := s.queue
 	s.queue = nil
 	s.mu.Unlock()
+	report(dropped, false)
 	s.signal()
+}
+
+// report calls the written callbacks of items.
+func report(items []outbound, ok bool) {
+	for _, it := range items {
+		if it.written != nil {
+			it.written(ok)
+		}
+	}
 }
 
 // closeGracefully ends the session after writing what is queued: used when
@@ -112,7 +138,7 @@ func (s *Session) signal() {
 // batches, flushing once per batch, until the session is closed.
 func (s *Session) writeLoop() {
 	defer close(s.done)
-	var batch []*element.Stanza
+	var batch []outbound
 	for range s.wake {
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
@@ -120,12 +146,20 @@ func (s *Session) writeLoop() {
 		s.mu.Unlock()
 
 		if len(batch) > 0 {
-			if err := s.write(batch); err != nil {
+			err := s.write(batch)
+			report(batch, err == nil)
+			clear(batch)
+			if err != nil {
 				s.logger.Debug("write failed", "err", err)
+				s.mu.Lock()
+				s.closing = true
+				rest := s.queue
+				s.queue = nil
+				s.mu.Unlock()
+				report(rest, false)
 				s.conn.Close()
 				return
 			}
-			clear(batch)
 		}
 		if closing {
 			s.finish(closeErr)
@@ -134,11 +168,11 @@ func (s *Session) writeLoop() {
 	}
 }
 
-func (s *Session) write(batch []*element.Stanza) error {
+func (s *Session) write(batch []outbound) error {
 	w := s.xs.TokenWriter()
 	defer w.Close()
-	for _, st := range batch {
-		if _, err := st.WriteXML(w); err != nil {
+	for _, it := range batch {
+		if _, err := it.st.WriteXML(w); err != nil {
 			return err
 		}
 	}

@@ -334,6 +334,16 @@ func collect(r xml.TokenReader) ([]xml.Token, error) {
 	var toks []xml.Token
 	for {
 		tok, err := r.Token()
+		if start, ok := tok.(xml.StartElement); ok {
+			attrs := make([]xml.Attr, 0, len(start.Attr))
+			for _, a := range start.Attr {
+				if !isNSDecl(a) {
+					attrs = append(attrs, a)
+				}
+			}
+			start.Attr = attrs
+			tok = start
+		}
 		if tok != nil {
 			toks = append(toks, xml.CopyToken(tok))
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/xml"
 	"sort"
 
@@ -17,7 +18,7 @@ const (
 // registerCore adds the handlers every server has: XEP-0199 ping and
 // XEP-0030 disco#info for the server.
 func registerCore(m *iqMux) error {
-	ping := IQHandlerFunc(func(req IQRequest) (xml.TokenReader, error) {
+	ping := IQHandlerFunc(func(_ context.Context, req IQRequest) (xml.TokenReader, error) {
 		if req.Stanza.Type != "get" {
 			return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.BadRequest}
 		}
@@ -26,7 +27,7 @@ func registerCore(m *iqMux) error {
 	if err := m.handle(xml.Name{Space: nsPing, Local: "ping"}, AtServer|AtSelf, nsPing, ping); err != nil {
 		return err
 	}
-	disco := IQHandlerFunc(func(req IQRequest) (xml.TokenReader, error) {
+	disco := IQHandlerFunc(func(_ context.Context, req IQRequest) (xml.TokenReader, error) {
 		if req.Stanza.Type != "get" {
 			return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.BadRequest}
 		}

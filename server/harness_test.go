@@ -111,6 +111,8 @@ type client struct {
 	jid  jid.JID
 	in   chan received
 	done chan error
+	// backlog holds what waitFor passed over, oldest first.
+	backlog []received
 }
 
 // received is one top-level element the client got.
@@ -166,7 +168,7 @@ func newClient(t *testing.T, sess *xmpp.Session) *client {
 			// decoder.
 			var buf bytes.Buffer
 			enc := xml.NewEncoder(&buf)
-			if _, err := xmlstream.Copy(enc, xmlstream.MultiReader(xmlstream.Token(*start), r)); err != nil {
+			if _, err := xmlstream.Copy(noNSDecl{enc}, xmlstream.MultiReader(xmlstream.Token(*start), r)); err != nil {
 				return err
 			}
 			if err := enc.Flush(); err != nil {
@@ -178,7 +180,11 @@ func newClient(t *testing.T, sess *xmpp.Session) *client {
 			c.in <- received{Name: start.Name.Local, From: el.From, To: el.To, Type: el.Type, ID: el.ID, Body: el.Body, Inner: string(el.Inner)}
 			if start.Name.Local == "iq" && (el.Type == "get" || el.Type == "set") {
 				// Answer pings and anything else with an empty result.
-				_, err := xmlstream.Copy(r, stanza.IQ{ID: el.ID, To: jid.MustParse(el.From), Type: stanza.ResultIQ}.Wrap(nil))
+				var to jid.JID
+				if el.From != "" {
+					to = jid.MustParse(el.From)
+				}
+				_, err := xmlstream.Copy(r, stanza.IQ{ID: el.ID, To: to, Type: stanza.ResultIQ}.Wrap(nil))
 				return err
 			}
 			return nil
@@ -208,13 +214,25 @@ func (c *client) send(x string) {
 	}
 }
 
-// next waits for the next element the client receives.
+// next waits for the next element the client receives (the oldest put
+// aside by waitFor first).
 func (c *client) next() received {
+	c.t.Helper()
+	if len(c.backlog) > 0 {
+		r := c.backlog[0]
+		c.backlog = c.backlog[1:]
+		return r
+	}
+	return c.receive()
+}
+
+func (c *client) receive() received {
 	c.t.Helper()
 	select {
 	case r := <-c.in:
 		return r
 	case err := <-c.done:
+		c.done <- err
 		c.t.Fatalf("%s: stream ended while waiting: %v", c.jid, err)
 	case <-time.After(5 * time.Second):
 		c.t.Fatalf("%s: nothing received in 5s", c.jid)
@@ -222,15 +240,29 @@ func (c *client) next() received {
 	return received{}
 }
 
-// nextNamed skips elements until one with the given name and type.
-func (c *client) nextNamed(name, typ string) received {
+// waitFor returns the first element, old or new, that match accepts;
+// the others are kept, in order, for later waits.
+func (c *client) waitFor(match func(received) bool) received {
 	c.t.Helper()
-	for {
-		r := c.next()
-		if r.Name == name && (typ == "*" || r.Type == typ) {
+	for i, r := range c.backlog {
+		if match(r) {
+			c.backlog = append(c.backlog[:i:i], c.backlog[i+1:]...)
 			return r
 		}
 	}
+	for {
+		r := c.receive()
+		if match(r) {
+			return r
+		}
+		c.backlog = append(c.backlog, r)
+	}
+}
+
+// nextNamed waits for an element with the given name and type ("*": any).
+func (c *client) nextNamed(name, typ string) received {
+	c.t.Helper()
+	return c.waitFor(func(r received) bool { return r.Name == name && (typ == "*" || r.Type == typ) })
 }
 
 // quiet asserts nothing arrives for d.
@@ -280,3 +312,21 @@ func (r *strReader) Read(p []byte) (int, error) {
 }
 
 func stringsReader(s string) io.Reader { return &strReader{s: s} }
+
+// noNSDecl drops namespace declaration attributes, which the encoder
+// writes again from the names.
+type noNSDecl struct{ *xml.Encoder }
+
+func (w noNSDecl) EncodeToken(t xml.Token) error {
+	if se, ok := t.(xml.StartElement); ok {
+		attrs := se.Attr[:0:0]
+		for _, a := range se.Attr {
+			if !(a.Name.Space == "" && a.Name.Local == "xmlns") && a.Name.Space != "xmlns" {
+				attrs = append(attrs, a)
+			}
+		}
+		se.Attr = attrs
+		t = se
+	}
+	return w.Encoder.EncodeToken(t)
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
 
+	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/element"
 )
 
@@ -19,6 +21,8 @@ type IQRequest struct {
 	// Stanza is the whole request; Payload its first child.
 	Stanza  *element.Stanza
 	Payload xml.StartElement
+	// Session is the requester's session.
+	Session *c2s.Session
 }
 
 // IQHandler answers iq requests for one payload. It returns the result's
@@ -27,14 +31,16 @@ type IQRequest struct {
 // HandleIQ runs on the requester's read goroutine; it must not block on
 // other sessions.
 type IQHandler interface {
-	HandleIQ(req IQRequest) (xml.TokenReader, error)
+	HandleIQ(ctx context.Context, req IQRequest) (xml.TokenReader, error)
 }
 
 // IQHandlerFunc adapts a function to IQHandler.
-type IQHandlerFunc func(req IQRequest) (xml.TokenReader, error)
+type IQHandlerFunc func(ctx context.Context, req IQRequest) (xml.TokenReader, error)
 
 // HandleIQ calls f.
-func (f IQHandlerFunc) HandleIQ(req IQRequest) (xml.TokenReader, error) { return f(req) }
+func (f IQHandlerFunc) HandleIQ(ctx context.Context, req IQRequest) (xml.TokenReader, error) {
+	return f(ctx, req)
+}
 
 // Where an iq handler answers.
 const (

@@ -1,11 +1,12 @@
 package server
 
 import (
+	"context"
 	"encoding/xml"
-	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -26,22 +27,81 @@ type Router struct {
 	logger  *slog.Logger
 	domains map[string]bool
 	iq      *iqMux
+	store   Store
+	limits  IMLimits
+	now     func() time.Time
+	locks   userLocks
+	blocks  *blockCache
+
+	known sync.Map // bare JID -> struct{}: accounts known to have a row
+
+	// background counts storage work started off the request path, which
+	// Wait lets finish before the store closes.
+	background sync.WaitGroup
 
 	mu    sync.RWMutex
 	users map[string]map[string]*resource // bare JID -> resourcepart -> resource
 }
 
-// resource is one bound session and its presence.
+// resource is one bound session and its presence state. Its fields are
+// guarded by Router.mu.
 type resource struct {
 	sess      *c2s.Session
 	available bool
 	priority  int
+	// presence is the last available presence broadcast, for probes.
+	presence *element.Stanza
+	// rosterRequested and blocklistRequested mark interested resources
+	// (RFC 6121 §2.1.6, XEP-0191 §3.2): they get pushes.
+	rosterRequested    bool
+	blocklistRequested bool
+	// directed holds the JIDs this resource sent directed presence to,
+	// which get its unavailable presence when it goes offline.
+	directed map[string]jid.JID
 }
 
-// NewRouter returns a router for the given local domains that answers
-// iq requests addressed to the server with iq.
-func NewRouter(domains []string, iq *iqMux, logger *slog.Logger) *Router {
-	r := &Router{logger: logger, domains: make(map[string]bool), iq: iq, users: make(map[string]map[string]*resource)}
+// IMLimits bound what users may store.
+type IMLimits struct {
+	// OfflineMax is the per-user offline message quota (default 1000).
+	OfflineMax int
+	// VCardMax is the largest vCard in bytes (default 64 KiB).
+	VCardMax int
+	// PrivateMax is the largest private XML document in bytes (default
+	// 64 KiB).
+	PrivateMax int
+	// RosterMax is the most roster entries per user (default 2000).
+	RosterMax int
+}
+
+func (l IMLimits) withDefaults() IMLimits {
+	if l.OfflineMax == 0 {
+		l.OfflineMax = 1000
+	}
+	if l.VCardMax == 0 {
+		l.VCardMax = 64 << 10
+	}
+	if l.PrivateMax == 0 {
+		l.PrivateMax = 64 << 10
+	}
+	if l.RosterMax == 0 {
+		l.RosterMax = 2000
+	}
+	return l
+}
+
+// NewRouter returns a router for the given local domains that keeps
+// user data in store and answers iq requests with iq.
+func NewRouter(domains []string, iq *iqMux, store Store, limits IMLimits, logger *slog.Logger) *Router {
+	r := &Router{
+		logger:  logger,
+		domains: make(map[string]bool),
+		iq:      iq,
+		store:   store,
+		limits:  limits.withDefaults(),
+		now:     time.Now,
+		users:   make(map[string]map[string]*resource),
+	}
+	r.blocks = newBlockCache(store)
 	for _, d := range domains {
 		r.domains[strings.ToLower(d)] = true
 	}
@@ -56,6 +116,14 @@ func (r *Router) Serves(domain string) bool { return r.domains[strings.ToLower(d
 // §7.7.2.2).
 func (r *Router) Bind(s *c2s.Session) error {
 	bare, res := s.JID().Bare().String(), s.JID().Resourcepart()
+	if err := r.ensureAccount(s.JID()); err != nil {
+		r.logger.Error("recording the account failed", "jid", bare, "err", err)
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
+	}
+	if _, err := r.blocks.get(s.JID().Bare()); err != nil {
+		r.logger.Error("loading the block list failed", "jid", bare, "err", err)
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
+	}
 	r.mu.Lock()
 	rs := r.users[bare]
 	if rs == nil {
@@ -79,18 +147,31 @@ func (r *Router) Bind(s *c2s.Session) error {
 	return nil
 }
 
-// Unbind implements c2s.Router.
+// Unbind implements c2s.Router. A session that was available is taken
+// offline as if it had sent unavailable presence (RFC 6121 §4.5.1).
 func (r *Router) Unbind(s *c2s.Session) {
 	bare, res := s.JID().Bare().String(), s.JID().Resourcepart()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	rs := r.users[bare]
+	cur := rs[res]
+	if cur == nil || cur.sess != s {
+		r.mu.Unlock()
+		return
+	}
+	wasAvailable := cur.available
+	r.mu.Unlock()
+	if wasAvailable {
+		unavailable := &element.Stanza{Name: "presence", Type: "unavailable", From: s.JID()}
+		r.broadcastPresence(s, unavailable)
+	}
+	r.mu.Lock()
 	if cur := rs[res]; cur != nil && cur.sess == s {
 		delete(rs, res)
 		if len(rs) == 0 {
 			delete(r.users, bare)
 		}
 	}
+	r.mu.Unlock()
 }
 
 // CloseAll ends every session with the given stream error.
@@ -108,6 +189,12 @@ func (r *Router) CloseAll(e stream.Error) {
 	}
 }
 
+// SetOfflineMax changes the per-user offline message quota.
+func (r *Router) SetOfflineMax(n int) { r.limits.OfflineMax = n }
+
+// Wait blocks until background storage work has finished.
+func (r *Router) Wait() { r.background.Wait() }
+
 // Sessions returns the number of bound sessions.
 func (r *Router) Sessions() int {
 	r.mu.RLock()
@@ -122,17 +209,27 @@ func (r *Router) Sessions() int {
 // Route implements c2s.Router: st comes from s with its from stamped.
 func (r *Router) Route(s *c2s.Session, st *element.Stanza) {
 	to := st.To
+	if st.Name == "iq" && st.IsIQRequest() && !to.Equal(jid.JID{}) && r.blocks.blocks(s.JID().Bare(), to) {
+		r.bounceBlocked(s, st)
+		return
+	}
 	switch {
 	case to.Equal(jid.JID{}):
 		// No to: the stanza is for the user's own account (RFC 6120
-		// §10.3), presence without to is a broadcast.
+		// §10.3); presence without to is a broadcast.
 		if st.Name == "presence" {
-			r.broadcastPresence(s, st)
+			r.presenceBroadcast(s, st)
 			return
 		}
 		r.toAccount(s, st, s.JID().Bare())
 	case !r.Serves(to.Domainpart()):
 		// No server-to-server yet.
+		if st.Name == "presence" {
+			if isSubscription(st.Type) {
+				r.outboundSubscription(s, st)
+			}
+			return
+		}
 		r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.RemoteServerNotFound})
 	case to.Localpart() == "":
 		if to.Resourcepart() != "" {
@@ -157,28 +254,42 @@ func (r *Router) toServer(s *c2s.Session, st *element.Stanza) {
 
 // toAccount applies the bare JID rules (RFC 6121 §8.5.2).
 func (r *Router) toAccount(s *c2s.Session, st *element.Stanza, bare jid.JID) {
+	self := bare.Equal(s.JID().Bare())
 	switch st.Name {
 	case "iq":
 		// The server answers for the account.
-		if bare.Equal(s.JID().Bare()) {
+		if self {
 			r.handleIQ(s, st, r.iq.self)
 			return
 		}
 		r.handleIQ(s, st, r.iq.account)
 	case "message":
 		st.To = bare
+		if r.blockedOutbound(s, st) {
+			return
+		}
 		r.messageToBare(s, st)
 	case "presence":
 		st.To = bare
-		switch st.Type {
-		case "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-			r.deliverAll(st, bare, false)
+		switch {
+		case isSubscription(st.Type):
+			r.outboundSubscription(s, st)
+		case st.Type == "" || st.Type == "unavailable":
+			r.directedPresence(s, st)
+		case st.Type == "probe":
+			r.probe(s, bare)
 		}
-		// probe and error presence are not delivered to clients.
+		// error presence is not delivered to clients.
 	}
 }
 
+// messageToBare delivers a message to an account, storing it offline when
+// nobody can take it (RFC 6121 §8.5.2, XEP-0160).
 func (r *Router) messageToBare(s *c2s.Session, st *element.Stanza) {
+	if r.blocks.blocks(st.To, st.From) {
+		r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
+		return
+	}
 	switch st.Type {
 	case "groupchat":
 		r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
@@ -190,22 +301,33 @@ func (r *Router) messageToBare(s *c2s.Session, st *element.Stanza) {
 		r.deliverBest(st, st.To)
 		return
 	}
-	if !r.deliverBest(st, st.To) {
-		// Offline storage comes with the IM core; until then the sender
-		// learns that nobody got it.
-		r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
+	if r.deliverBest(st, st.To) {
+		return
 	}
+	r.storeOffline(s, st)
 }
 
 // toFull applies the full JID rules (RFC 6121 §8.5.3).
 func (r *Router) toFull(s *c2s.Session, st *element.Stanza) {
-	r.mu.RLock()
-	var target *c2s.Session
-	if res := r.users[st.To.Bare().String()][st.To.Resourcepart()]; res != nil {
-		target = res.sess
+	if st.Name == "presence" && isSubscription(st.Type) {
+		st.To = st.To.Bare()
+		r.outboundSubscription(s, st)
+		return
 	}
-	r.mu.RUnlock()
-	if target != nil {
+	if st.Name == "presence" && (st.Type == "" || st.Type == "unavailable") {
+		r.directedPresence(s, st)
+		return
+	}
+	if r.blockedOutbound(s, st) {
+		return
+	}
+	if r.blocks.blocks(st.To.Bare(), st.From) {
+		if st.Name != "presence" {
+			r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
+		}
+		return
+	}
+	if target := r.session(st.To); target != nil {
 		r.deliver(target, st)
 		return
 	}
@@ -220,13 +342,18 @@ func (r *Router) toFull(s *c2s.Session, st *element.Stanza) {
 		}
 	case "iq":
 		r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
-	case "presence":
-		switch st.Type {
-		case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-			st.To = st.To.Bare()
-			r.deliverAll(st, st.To, false)
-		}
 	}
+	// Other presence to a resource that is not there is dropped.
+}
+
+// session returns the session bound to a full JID, or nil.
+func (r *Router) session(full jid.JID) *c2s.Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if res := r.users[full.Bare().String()][full.Resourcepart()]; res != nil {
+		return res.sess
+	}
+	return nil
 }
 
 // deliverBest sends st to the available resources of bare with the
@@ -253,55 +380,24 @@ func (r *Router) deliverBest(st *element.Stanza, bare jid.JID) bool {
 // deliverAll sends st to every available resource of bare (with
 // non-negative priority when nonNegative) and reports whether any got it.
 func (r *Router) deliverAll(st *element.Stanza, bare jid.JID, nonNegative bool) bool {
-	r.mu.RLock()
-	var targets []*c2s.Session
-	for _, res := range r.users[bare.String()] {
-		if res.available && (!nonNegative || res.priority >= 0) {
-			targets = append(targets, res.sess)
-		}
-	}
-	r.mu.RUnlock()
+	targets := r.available(bare, nonNegative)
 	for _, t := range targets {
 		r.deliver(t, st)
 	}
 	return len(targets) > 0
 }
 
-// broadcastPresence records the session's availability and priority and
-// sends its presence to every available resource of the same account,
-// itself included (RFC 6121 §4.2.2, §4.4.2).
-func (r *Router) broadcastPresence(s *c2s.Session, st *element.Stanza) {
-	switch st.Type {
-	case "", "unavailable":
-	default:
-		r.bounce(s, st, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
-		return
-	}
-	prio := 0
-	if p := strings.TrimSpace(st.ChildText(element.NSClient, "priority")); p != "" {
-		if _, err := fmt.Sscanf(p, "%d", &prio); err != nil || prio < -128 || prio > 127 {
-			r.bounce(s, st, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
-			return
-		}
-	}
-	bare := s.JID().Bare()
-	r.mu.Lock()
-	if res := r.users[bare.String()][s.JID().Resourcepart()]; res != nil && res.sess == s {
-		res.available = st.Type == ""
-		res.priority = prio
-	}
-	var targets []*c2s.Session
+// available returns the available sessions of bare.
+func (r *Router) available(bare jid.JID, nonNegative bool) []*c2s.Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*c2s.Session
 	for _, res := range r.users[bare.String()] {
-		if res.available || res.sess == s {
-			targets = append(targets, res.sess)
+		if res.available && (!nonNegative || res.priority >= 0) {
+			out = append(out, res.sess)
 		}
 	}
-	r.mu.Unlock()
-	for _, t := range targets {
-		out := st.Clone()
-		out.To = t.JID()
-		r.deliver(t, out)
-	}
+	return out
 }
 
 func (r *Router) deliver(to *c2s.Session, st *element.Stanza) {
@@ -345,7 +441,9 @@ func (r *Router) handleIQ(s *c2s.Session, st *element.Stanza, table map[xml.Name
 	if from.Equal(jid.JID{}) {
 		from = s.JID().Bare()
 	}
-	result, err := h.HandleIQ(IQRequest{From: s.JID(), To: from, Stanza: st, Payload: payload})
+	ctx, cancel := r.ctx()
+	defer cancel()
+	result, err := h.HandleIQ(ctx, IQRequest{From: s.JID(), To: from, Stanza: st, Payload: payload, Session: s})
 	if err != nil {
 		se, ok := err.(stanza.Error)
 		if !ok {
@@ -358,4 +456,58 @@ func (r *Router) handleIQ(s *c2s.Session, st *element.Stanza, table map[xml.Name
 	reply := st.Reply(from, result)
 	reply.To = s.JID()
 	r.deliver(s, reply)
+}
+
+// ctx bounds one storage operation.
+func (r *Router) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// ensureAccount gives a user their account row at first login (token
+// users have none until then).
+func (r *Router) ensureAccount(j jid.JID) error {
+	bare := j.Bare().String()
+	if _, ok := r.known.Load(bare); ok {
+		return nil
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	if _, err := r.store.EnsureAccount(ctx, j.Domainpart(), j.Localpart()); err != nil {
+		return err
+	}
+	r.known.Store(bare, struct{}{})
+	return nil
+}
+
+// accountExists reports whether a local account has a row.
+func (r *Router) accountExists(bare jid.JID) bool {
+	if _, ok := r.known.Load(bare.String()); ok {
+		return true
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	ok, err := r.store.AccountExists(ctx, bare.Domainpart(), bare.Localpart())
+	if err != nil {
+		r.logger.Error("account lookup failed", "jid", bare.String(), "err", err)
+		return false
+	}
+	if ok {
+		r.known.Store(bare.String(), struct{}{})
+	}
+	return ok
+}
+
+// userLocks serializes read-modify-write of one user's roster.
+type userLocks struct {
+	shards [64]sync.Mutex
+}
+
+func (l *userLocks) lock(bare jid.JID) func() {
+	h := uint32(2166136261)
+	for _, c := range []byte(bare.String()) {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	m := &l.shards[h%uint32(len(l.shards))]
+	m.Lock()
+	return m.Unlock
 }

@@ -89,24 +89,32 @@ func TestBareJIDByPriority(t *testing.T) {
 func TestUnavailableRecipient(t *testing.T) {
 	ts := startServer(t, nil)
 	alice := ts.mustLogin(t, "alice", "a")
-	// bob is bound but never sent presence: not available.
-	ts.mustLogin(t, "bob", "b")
-	alice.send(`<message to='bob@localhost' type='chat' id='x1'><body>anyone?</body></message>`)
+	// nobody has never logged in: no account, so nothing is stored.
+	alice.send(`<message to='nobody@localhost' type='chat' id='x1'><body>anyone?</body></message>`)
 	e := alice.nextNamed("message", "error")
-	if e.ID != "x1" || e.From != "bob@localhost" || !strings.Contains(e.Inner, "service-unavailable") {
+	if e.ID != "x1" || e.From != "nobody@localhost" || !strings.Contains(e.Inner, "service-unavailable") {
 		t.Fatalf("error reply %+v", e)
 	}
-	// A full JID that is bound gets the message even without presence.
-	alice.send(`<message to='bob@localhost/b' type='chat'><body>direct</body></message>`)
 	// A full JID that does not exist falls back to the bare JID rules.
-	alice.send(`<message to='bob@localhost/nope' type='chat' id='x2'><body>?</body></message>`)
+	alice.send(`<message to='nobody@localhost/nope' type='chat' id='x2'><body>?</body></message>`)
 	if e := alice.nextNamed("message", "error"); e.ID != "x2" {
 		t.Fatalf("error reply %+v", e)
+	}
+	// groupchat to a bare JID is refused.
+	alice.send(`<message to='alice@localhost' type='groupchat' id='x4'><body>?</body></message>`)
+	if e := alice.nextNamed("message", "error"); e.ID != "x4" || !strings.Contains(e.Inner, "service-unavailable") {
+		t.Fatalf("groupchat: %+v", e)
 	}
 	// Remote domains are not reachable without s2s.
 	alice.send(`<message to='someone@example.net' type='chat' id='x3'><body>?</body></message>`)
 	if e := alice.nextNamed("message", "error"); e.ID != "x3" || !strings.Contains(e.Inner, "remote-server-not-found") {
 		t.Fatalf("remote: %+v", e)
+	}
+	// A bound full JID gets a message even before it sent presence.
+	bob := ts.mustLogin(t, "bob", "b")
+	alice.send(`<message to='bob@localhost/b' type='chat'><body>direct</body></message>`)
+	if m := bob.nextNamed("message", "chat"); m.Body != "direct" {
+		t.Fatalf("bob got %+v", m)
 	}
 }
 

@@ -106,12 +106,15 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	iq := newIQMux()
-	if err := registerCore(iq); err != nil {
+	router := NewRouter(names, iq, store, IMLimits{}, logger.With("component", "router"))
+	if err := registerCore(iq); err == nil {
+		err = router.registerIM(iq, time.Now())
+	}
+	if err != nil {
 		cancel()
 		store.Close()
 		return nil, err
 	}
-	router := NewRouter(names, iq, logger.With("component", "router"))
 	tlsCfg := certs.ServerConfig(cert)
 	s := &Server{
 		cfg:    cfg,
@@ -291,6 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.logger.Warn("shutdown deadline passed, closed connections", "open", n)
 		<-done
 	}
+	s.router.Wait()
 	if cerr := s.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"encoding/xml"
+	"sync"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"ottr.im/ottr/c2s"
+	"ottr.im/ottr/element"
+)
+
+const (
+	nsBlocking       = "urn:xmpp:blocking"
+	nsBlockingErrors = "urn:xmpp:blocking:errors"
+)
+
+// blockCache keeps each bound user's block list in memory, so that the
+// check on every stanza reads no storage. Lists are loaded at bind and
+// changed only through the blocking command.
+type blockCache struct {
+	store BlockStore
+	mu    sync.RWMutex
+	lists map[string]map[string]bool // bare JID -> blocked JIDs
+}
+
+func newBlockCache(store BlockStore) *blockCache {
+	return &blockCache{store: store, lists: make(map[string]map[string]bool)}
+}
+
+// get returns user's list, loading it if needed.
+func (c *blockCache) get(user jid.JID) (map[string]bool, error) {
+	key := user.Bare().String()
+	c.mu.RLock()
+	l, ok := c.lists[key]
+	c.mu.RUnlock()
+	if ok {
+		return l, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	jids, err := c.store.BlockList(ctx, user.Domainpart(), user.Localpart())
+	if err != nil {
+		return nil, err
+	}
+	l = make(map[string]bool, len(jids))
+	for _, j := range jids {
+		l[j] = true
+	}
+	c.mu.Lock()
+	if existing, ok := c.lists[key]; ok {
+		l = existing
+	} else {
+		c.lists[key] = l
+	}
+	c.mu.Unlock()
+	return l, nil
+}
+
+// blocks reports whether user has blocked other: its full JID, bare JID,
+// domain or domain/resource (XEP-0191 §3.5, XEP-0016 matching). Users whose
+// list is not loaded (not local, or never bound since start) are loaded
+// on demand; a storage failure counts as not blocked.
+func (c *blockCache) blocks(user, other jid.JID) bool {
+	if user.Localpart() == "" {
+		return false
+	}
+	l, err := c.get(user)
+	if err != nil || len(l) == 0 {
+		return false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return l[other.String()] || l[other.Bare().String()] || l[other.Domainpart()] ||
+		(other.Resourcepart() != "" && l[other.Domainpart()+"/"+other.Resourcepart()])
+}
+
+// update replaces user's in-memory list after a change was stored.
+func (c *blockCache) update(user jid.JID, add []string, remove []string, all bool) {
+	key := user.Bare().String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.lists[key]
+	if l == nil || all {
+		l = make(map[string]bool)
+	} else {
+		// Copy on write: readers may hold the old map.
+		n := make(map[string]bool, len(l)+len(add))
+		for k := range l {
+			n[k] = true
+		}
+		l = n
+	}
+	for _, j := range add {
+		l[j] = true
+	}
+	for _, j := range remove {
+		delete(l, j)
+	}
+	c.lists[key] = l
+}
+
+// blockedOutbound refuses a stanza from s to an entity its user blocked
+// (XEP-0191 §3.6) and reports whether it did.
+func (r *Router) blockedOutbound(s *c2s.Session, st *element.Stanza) bool {
+	if !r.blocks.blocks(s.JID().Bare(), st.To) {
+		return false
+	}
+	r.bounceBlocked(s, st)
+	return true
+}
+
+func (r *Router) bounceBlocked(s *c2s.Session, st *element.Stanza) {
+	if st.Name == "presence" {
+		return
+	}
+	e := stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAcceptable}
+	reply := st.ErrorReply(st.To, e)
+	reply.To = s.JID()
+	// The application condition sits inside <error/>, after the defined one.
+	if n := len(reply.Inner); n > 0 {
+		if end, ok := reply.Inner[n-1].(xml.EndElement); ok && end.Name.Local == "error" {
+			app, _ := collectTokens(xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: nsBlockingErrors, Local: "blocked"}}))
+			reply.Inner = append(append(reply.Inner[:n-1:n-1], app...), end)
+		}
+	}
+	r.deliver(s, reply)
+}
+
+// blockItems decodes <block/> or <unblock/> items.
+type blockItems struct {
+	XMLName xml.Name
+	Items   []struct {
+		JID string `xml:"jid,attr"`
+	} `xml:"item"`
+}
+
+// handleBlocking answers XEP-0191 requests on the user's own account.
+func (r *Router) handleBlocking(ctx context.Context, req IQRequest) (xml.TokenReader, error) {
+	user := req.From.Bare()
+	var q blockItems
+	if err := decodePayload(req, &q); err != nil {
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+	}
+	host, name := user.Domainpart(), user.Localpart()
+	switch {
+	case req.Stanza.Type == "get" && q.XMLName.Local == "blocklist":
+		r.mu.Lock()
+		if res := r.users[user.String()][req.From.Resourcepart()]; res != nil && res.sess == req.Session {
+			res.blocklistRequested = true
+		}
+		r.mu.Unlock()
+		jids, err := r.store.BlockList(ctx, host, name)
+		if err != nil {
+			return nil, err
+		}
+		return blockPayload("blocklist", jids), nil
+	case req.Stanza.Type == "set" && (q.XMLName.Local == "block" || q.XMLName.Local == "unblock"):
+	default:
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+	}
+	var jids []string
+	for _, it := range q.Items {
+		j, err := jid.Parse(it.JID)
+		if err != nil || it.JID == "" {
+			return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed}
+		}
+		jids = append(jids, j.String())
+	}
+	if q.XMLName.Local == "block" {
+		if len(jids) == 0 {
+			return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+		}
+		if err := r.store.Block(ctx, host, name, jids); err != nil {
+			return nil, err
+		}
+		r.blocks.update(user, jids, nil, false)
+		// Blocked contacts stop seeing the user online (XEP-0191 §3.3).
+		for _, j := range jids {
+			if bj, err := jid.Parse(j); err == nil {
+				r.sendPresenceFromAllForced(user, bj)
+			}
+		}
+	} else {
+		if err := r.store.Unblock(ctx, host, name, jids); err != nil {
+			return nil, err
+		}
+		r.blocks.update(user, nil, jids, len(jids) == 0)
+	}
+	r.blockPush(user, q.XMLName.Local, jids)
+	return nil, nil
+}
+
+// sendPresenceFromAllForced sends unavailable presence from the user's
+// available resources to a newly blocked entity, which no longer passes
+// the block check.
+func (r *Router) sendPresenceFromAllForced(user, blocked jid.JID) {
+	if !r.Serves(blocked.Domainpart()) || blocked.Localpart() == "" {
+		return
+	}
+	r.mu.RLock()
+	var from []jid.JID
+	for _, res := range r.users[user.String()] {
+		if res.available {
+			from = append(from, res.sess.JID())
+		}
+	}
+	r.mu.RUnlock()
+	for _, f := range from {
+		p := &element.Stanza{Name: "presence", Type: "unavailable", From: f, To: blocked}
+		if blocked.Resourcepart() != "" {
+			if t := r.session(blocked); t != nil {
+				r.deliver(t, p)
+			}
+			continue
+		}
+		for _, t := range r.available(blocked.Bare(), false) {
+			out := p.Clone()
+			out.To = t.JID()
+			r.deliver(t, out)
+		}
+	}
+}
+
+// blockPush tells the user's interested resources about a change.
+func (r *Router) blockPush(user jid.JID, local string, jids []string) {
+	r.mu.RLock()
+	var targets []*c2s.Session
+	for _, res := range r.users[user.String()] {
+		if res.blocklistRequested {
+			targets = append(targets, res.sess)
+		}
+	}
+	r.mu.RUnlock()
+	for _, t := range targets {
+		push, err := element.New("iq", "set", user, t.JID(), "push"+randomID(), blockPayload(local, jids))
+		if err == nil {
+			r.deliver(t, push)
+		}
+	}
+}
+
+func blockPayload(local string, jids []string) xml.TokenReader {
+	var items []xml.TokenReader
+	for _, j := range jids {
+		items = append(items, xmlstream.Wrap(nil, xml.StartElement{
+			Name: xml.Name{Local: "item"},
+			Attr: []xml.Attr{{Name: xml.Name{Local: "jid"}, Value: j}},
+		}))
+	}
+	return xmlstream.Wrap(xmlstream.MultiReader(items...), xml.StartElement{Name: xml.Name{Space: nsBlocking, Local: local}})
+}

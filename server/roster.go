@@ -1,0 +1,311 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"slices"
+	"strconv"
+	"strings"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"ottr.im/ottr/c2s"
+	"ottr.im/ottr/element"
+)
+
+const nsRoster = "jabber:iq:roster"
+
+// rosterItems returns the user's entries; a storage failure is logged and
+// gives none.
+func (r *Router) rosterItems(user jid.JID) []RosterItem {
+	ctx, cancel := r.ctx()
+	defer cancel()
+	items, _, err := r.store.Roster(ctx, user.Domainpart(), user.Localpart())
+	if err != nil {
+		r.logger.Error("reading a roster failed", "jid", user.String(), "err", err)
+	}
+	return items
+}
+
+// rosterItem returns the user's entry for contact.
+func (r *Router) rosterItem(user, contact jid.JID) (RosterItem, bool) {
+	ctx, cancel := r.ctx()
+	defer cancel()
+	item, ok, err := r.store.RosterItem(ctx, user.Domainpart(), user.Localpart(), contact.Bare().String())
+	if err != nil {
+		r.logger.Error("reading a roster item failed", "jid", user.String(), "err", err)
+	}
+	return item, ok
+}
+
+func itemsEqual(a, b RosterItem) bool {
+	return a.Contact == b.Contact && a.Name == b.Name && slices.Equal(a.Groups, b.Groups) &&
+		a.To == b.To && a.From == b.From && a.PendingOut == b.PendingOut &&
+		a.PendingIn == b.PendingIn && bytes.Equal(a.PendingInStanza, b.PendingInStanza) &&
+		a.Approved == b.Approved && a.InRoster == b.InRoster
+}
+
+// updateItem stores a changed entry (or deletes one that no longer means
+// anything) and pushes it to the user's interested resources when it is
+// or was in the roster. The caller holds the user's lock.
+func (r *Router) updateItem(user jid.JID, before, after RosterItem) {
+	if itemsEqual(before, after) {
+		return
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	host, name := user.Domainpart(), user.Localpart()
+	var ver int64
+	var err error
+	if !after.InRoster && !after.PendingIn && !after.Approved && !after.To && !after.From && !after.PendingOut {
+		ver, err = r.store.DeleteRosterItem(ctx, host, name, after.Contact)
+	} else {
+		ver, err = r.store.PutRosterItem(ctx, host, name, after)
+	}
+	if err != nil {
+		r.logger.Error("storing a roster item failed", "jid", user.String(), "err", err)
+		return
+	}
+	if (before.InRoster || after.InRoster) && !sameVisible(before, after) {
+		r.rosterPush(user, after, !after.InRoster, ver)
+	}
+}
+
+// sameVisible reports whether a client would see no difference between
+// the two entries: pending-in requests are not shown in the roster.
+func sameVisible(a, b RosterItem) bool {
+	return a.InRoster == b.InRoster && a.Name == b.Name && slices.Equal(a.Groups, b.Groups) &&
+		subscriptionAttr(a) == subscriptionAttr(b) && a.PendingOut == b.PendingOut && a.Approved == b.Approved
+}
+
+// rosterPush sends one changed item to every interested resource of
+// user (RFC 6121 §2.1.6).
+func (r *Router) rosterPush(user jid.JID, item RosterItem, removed bool, ver int64) {
+	r.mu.RLock()
+	var targets []*c2s.Session
+	for _, res := range r.users[user.String()] {
+		if res.rosterRequested {
+			targets = append(targets, res.sess)
+		}
+	}
+	r.mu.RUnlock()
+	for _, t := range targets {
+		push, err := element.New("iq", "set", user, t.JID(), "push"+randomID(), rosterQuery(ver, []RosterItem{item}, removed))
+		if err != nil {
+			r.logger.Error("building a roster push failed", "err", err)
+			return
+		}
+		r.deliver(t, push)
+	}
+}
+
+// subscriptionAttr is the item's subscription attribute value.
+func subscriptionAttr(item RosterItem) string {
+	switch {
+	case item.To && item.From:
+		return "both"
+	case item.To:
+		return "to"
+	case item.From:
+		return "from"
+	}
+	return "none"
+}
+
+// rosterQuery renders items as a roster <query/> with a version.
+func rosterQuery(ver int64, items []RosterItem, removed bool) xml.TokenReader {
+	var inner []xml.TokenReader
+	for _, it := range items {
+		attrs := []xml.Attr{{Name: xml.Name{Local: "jid"}, Value: it.Contact}}
+		if removed {
+			attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "subscription"}, Value: "remove"})
+		} else {
+			if it.Name != "" {
+				attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "name"}, Value: it.Name})
+			}
+			attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "subscription"}, Value: subscriptionAttr(it)})
+			if it.PendingOut {
+				attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "ask"}, Value: "subscribe"})
+			}
+			if it.Approved {
+				attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "approved"}, Value: "true"})
+			}
+		}
+		var groups []xml.TokenReader
+		if !removed {
+			for _, g := range it.Groups {
+				groups = append(groups, xmlstream.Wrap(xmlstream.Token(xml.CharData(g)), xml.StartElement{Name: xml.Name{Local: "group"}}))
+			}
+		}
+		inner = append(inner, xmlstream.Wrap(xmlstream.MultiReader(groups...), xml.StartElement{Name: xml.Name{Local: "item"}, Attr: attrs}))
+	}
+	return xmlstream.Wrap(xmlstream.MultiReader(inner...), xml.StartElement{
+		Name: xml.Name{Space: nsRoster, Local: "query"},
+		Attr: []xml.Attr{{Name: xml.Name{Local: "ver"}, Value: strconv.FormatInt(ver, 10)}},
+	})
+}
+
+// rosterRequest is a roster get or set as a client sends it.
+type rosterRequest struct {
+	Ver   *string `xml:"ver,attr"`
+	Items []struct {
+		JID          string   `xml:"jid,attr"`
+		Name         string   `xml:"name,attr"`
+		Subscription string   `xml:"subscription,attr"`
+		Groups       []string `xml:"group"`
+	} `xml:"item"`
+}
+
+// payloadTokens returns the tokens of the stanza's first child element.
+func payloadTokens(st *element.Stanza) []xml.Token {
+	depth := 0
+	for i, tok := range st.Inner {
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth == 0 {
+				for j := 0; j <= i; j++ {
+					if _, ok := st.Inner[j].(xml.StartElement); ok {
+						return st.Inner[j : i+1]
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// decodePayload decodes the request's payload element into v.
+func decodePayload(req IQRequest, v any) error {
+	return xml.NewTokenDecoder(xmlstream.ReaderFunc(sliceTokens(payloadTokens(req.Stanza)))).Decode(v)
+}
+
+func sliceTokens(toks []xml.Token) func() (xml.Token, error) {
+	i := 0
+	return func() (xml.Token, error) {
+		if i >= len(toks) {
+			return nil, errEOF
+		}
+		i++
+		return toks[i-1], nil
+	}
+}
+
+// handleRoster answers roster gets and sets for the user's own account
+// (RFC 6121 §2).
+func (r *Router) handleRoster(ctx context.Context, req IQRequest) (xml.TokenReader, error) {
+	user := req.From.Bare()
+	var q rosterRequest
+	if err := decodePayload(req, &q); err != nil {
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+	}
+	host, name := user.Domainpart(), user.Localpart()
+	if req.Stanza.Type == "get" {
+		if len(q.Items) > 0 {
+			return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+		}
+		r.mu.Lock()
+		if res := r.users[user.String()][req.From.Resourcepart()]; res != nil && res.sess == req.Session {
+			res.rosterRequested = true
+		}
+		r.mu.Unlock()
+		items, ver, err := r.store.Roster(ctx, host, name)
+		if err != nil {
+			return nil, err
+		}
+		if q.Ver != nil && *q.Ver == strconv.FormatInt(ver, 10) {
+			// RFC 6121 §2.6.3: up to date, changes come as pushes.
+			return nil, nil
+		}
+		visible := items[:0:0]
+		for _, it := range items {
+			if it.InRoster {
+				visible = append(visible, it)
+			}
+		}
+		return rosterQuery(ver, visible, false), nil
+	}
+
+	// A set carries exactly one item (RFC 6121 §2.3.3).
+	if len(q.Items) != 1 {
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+	}
+	in := q.Items[0]
+	contact, err := jid.Parse(in.JID)
+	if err != nil || in.JID == "" {
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed}
+	}
+	contact = contact.Bare()
+	if in.Subscription == "remove" {
+		if !r.removeContact(user, contact) {
+			return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
+		}
+		return nil, nil
+	}
+	if len(in.Name) > 1023 {
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable}
+	}
+	seen := map[string]bool{}
+	var groups []string
+	for _, g := range in.Groups {
+		g = strings.TrimSpace(g)
+		if g == "" || len(g) > 1023 {
+			return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable}
+		}
+		if seen[g] {
+			return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
+		}
+		seen[g] = true
+		groups = append(groups, g)
+	}
+	unlock := r.locks.lock(user)
+	defer unlock()
+	item, ok := r.rosterItem(user, contact)
+	if !ok || !item.InRoster {
+		all, _, err := r.store.Roster(ctx, host, name)
+		if err != nil {
+			return nil, err
+		}
+		if len(all) >= r.limits.RosterMax {
+			return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
+		}
+	}
+	before := item
+	item.Contact, item.Name, item.Groups, item.InRoster = contact.String(), in.Name, groups, true
+	r.updateItem(user, before, item)
+	return nil, nil
+}
+
+// removeContact removes a contact from the roster, cancelling the
+// subscriptions both ways (RFC 6121 §2.5.2). It reports false when the
+// roster had no such entry.
+func (r *Router) removeContact(user, contact jid.JID) bool {
+	unlock := r.locks.lock(user)
+	item, ok := r.rosterItem(user, contact)
+	if !ok {
+		unlock()
+		return false
+	}
+	before := item
+	wasTo, wasFrom := item.To || item.PendingOut, item.From || item.PendingIn
+	r.updateItem(user, before, RosterItem{Contact: contact.String()})
+	unlock()
+	if wasFrom {
+		r.sendPresenceFromAll(user, contact, true)
+	}
+	if !r.Serves(contact.Domainpart()) {
+		return true
+	}
+	if wasTo {
+		r.inboundSubscription(&element.Stanza{Name: "presence", Type: "unsubscribe", From: user, To: contact})
+	}
+	if wasFrom {
+		r.inboundSubscription(&element.Stanza{Name: "presence", Type: "unsubscribed", From: user, To: contact})
+	}
+	return true
+}
