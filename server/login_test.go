@@ -13,6 +13,7 @@ import (
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/server"
 	"ottr.im/ottr/storage/sqlite"
 )
@@ -20,22 +21,22 @@ import (
 func TestTokenLogin(t *testing.T) {
 	ts := startServer(t, nil)
 	c := ts.mustLogin(t, "alice", "")
-	if got := c.jid.Bare().String(); got != "alice@localhost" {
-		t.Fatalf("bound %s, want alice@localhost/...", c.jid)
+	if got := c.JID.Bare().String(); got != "alice@localhost" {
+		t.Fatalf("bound %s, want alice@localhost/...", c.JID)
 	}
-	if c.jid.Resourcepart() == "" {
+	if c.JID.Resourcepart() == "" {
 		t.Fatal("server assigned no resource")
 	}
-	if c.sess.State()&xmpp.Secure == 0 {
+	if c.Sess.State()&xmpp.Secure == 0 {
 		t.Fatal("session is not encrypted")
 	}
-	if v := c.sess.ConnectionState().Version; v < tls.VersionTLS12 {
+	if v := c.Sess.ConnectionState().Version; v < tls.VersionTLS12 {
 		t.Fatalf("TLS version %x", v)
 	}
 	// A chosen resource is kept.
 	d := ts.mustLogin(t, "alice", "phone")
-	if d.jid.String() != "alice@localhost/phone" {
-		t.Fatalf("bound %s", d.jid)
+	if d.JID.String() != "alice@localhost/phone" {
+		t.Fatalf("bound %s", d.JID)
 	}
 }
 
@@ -47,8 +48,8 @@ func TestTokenLoginUppercaseUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.jid.Bare().String() != "dave@localhost" {
-		t.Fatalf("bound %s", c.jid)
+	if c.JID.Bare().String() != "dave@localhost" {
+		t.Fatalf("bound %s", c.JID)
 	}
 }
 
@@ -66,13 +67,13 @@ func TestDirectTLS(t *testing.T) {
 		t.Errorf("ALPN %q, want xmpp-client", p)
 	}
 	sess, err := xmpp.NewClientSession(ctx, jid.MustParse("carol@localhost"), conn,
-		xmpp.SASL("", ts.token(t, "carol"), auth.XToken), bindResource(""))
+		xmpp.SASL("", ts.token(t, "carol"), auth.XToken), xmpptest.BindResource(""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newClient(t, sess)
-	if c.jid.Bare().String() != "carol@localhost" {
-		t.Fatalf("bound %s", c.jid)
+	c := xmpptest.NewClient(t, sess)
+	if c.JID.Bare().String() != "carol@localhost" {
+		t.Fatalf("bound %s", c.JID)
 	}
 }
 
@@ -117,8 +118,8 @@ func TestPlainLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.jid.String() != "bob@localhost/laptop" {
-		t.Fatalf("bound %s", c.jid)
+	if c.JID.String() != "bob@localhost/laptop" {
+		t.Fatalf("bound %s", c.JID)
 	}
 	for _, tc := range []struct{ user, pw string }{
 		{"bob", "hunter2"},
@@ -142,10 +143,10 @@ func TestPlainLogin(t *testing.T) {
 // usable, so a good attempt at the end logs in.
 func TestSASLFailuresKeepStream(t *testing.T) {
 	ts := startServer(t, nil)
-	r := dialRaw(t, ts.addr)
-	r.open(testHost)
-	features := r.startTLS(ts.tlsConfig(), testHost)
-	mechs, ok := features.child("mechanisms")
+	r := xmpptest.DialRaw(t, ts.addr)
+	r.Open(testHost)
+	features := r.StartTLS(ts.tlsConfig(), testHost)
+	mechs, ok := features.Child("mechanisms")
 	if !ok {
 		t.Fatalf("no mechanisms after TLS: %s", features)
 	}
@@ -166,86 +167,86 @@ func TestSASLFailuresKeepStream(t *testing.T) {
 		{"malformed token", "X-TOKEN", "\x00alice\x00not a token", "malformed-request"},
 		{"wrong token", "X-TOKEN", "\x00alice\x0012345678 " + strings.Repeat("A", 43) + "=", "not-authorized"},
 	} {
-		e := r.auth(tc.mech, []byte(tc.payload))
+		e := r.Auth(tc.mech, []byte(tc.payload))
 		if e.XMLName.Local != "failure" {
 			t.Fatalf("%s: got %s, want failure", tc.name, e)
 		}
-		if _, ok := e.child(tc.want); !ok {
+		if _, ok := e.Child(tc.want); !ok {
 			t.Fatalf("%s: got %s, want <%s/>", tc.name, e, tc.want)
 		}
 	}
-	e := r.auth("X-TOKEN", []byte("\x00alice\x00"+ts.token(t, "alice")))
+	e := r.Auth("X-TOKEN", []byte("\x00alice\x00"+ts.token(t, "alice")))
 	if e.XMLName.Local != "success" {
 		t.Fatalf("good token after failures: %s", e)
 	}
-	features = r.open(testHost)
-	if _, ok := features.child("bind"); !ok {
+	features = r.Open(testHost)
+	if _, ok := features.Child("bind"); !ok {
 		t.Fatalf("no bind after SASL: %s", features)
 	}
 }
 
 func TestSASLEncodingAbortAndLimit(t *testing.T) {
 	ts := startServer(t, nil)
-	r := dialRaw(t, ts.addr)
-	r.open(testHost)
-	r.startTLS(ts.tlsConfig(), testHost)
-	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>`)
-	if e := r.read(); e.XMLName.Local != "failure" {
+	r := xmpptest.DialRaw(t, ts.addr)
+	r.Open(testHost)
+	r.StartTLS(ts.tlsConfig(), testHost)
+	r.Write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!</auth>`)
+	if e := r.Read(); e.XMLName.Local != "failure" {
 		t.Fatalf("bad base64: %s", e)
-	} else if _, ok := e.child("incorrect-encoding"); !ok {
+	} else if _, ok := e.Child("incorrect-encoding"); !ok {
 		t.Fatalf("bad base64: %s", e)
 	}
 	// No initial response: an empty challenge, then <abort/>.
-	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'/>`)
-	if e := r.read(); e.XMLName.Local != "challenge" {
+	r.Write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'/>`)
+	if e := r.Read(); e.XMLName.Local != "challenge" {
 		t.Fatalf("empty auth: %s, want challenge", e)
 	}
-	r.write(`<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>`)
-	if e := r.read(); e.XMLName.Local != "failure" {
+	r.Write(`<abort xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>`)
+	if e := r.Read(); e.XMLName.Local != "failure" {
 		t.Fatalf("abort: %s", e)
-	} else if _, ok := e.child("aborted"); !ok {
+	} else if _, ok := e.Child("aborted"); !ok {
 		t.Fatalf("abort: %s", e)
 	}
 	// Three more failures reach the limit of five attempts.
 	for i := 0; i < 3; i++ {
-		if e := r.auth("PLAIN", []byte("\x00alice\x00wrong")); e.XMLName.Local != "failure" {
+		if e := r.Auth("PLAIN", []byte("\x00alice\x00wrong")); e.XMLName.Local != "failure" {
 			t.Fatalf("attempt %d: %s", i, e)
 		}
 	}
-	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + "AGFsaWNlAHdyb25n" + `</auth>`)
-	if e := r.read(); e.XMLName.Local != "failure" {
+	r.Write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + "AGFsaWNlAHdyb25n" + `</auth>`)
+	if e := r.Read(); e.XMLName.Local != "failure" {
 		t.Fatalf("sixth attempt: %s", e)
 	}
-	if cond := r.expectStreamError(); cond != "policy-violation" {
+	if cond := r.ExpectStreamError(); cond != "policy-violation" {
 		t.Fatalf("after too many attempts: stream error %q, want policy-violation", cond)
 	}
 }
 
 func TestHostUnknown(t *testing.T) {
 	ts := startServer(t, nil)
-	r := dialRaw(t, ts.addr)
-	r.write(`<?xml version='1.0'?><stream:stream to='example.net' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`)
-	if cond := r.expectStreamError(); cond != "host-unknown" {
+	r := xmpptest.DialRaw(t, ts.addr)
+	r.Write(`<?xml version='1.0'?><stream:stream to='example.net' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`)
+	if cond := r.ExpectStreamError(); cond != "host-unknown" {
 		t.Fatalf("stream to example.net: %q, want host-unknown", cond)
 	}
 }
 
 func TestRequireTLS(t *testing.T) {
 	ts := startServer(t, nil)
-	r := dialRaw(t, ts.addr)
-	features := r.open(testHost)
-	st, ok := features.child("starttls")
+	r := xmpptest.DialRaw(t, ts.addr)
+	features := r.Open(testHost)
+	st, ok := features.Child("starttls")
 	if !ok {
 		t.Fatalf("no starttls offered: %s", features)
 	}
-	if _, ok := st.child("required"); !ok {
+	if _, ok := st.Child("required"); !ok {
 		t.Fatalf("starttls not required: %s", features)
 	}
-	if _, ok := features.child("mechanisms"); ok {
+	if _, ok := features.Child("mechanisms"); ok {
 		t.Fatalf("SASL offered before TLS: %s", features)
 	}
-	r.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHg=</auth>`)
-	if cond := r.expectStreamError(); cond == "" {
+	r.Write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHg=</auth>`)
+	if cond := r.ExpectStreamError(); cond == "" {
 		t.Fatal("auth before TLS was not refused with a stream error")
 	}
 }
@@ -255,12 +256,12 @@ func TestTLSOptional(t *testing.T) {
 		no := false
 		c.C2S.RequireTLS = &no
 	})
-	r := dialRaw(t, ts.addr)
-	features := r.open(testHost)
-	if _, ok := features.child("mechanisms"); !ok {
+	r := xmpptest.DialRaw(t, ts.addr)
+	features := r.Open(testHost)
+	if _, ok := features.Child("mechanisms"); !ok {
 		t.Fatalf("SASL not offered without TLS when TLS is optional: %s", features)
 	}
-	e := r.auth("X-TOKEN", []byte("\x00alice\x00"+ts.token(t, "alice")))
+	e := r.Auth("X-TOKEN", []byte("\x00alice\x00"+ts.token(t, "alice")))
 	if e.XMLName.Local != "success" {
 		t.Fatalf("token login without TLS: %s", e)
 	}

@@ -60,6 +60,12 @@ func (r *Router) deliverOffline(s *c2s.Session) {
 		r.logger.Error("reading offline messages failed", "jid", user.String(), "err", err)
 		return
 	}
+	// A message another session of the user is delivering (or whose
+	// deletion is under way) is not sent twice.
+	msgs = r.claimOffline(msgs)
+	if len(msgs) == 0 {
+		return
+	}
 	// Written messages are deleted in one batch once the last callback
 	// has run, off the session's writer goroutine.
 	var mu sync.Mutex
@@ -70,6 +76,8 @@ func (r *Router) deliverOffline(s *c2s.Session) {
 		defer mu.Unlock()
 		if ok {
 			written = append(written, id)
+		} else {
+			r.releaseOffline([]int64{id})
 		}
 		if pending--; pending == 0 && len(written) > 0 {
 			ids := written
@@ -77,6 +85,7 @@ func (r *Router) deliverOffline(s *c2s.Session) {
 			go func() {
 				defer r.background.Done()
 				r.deleteOffline(user, ids)
+				r.releaseOffline(ids)
 			}()
 		}
 	}
@@ -95,6 +104,33 @@ func (r *Router) deliverOffline(s *c2s.Session) {
 		if !s.DeliverThen(st, func(ok bool) { done(id, ok) }) {
 			done(id, false)
 		}
+	}
+}
+
+// claimOffline returns the messages no other delivery holds, marking
+// them held.
+func (r *Router) claimOffline(msgs []OfflineMessage) []OfflineMessage {
+	r.inflightMu.Lock()
+	defer r.inflightMu.Unlock()
+	if r.inflight == nil {
+		r.inflight = make(map[int64]struct{})
+	}
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if _, held := r.inflight[m.ID]; !held {
+			r.inflight[m.ID] = struct{}{}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// releaseOffline drops the hold on ids.
+func (r *Router) releaseOffline(ids []int64) {
+	r.inflightMu.Lock()
+	defer r.inflightMu.Unlock()
+	for _, id := range ids {
+		delete(r.inflight, id)
 	}
 }
 

@@ -39,6 +39,10 @@ type Router struct {
 	// Wait lets finish before the store closes.
 	background sync.WaitGroup
 
+	// inflight holds the ids of offline messages being delivered.
+	inflightMu sync.Mutex
+	inflight   map[int64]struct{}
+
 	mu    sync.RWMutex
 	users map[string]map[string]*resource // bare JID -> resourcepart -> resource
 }

@@ -1,4 +1,4 @@
-package server_test
+package xmpptest
 
 import (
 	"context"
@@ -13,10 +13,10 @@ import (
 
 const nsBind = "urn:ietf:params:xml:ns:xmpp-bind"
 
-// bindResource is the client side of resource binding that asks for a
+// BindResource is the client side of resource binding that asks for a
 // given resource. (mellium v0.22.0's client bind writes an empty
 // <resource/> whatever it is given.)
-func bindResource(resource string) xmpp.StreamFeature {
+func BindResource(resource string) xmpp.StreamFeature {
 	return xmpp.StreamFeature{
 		Name:       xml.Name{Space: nsBind, Local: "bind"},
 		Necessary:  xmpp.Authn,

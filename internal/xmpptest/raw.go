@@ -1,4 +1,4 @@
-package server_test
+package xmpptest
 
 import (
 	"bufio"
@@ -13,32 +13,34 @@ import (
 	"time"
 )
 
-// rawClient speaks XMPP by hand for the cases a well-behaved client
+// Raw speaks XMPP by hand for the cases a well-behaved client
 // library refuses to produce: wrong hosts, bad SASL payloads, retries.
-type rawClient struct {
-	t    *testing.T
+type Raw struct {
+	t    testing.TB
 	conn net.Conn
 	dec  *xml.Decoder
 }
 
-// element is a generic decoded element.
-type element struct {
+// Element is a generic decoded element.
+type Element struct {
 	XMLName  xml.Name
 	Attrs    []xml.Attr `xml:",any,attr"`
-	Children []element  `xml:",any"`
+	Children []Element  `xml:",any"`
 	Text     string     `xml:",chardata"`
 }
 
-func (e element) child(local string) (element, bool) {
+// Child returns the first child with the given local name.
+func (e Element) Child(local string) (Element, bool) {
 	for _, c := range e.Children {
 		if c.XMLName.Local == local {
 			return c, true
 		}
 	}
-	return element{}, false
+	return Element{}, false
 }
 
-func (e element) String() string {
+// String renders the element for failure messages.
+func (e Element) String() string {
 	var b strings.Builder
 	b.WriteString("<" + e.XMLName.Local)
 	for _, a := range e.Attrs {
@@ -53,7 +55,8 @@ func (e element) String() string {
 	return b.String()
 }
 
-func dialRaw(t *testing.T, addr string) *rawClient {
+// DialRaw connects to addr; the connection closes when the test ends.
+func DialRaw(t testing.TB, addr string) *Raw {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -61,23 +64,24 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	}
 	conn.SetDeadline(time.Now().Add(15 * time.Second))
 	t.Cleanup(func() { conn.Close() })
-	r := &rawClient{t: t, conn: conn}
+	r := &Raw{t: t, conn: conn}
 	r.dec = xml.NewDecoder(bufio.NewReader(conn))
 	return r
 }
 
-func (r *rawClient) write(s string) {
+// Write sends raw text.
+func (r *Raw) Write(s string) {
 	r.t.Helper()
 	if _, err := io.WriteString(r.conn, s); err != nil {
 		r.t.Fatalf("write: %v", err)
 	}
 }
 
-// open sends a stream header to host and reads the server's header and
+// Open sends a stream header to host and reads the server's header and
 // features.
-func (r *rawClient) open(host string) element {
+func (r *Raw) Open(host string) Element {
 	r.t.Helper()
-	r.write(fmt.Sprintf(`<?xml version='1.0'?><stream:stream to='%s' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`, host))
+	r.Write(fmt.Sprintf(`<?xml version='1.0'?><stream:stream to='%s' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`, host))
 	for {
 		tok, err := r.dec.Token()
 		if err != nil {
@@ -87,11 +91,11 @@ func (r *rawClient) open(host string) element {
 			break
 		}
 	}
-	return r.read()
+	return r.Read()
 }
 
-// read decodes the next element.
-func (r *rawClient) read() element {
+// Read decodes the next element.
+func (r *Raw) Read() Element {
 	r.t.Helper()
 	for {
 		tok, err := r.dec.Token()
@@ -99,7 +103,7 @@ func (r *rawClient) read() element {
 			r.t.Fatalf("read: %v", err)
 		}
 		if se, ok := tok.(xml.StartElement); ok {
-			var e element
+			var e Element
 			if err := r.dec.DecodeElement(&e, &se); err != nil {
 				r.t.Fatalf("decode: %v", err)
 			}
@@ -108,11 +112,11 @@ func (r *rawClient) read() element {
 	}
 }
 
-// startTLS upgrades the stream and opens a new one.
-func (r *rawClient) startTLS(cfg *tls.Config, host string) element {
+// StartTLS upgrades the stream and opens a new one.
+func (r *Raw) StartTLS(cfg *tls.Config, host string) Element {
 	r.t.Helper()
-	r.write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)
-	if e := r.read(); e.XMLName.Local != "proceed" {
+	r.Write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)
+	if e := r.Read(); e.XMLName.Local != "proceed" {
 		r.t.Fatalf("starttls: got %s", e)
 	}
 	tc := tls.Client(r.conn, cfg)
@@ -121,19 +125,19 @@ func (r *rawClient) startTLS(cfg *tls.Config, host string) element {
 	}
 	r.conn = tc
 	r.dec = xml.NewDecoder(bufio.NewReader(tc))
-	return r.open(host)
+	return r.Open(host)
 }
 
-// auth sends one <auth/> with the raw payload and returns the answer.
-func (r *rawClient) auth(mech string, payload []byte) element {
+// Auth sends one <auth/> with the raw payload and returns the answer.
+func (r *Raw) Auth(mech string, payload []byte) Element {
 	r.t.Helper()
-	r.write(fmt.Sprintf(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>`, mech, base64.StdEncoding.EncodeToString(payload)))
-	return r.read()
+	r.Write(fmt.Sprintf(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>`, mech, base64.StdEncoding.EncodeToString(payload)))
+	return r.Read()
 }
 
-// expectClosed reads until the server closes the stream and returns the
+// ExpectStreamError reads until the server closes the stream and returns the
 // stream error condition it sent ("" for none).
-func (r *rawClient) expectStreamError() string {
+func (r *Raw) ExpectStreamError() string {
 	r.t.Helper()
 	cond := ""
 	for {
@@ -142,7 +146,7 @@ func (r *rawClient) expectStreamError() string {
 			return cond
 		}
 		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "error" && se.Name.Space == "http://etherx.jabber.org/streams" {
-			var e element
+			var e Element
 			if err := r.dec.DecodeElement(&e, &se); err != nil {
 				return cond
 			}

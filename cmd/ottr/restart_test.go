@@ -1,0 +1,110 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/xmpptest"
+)
+
+// TestRestartKeepsState stops a running ottr (cleanly, and with SIGKILL)
+// and starts it again on the same data directory: rosters, subscriptions
+// and offline messages are all still there, and the offline messages
+// arrive exactly once.
+func TestRestartKeepsState(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			addr := freeAddr(t)
+			cfg := writeInteropConfig(t, addr)
+			dataDir := filepath.Join(filepath.Dir(cfg), "data")
+			p := startServe(t, cfg, addr)
+			tlsCfg := dataDirTLS(t, dataDir)
+			login := func(user, resource string) *xmpptest.Client {
+				t.Helper()
+				tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@localhost", time.Now(), auth.NewNonce(32))
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, auth.XToken, tok)
+				if err != nil {
+					t.Fatalf("login %s: %v\nserver:\n%s", user, err, p.stderr.String())
+				}
+				return c
+			}
+
+			alice, bob := login("alice", "a").Online(), login("bob", "b").Online()
+			xmpptest.SubscribeBoth(t, alice, bob)
+			bob.Close()
+			alice.PresenceFrom("bob@localhost/b", "unavailable")
+			const n = 3
+			for i := 0; i < n; i++ {
+				alice.Send(fmt.Sprintf(`<message to='bob@localhost' type='chat' id='k%d'><body>kept %d</body></message>`, i, i))
+			}
+			// A ping round trip: every message before it was handled
+			// (stored) by the time the answer comes.
+			if r := alice.IQ(`<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, "sync"); r.Type != "result" {
+				t.Fatalf("ping: %+v", r)
+			}
+			alice.Close()
+
+			if sig == syscall.SIGKILL {
+				if err := p.cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				<-p.done
+			} else if code := p.stop(t, sig); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+
+			p = startServe(t, cfg, addr)
+			bob = login("bob", "b")
+			q := bob.Roster("")
+			if len(q.Items) != 1 || q.Items[0].JID != "alice@localhost" || q.Items[0].Subscription != "both" {
+				t.Fatalf("bob's roster after restart: %+v", q)
+			}
+			bob.Send(`<presence/>`)
+			for i := 0; i < n; i++ {
+				m := bob.NextNamed("message", "chat")
+				if m.Body != fmt.Sprintf("kept %d", i) || !strings.Contains(m.Inner, "urn:xmpp:delay") {
+					t.Fatalf("offline message %d after restart: %+v", i, m)
+				}
+			}
+			bob.NoneWithin(300*time.Millisecond, func(r xmpptest.Received) bool { return r.Name == "message" })
+			bob.Close()
+			// Exactly once: a new login finds nothing stored, and alice's
+			// subscription survived too.
+			bob = login("bob", "b2")
+			bob.Online()
+			bob.NoneWithin(300*time.Millisecond, func(r xmpptest.Received) bool { return r.Name == "message" })
+			alice = login("alice", "a")
+			q = alice.Roster("")
+			if len(q.Items) != 1 || q.Items[0].Subscription != "both" {
+				t.Fatalf("alice's roster after restart: %+v", q)
+			}
+			alice.Send(`<presence/>`)
+			bob.PresenceFrom("alice@localhost/a", "")
+		})
+	}
+}
+
+// dataDirTLS trusts the certificate ottr generated into dataDir.
+func dataDirTLS(t *testing.T, dataDir string) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(dataDir, "tls", "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no certificate in cert.pem")
+	}
+	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
+}
