@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,4 +97,57 @@ func TestInteropSlixmpp(t *testing.T) {
 	if code := p.stop(t, os.Interrupt); code != 0 {
 		t.Errorf("exit code %d", code)
 	}
+}
+
+// TestInteropSlixmppContacts has two slixmpp clients, logged in at the same
+// time (alice with an X-TOKEN minted as mod_auth_token's README does, bob
+// with PLAIN), exchange contacts through ottr: roster set, subscription
+// request and approval both ways, "both" in pushes and roster gets,
+// presence, a chat message each way, and an offline message delivered with
+// a delay stamp when bob logs in again.
+func TestInteropSlixmppContacts(t *testing.T) {
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	runOttr(t, "", "correct horse battery\n", "user", "add", "-c", cfg, "bob@localhost").check(t, 0, nil, nil)
+	p := startServe(t, cfg, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_pair.py")
+	// -v: slixmpp's debug log (every stanza) goes to stderr, shown only on
+	// failure, so that a server bug can be read off the XML.
+	cmd := exec.CommandContext(ctx, python, script, "-v", "--timeout", "40",
+		"--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+		"--a-xtoken", "alice", "--otp-seed", testSeed, "--token-secret", testSecret,
+		"--b-plain", "bob", "--b-password", "correct horse battery")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("slixmpp_pair.py: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
+			err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "all steps OK") {
+		t.Fatalf("slixmpp_pair.py exited 0 without \"all steps OK\":\n%s", stdout.String())
+	}
+	t.Logf("contacts:\n%s", stdout.String())
+	if code := p.stop(t, os.Interrupt); code != 0 {
+		t.Errorf("exit code %d\nserver stderr:\n%s", code, p.stderr.String())
+	}
+}
+
+// failLines picks the script's "FAIL: ..." lines out of its stderr, where
+// they follow slixmpp's debug log.
+func failLines(stderr string) string {
+	var fails []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(line, "FAIL:") {
+			fails = append(fails, line)
+		}
+	}
+	if len(fails) == 0 {
+		return "(no FAIL line on stderr)"
+	}
+	return strings.Join(fails, "\n")
 }

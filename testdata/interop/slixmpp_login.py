@@ -197,7 +197,16 @@ class Login:
         elif jid.bare != slixmpp.JID(self.want_bare).bare:
             self._fail('bound JID %s is not the account %s'
                        % (jid.full, self.want_bare))
-        elif self.args.message_to:
+        else:
+            self.session_ready()
+            return
+        self.xmpp.disconnect(wait=self.CLOSE_WAIT)
+
+    def session_ready(self):
+        """The session started with the right full JID bound. Here: send
+        the optional presence + message and close; slixmpp_pair.py's
+        subclass keeps the session open instead."""
+        if self.args.message_to:
             self.xmpp.send_presence()
             self.xmpp.send_message(mto=self.args.message_to,
                                    mbody=self.args.body, mtype='chat')
