@@ -38,7 +38,7 @@ const (
 	DefaultHost     = "localhost"
 )
 
-// Limits enforced by Validate.
+// Bounds of the token settings, enforced by Validate.
 const (
 	minOTPDigits    = 6
 	maxOTPDigits    = 10
@@ -68,6 +68,9 @@ type Config struct {
 	Token Token `toml:"token"`
 	// Hosts are the served XMPP domains, one [[host]] table each.
 	Hosts []Host `toml:"host"`
+	// Limits holds every limit of the server; keys left out take the
+	// values of DefaultLimits.
+	Limits Limits `toml:"limits"`
 }
 
 // Log holds the logging settings.
@@ -231,9 +234,9 @@ func (d *Duration) UnmarshalTOML(v any) error {
 
 // Default returns the built-in configuration: data_dir "./ottr-data", log
 // level "info", STARTTLS on 127.0.0.1:5222 with TLS required, a
-// self-signed certificate, mod_auth_token's token settings and one host,
+// self-signed certificate, mod_auth_token's token settings, one host,
 // "localhost", with no seed or secret (the server generates those into the
-// data directory).
+// data directory), and the limits of DefaultLimits.
 func Default() *Config {
 	c := &Config{}
 	applyDefaults(c, nil)
@@ -270,6 +273,7 @@ func applyDefaults(c *Config, md *toml.MetaData) {
 	if !defined("host") {
 		c.Hosts = []Host{{Name: DefaultHost}}
 	}
+	applyLimitDefaults(&c.Limits, defined)
 }
 
 // Load reads the TOML file at path, refuses unknown keys, fills in the
@@ -375,7 +379,8 @@ func prefixEach(path string, err error) error {
 
 // Validate checks c and returns every problem found, joined with
 // errors.Join, each message starting with the key concerned. Zero token
-// fields are taken as unset.
+// fields are taken as unset; limits are not (Load and Default fill them),
+// so a zero limit is refused wherever its range excludes 0.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) {
@@ -451,6 +456,7 @@ func (c *Config) Validate() error {
 		}
 		errs = append(errs, h.Token.validate(p+"token.")...)
 	}
+	errs = append(errs, c.Limits.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -546,7 +552,7 @@ func (c *Config) Host(name string) (Host, bool) {
 
 // Summary returns the values in force as TOML-like text, for
 // "ottr check-config". Secrets are shown only as <set> or <unset>; each
-// host's token settings are the effective ones.
+// host's token settings are the effective ones; every limit is listed.
 func (c *Config) Summary() string {
 	var b strings.Builder
 	line := func(format string, args ...any) {
@@ -577,6 +583,8 @@ func (c *Config) Summary() string {
 		line("[host.token]  # effective")
 		writeToken(&b, h.EffectiveToken(c.Token))
 	}
+	line("[limits]")
+	writeLimits(&b, c.Limits)
 	return b.String()
 }
 

@@ -40,6 +40,28 @@ func TestLoadGood(t *testing.T) {
 				Token:       Token{OTPDigits: 10, OTPDeviation: ptr(2)},
 			},
 		},
+		Limits: Limits{
+			MaxStanzaBytes:      512 * 1024,
+			MaxDepth:            16,
+			MaxAttributes:       32,
+			AuthTimeout:         Duration{20 * time.Second},
+			MaxConnections:      500,
+			ConnectionRate:      Rate{5, time.Minute},
+			ConnectionBurst:     20,
+			Keepalive:           Duration{90 * time.Second},
+			IdleTimeout:         Duration{10 * time.Minute},
+			WriteTimeout:        Duration{15 * time.Second},
+			SendQueue:           256,
+			SendQueueBytes:      1 << 20,
+			MaxAuthAttempts:     3,
+			AuthFailuresAddress: Rate{100, time.Hour},
+			AuthFailuresAccount: Rate{5, time.Minute},
+			AuthFailureBurst:    3,
+			OfflineMessages:     0,
+			VCardBytes:          16 * 1024,
+			PrivateBytes:        32 * 1024,
+			RosterItems:         500,
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", path, got, want)
@@ -104,24 +126,31 @@ func TestLoadBad(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.TrimSuffix(tt.file, ".toml"), func(t *testing.T) {
-			path := filepath.Join(fixtures, tt.file)
-			c, err := Load(path)
-			if err == nil {
-				t.Fatalf("Load(%s) = %+v, want an error", path, c)
-			}
-			msg := err.Error()
-			for _, w := range append([]string{path}, tt.want...) {
-				if !strings.Contains(msg, w) {
-					t.Errorf("Load(%s) error does not contain %q:\n%s", path, w, msg)
-				}
-			}
-			// Every line names the file.
-			for line := range strings.SplitSeq(msg, "\n") {
-				if !strings.Contains(line, path) {
-					t.Errorf("error line does not name the file: %q", line)
-				}
-			}
+			checkLoadError(t, tt.file, tt.want)
 		})
+	}
+}
+
+// checkLoadError loads the fixture file and checks that it fails with an
+// error that contains each of want and names the file on every line.
+func checkLoadError(t *testing.T, file string, want []string) {
+	t.Helper()
+	path := filepath.Join(fixtures, file)
+	c, err := Load(path)
+	if err == nil {
+		t.Fatalf("Load(%s) = %+v, want an error", path, c)
+	}
+	msg := err.Error()
+	for _, w := range append([]string{path}, want...) {
+		if !strings.Contains(msg, w) {
+			t.Errorf("Load(%s) error does not contain %q:\n%s", path, w, msg)
+		}
+	}
+	// Every line names the file.
+	for line := range strings.SplitSeq(msg, "\n") {
+		if !strings.Contains(line, path) {
+			t.Errorf("error line does not name the file: %q", line)
+		}
 	}
 }
 

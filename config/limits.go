@@ -1,0 +1,356 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Byte-size units used by the limits.
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+)
+
+// Limits holds every limit of the server, the [limits] table. Sizes are
+// integers of bytes, durations strings such as "30s" and rates strings such
+// as "100/s". Keys the file leaves out take the values of [DefaultLimits];
+// an explicit 0 (or "0s") is checked like any other value, so it is refused
+// wherever the range excludes it.
+type Limits struct {
+	// MaxStanzaBytes is the largest stanza or stream-level element accepted,
+	// attributes included, 4 KiB to 64 MiB. Default 262144 (256 KiB).
+	MaxStanzaBytes int `toml:"max_stanza_bytes"`
+	// MaxDepth is the deepest element nesting below the stanza, 4 to 256.
+	// Default 32.
+	MaxDepth int `toml:"max_depth"`
+	// MaxAttributes is the most attributes on one element, 4 to 1024.
+	// Default 64.
+	MaxAttributes int `toml:"max_attributes"`
+	// AuthTimeout is how long a connection has from connect to bound
+	// resource, 1s to 24h. Default 30s.
+	AuthTimeout Duration `toml:"auth_timeout"`
+	// MaxConnections is the most open c2s connections in total, 1 to
+	// 10,000,000. Default 10000.
+	MaxConnections int `toml:"max_connections"`
+	// ConnectionRate is the sustained rate of new connections per source
+	// address. Default 100/s.
+	ConnectionRate Rate `toml:"connection_rate"`
+	// ConnectionBurst is how many connections a source address may open at
+	// once above ConnectionRate, at least 1. Default 200.
+	ConnectionBurst int `toml:"connection_burst"`
+	// Keepalive is how long the server may send nothing before it sends a
+	// whitespace ping, 1s to 24h and shorter than IdleTimeout. Default 60s.
+	Keepalive Duration `toml:"keepalive"`
+	// IdleTimeout is how long an authenticated session may stay silent
+	// before it is closed, 1s to 24h. Default 5m.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// WriteTimeout is how long a write to a client may make no progress
+	// before the connection is closed, 1s to 24h. Default 30s.
+	WriteTimeout Duration `toml:"write_timeout"`
+	// SendQueue is how many stanzas may wait for a slow client before it is
+	// disconnected, 16 to 1,000,000. Default 1024.
+	SendQueue int `toml:"send_queue"`
+	// SendQueueBytes is how many bytes may wait for a slow client before it
+	// is disconnected, at least 64 KiB and at least MaxStanzaBytes.
+	// Default 4194304 (4 MiB).
+	SendQueueBytes int `toml:"send_queue_bytes"`
+	// MaxAuthAttempts is the most SASL attempts on one stream, 1 to 20.
+	// Default 5.
+	MaxAuthAttempts int `toml:"max_auth_attempts"`
+	// AuthFailuresAddress is the sustained rate of failed logins allowed per
+	// source address. Default 30/min.
+	AuthFailuresAddress Rate `toml:"auth_failures_per_address"`
+	// AuthFailuresAccount is the sustained rate of failed logins allowed per
+	// account. Default 10/min.
+	AuthFailuresAccount Rate `toml:"auth_failures_per_account"`
+	// AuthFailureBurst is how many failed logins are allowed at once above
+	// those rates, at least 1. Default 10.
+	AuthFailureBurst int `toml:"auth_failure_burst"`
+	// OfflineMessages is how many messages are stored per user while they
+	// are offline, 0 to 1,000,000; 0 turns offline storage off. Default 1000.
+	OfflineMessages int `toml:"offline_messages"`
+	// VCardBytes is the largest vCard stored, 1 KiB to 16 MiB.
+	// Default 65536 (64 KiB).
+	VCardBytes int `toml:"vcard_bytes"`
+	// PrivateBytes is the largest private XML document stored (XEP-0049),
+	// 1 KiB to 16 MiB. Default 65536 (64 KiB).
+	PrivateBytes int `toml:"private_bytes"`
+	// RosterItems is the most roster items per user, 10 to 1,000,000.
+	// Default 2000.
+	RosterItems int `toml:"roster_items"`
+}
+
+// DefaultLimits returns the limits used for keys the file leaves out.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxStanzaBytes:      256 * kib,
+		MaxDepth:            32,
+		MaxAttributes:       64,
+		AuthTimeout:         Duration{30 * time.Second},
+		MaxConnections:      10000,
+		ConnectionRate:      Rate{N: 100, Per: time.Second},
+		ConnectionBurst:     200,
+		Keepalive:           Duration{60 * time.Second},
+		IdleTimeout:         Duration{5 * time.Minute},
+		WriteTimeout:        Duration{30 * time.Second},
+		SendQueue:           1024,
+		SendQueueBytes:      4 * mib,
+		MaxAuthAttempts:     5,
+		AuthFailuresAddress: Rate{N: 30, Per: time.Minute},
+		AuthFailuresAccount: Rate{N: 10, Per: time.Minute},
+		AuthFailureBurst:    10,
+		OfflineMessages:     1000,
+		VCardBytes:          64 * kib,
+		PrivateBytes:        64 * kib,
+		RosterItems:         2000,
+	}
+}
+
+// applyLimitDefaults sets each field of l whose key is not defined to its
+// default. Walking the struct means a new field cannot be forgotten.
+func applyLimitDefaults(l *Limits, defined func(key ...string) bool) {
+	def := reflect.ValueOf(DefaultLimits())
+	dst := reflect.ValueOf(l).Elem()
+	for i, key := range limitKeys() {
+		if !defined("limits", key) {
+			dst.Field(i).Set(def.Field(i))
+		}
+	}
+}
+
+// limitKeys returns the TOML keys of the fields of Limits, in field order.
+func limitKeys() []string {
+	t := reflect.TypeFor[Limits]()
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i] = t.Field(i).Tag.Get("toml")
+	}
+	return keys
+}
+
+// Bounds of the limits, enforced by validate.
+const (
+	minStanzaBytes    = 4 * kib
+	maxStanzaBytes    = 64 * mib
+	minDepth          = 4
+	maxDepth          = 256
+	minAttributes     = 4
+	maxAttributes     = 1024
+	minLimitDuration  = time.Second
+	maxLimitDuration  = 24 * time.Hour
+	maxConnections    = 10_000_000
+	minSendQueue      = 16
+	maxSendQueue      = 1_000_000
+	minSendQueueBytes = 64 * kib
+	maxAuthAttempts   = 20
+	maxOffline        = 1_000_000
+	minStoredBytes    = kib
+	maxStoredBytes    = 16 * mib
+	minRosterItems    = 10
+	maxRosterItems    = 1_000_000
+)
+
+// validate checks every limit; each error starts with "limits.<key>".
+func (l Limits) validate() []error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("limits."+key+": "+format, args...))
+	}
+	between := func(key string, v, lo, hi int) {
+		if v < lo || v > hi {
+			add(key, "must be between %d and %d, got %d", lo, hi, v)
+		}
+	}
+	atLeast := func(key string, v, lo int) {
+		if v < lo {
+			add(key, "must be at least %d, got %d", lo, v)
+		}
+	}
+	duration := func(key string, d Duration) {
+		if d.Duration < minLimitDuration || d.Duration > maxLimitDuration {
+			add(key, "must be between %v and %v, got %v", minLimitDuration, maxLimitDuration, d.Duration)
+		}
+	}
+	rate := func(key string, r Rate) {
+		if err := r.check(); err != nil {
+			add(key, "%w", err)
+		}
+	}
+
+	between("max_stanza_bytes", l.MaxStanzaBytes, minStanzaBytes, maxStanzaBytes)
+	between("max_depth", l.MaxDepth, minDepth, maxDepth)
+	between("max_attributes", l.MaxAttributes, minAttributes, maxAttributes)
+	duration("auth_timeout", l.AuthTimeout)
+	between("max_connections", l.MaxConnections, 1, maxConnections)
+	rate("connection_rate", l.ConnectionRate)
+	atLeast("connection_burst", l.ConnectionBurst, 1)
+	duration("keepalive", l.Keepalive)
+	duration("idle_timeout", l.IdleTimeout)
+	if l.Keepalive.Duration > 0 && l.IdleTimeout.Duration > 0 && l.Keepalive.Duration >= l.IdleTimeout.Duration {
+		add("keepalive", "must be shorter than limits.idle_timeout (%v), got %v", l.IdleTimeout.Duration, l.Keepalive.Duration)
+	}
+	duration("write_timeout", l.WriteTimeout)
+	between("send_queue", l.SendQueue, minSendQueue, maxSendQueue)
+	atLeast("send_queue_bytes", l.SendQueueBytes, minSendQueueBytes)
+	if l.SendQueueBytes >= minSendQueueBytes && l.SendQueueBytes < l.MaxStanzaBytes {
+		// A stanza of the largest size allowed could never be queued.
+		add("send_queue_bytes", "must be at least limits.max_stanza_bytes (%d), got %d", l.MaxStanzaBytes, l.SendQueueBytes)
+	}
+	between("max_auth_attempts", l.MaxAuthAttempts, 1, maxAuthAttempts)
+	rate("auth_failures_per_address", l.AuthFailuresAddress)
+	rate("auth_failures_per_account", l.AuthFailuresAccount)
+	atLeast("auth_failure_burst", l.AuthFailureBurst, 1)
+	between("offline_messages", l.OfflineMessages, 0, maxOffline)
+	between("vcard_bytes", l.VCardBytes, minStoredBytes, maxStoredBytes)
+	between("private_bytes", l.PrivateBytes, minStoredBytes, maxStoredBytes)
+	between("roster_items", l.RosterItems, minRosterItems, maxRosterItems)
+	return errs
+}
+
+// writeLimits writes every limit in force, one "key = value" line each, in
+// the order of the struct. Byte sizes that are whole KiB or MiB get a
+// comment saying so.
+func writeLimits(b *strings.Builder, l Limits) {
+	v := reflect.ValueOf(l)
+	for i, key := range limitKeys() {
+		switch f := v.Field(i).Interface().(type) {
+		case int:
+			fmt.Fprintf(b, "%s = %d", key, f)
+			if strings.HasSuffix(key, "_bytes") {
+				switch {
+				case f > 0 && f%mib == 0:
+					fmt.Fprintf(b, "  # %d MiB", f/mib)
+				case f > 0 && f%kib == 0:
+					fmt.Fprintf(b, "  # %d KiB", f/kib)
+				}
+			}
+		case Duration:
+			fmt.Fprintf(b, "%s = %v", key, f.Duration)
+		case Rate:
+			fmt.Fprintf(b, "%s = %v", key, f)
+		default:
+			panic(fmt.Sprintf("config: limits.%s has unexpected type %T", key, f))
+		}
+		b.WriteByte('\n')
+	}
+}
+
+// Rate is a number of events per period, written in TOML as a string "N/s",
+// "N/min" or "N/h", such as "100/s". N must be positive: no rate means
+// "unlimited".
+type Rate struct {
+	// N is the number of events allowed per period, at least 1.
+	N int
+	// Per is the period: time.Second, time.Minute or time.Hour.
+	Per time.Duration
+}
+
+// ratePeriods maps the units of a rate to their periods.
+var ratePeriods = []struct {
+	unit string
+	per  time.Duration
+}{
+	{"s", time.Second},
+	{"min", time.Minute},
+	{"h", time.Hour},
+}
+
+// rateForm says how a rate is written, for error messages.
+const rateForm = `write it like "100/s", "30/min" or "2/h"`
+
+// PerSecond returns the rate in events per second, as a token bucket wants
+// it; 0 for a Rate with no period.
+func (r Rate) PerSecond() float64 {
+	if r.Per <= 0 {
+		return 0
+	}
+	return float64(r.N) / r.Per.Seconds()
+}
+
+// String formats r as "N/s", "N/min" or "N/h"; a period that is none of
+// those is written as a duration, such as "5/2s".
+func (r Rate) String() string {
+	return strconv.Itoa(r.N) + "/" + periodName(r.Per)
+}
+
+// MarshalText formats r as String does; it fails for a rate that
+// UnmarshalText would refuse.
+func (r Rate) MarshalText() ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText parses "N/s", "N/min" or "N/h", N a positive decimal
+// integer.
+func (r *Rate) UnmarshalText(text []byte) error {
+	s := string(text)
+	num, unit, ok := strings.Cut(s, "/")
+	if !ok {
+		if _, err := strconv.Atoi(s); err == nil {
+			return fmt.Errorf("rate %q has no period: write %q, %q or %q", s, s+"/s", s+"/min", s+"/h")
+		}
+		return fmt.Errorf("%q is not a rate: %s", s, rateForm)
+	}
+	if num == "" || strings.TrimLeft(num, "0123456789") != "" {
+		return fmt.Errorf("%q is not a rate: the count %q must be a positive whole number (%s)", s, num, rateForm)
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return fmt.Errorf("%q is not a rate: count %q is too large", s, num)
+	}
+	for _, p := range ratePeriods {
+		if unit == p.unit {
+			if n == 0 {
+				return fmt.Errorf("rate %q must be positive: there is no unlimited rate", s)
+			}
+			*r = Rate{N: n, Per: p.per}
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a rate: unknown period %q, use s, min or h", s, unit)
+}
+
+// UnmarshalTOML implements toml.Unmarshaler so that a value that is not a
+// string gets a message saying how a rate is written; strings go through
+// UnmarshalText.
+func (r *Rate) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case string:
+		return r.UnmarshalText([]byte(v))
+	case int64:
+		return fmt.Errorf("a bare integer (%d) is not a rate: write a string with a period, such as \"%d/s\"", v, v)
+	default:
+		return fmt.Errorf("a %T is not a rate: %s", v, rateForm)
+	}
+}
+
+// check reports whether r is a rate a file could give: N positive and Per
+// one of the periods of ratePeriods.
+func (r Rate) check() error {
+	if r.N <= 0 {
+		return fmt.Errorf("must be positive (there is no unlimited rate), got %d/%s", r.N, periodName(r.Per))
+	}
+	for _, p := range ratePeriods {
+		if r.Per == p.per {
+			return nil
+		}
+	}
+	return errors.New("period must be 1s, 1min or 1h, got " + r.Per.String())
+}
+
+// periodName returns the unit of per, or per as a duration if it is not one
+// of the units.
+func periodName(per time.Duration) string {
+	for _, p := range ratePeriods {
+		if per == p.per {
+			return p.unit
+		}
+	}
+	return per.String()
+}
