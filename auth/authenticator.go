@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
+	"ottr.im/ottr/limit"
 	"ottr.im/ottr/storage"
 )
 
@@ -30,6 +32,38 @@ type Options struct {
 	Replay ReplayCache
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Failures limits failed logins per source address and per account;
+	// the zero value does not limit.
+	Failures FailureLimits
+}
+
+// FailureLimits are token buckets of failed logins: while one is empty,
+// logins from that address or to that account are refused with
+// temporary-auth-failure before any credential is checked.
+type FailureLimits struct {
+	// PerAddress and PerAccount are failures allowed per second (0: no
+	// limit); Burst is the bucket size.
+	PerAddress, PerAccount float64
+	Burst                  int
+}
+
+// maxLimitKeys bounds the addresses and accounts remembered at once.
+const maxLimitKeys = 200000
+
+// Attempt is one login.
+type Attempt struct {
+	// Mechanism is "X-TOKEN" or "PLAIN".
+	Mechanism string
+	// Host is the domain the client addressed.
+	Host string
+	// Authzid is the optional authorization identity.
+	Authzid string
+	// Username is already nodeprepped.
+	Username string
+	// Secret is the token or the password.
+	Secret string
+	// Remote is the client's address (the zero Addr when unknown).
+	Remote netip.Addr
 }
 
 // DefaultReplayEntries bounds the default replay cache: at 1,000 token
@@ -44,6 +78,9 @@ type Authenticator struct {
 	hosts    map[string]*Verifier // nil value: tokens disabled on that host
 	accounts AccountStore
 	dummy    PasswordHash // checked for unknown users so they cost the same
+	now      func() time.Time
+
+	byAddress, byAccount *limit.Keyed // nil: not limited
 }
 
 // New returns an Authenticator for opts.
@@ -51,7 +88,16 @@ func New(opts Options) (*Authenticator, error) {
 	if opts.Replay == nil {
 		opts.Replay = NewMemoryReplayCache(DefaultReplayEntries)
 	}
-	a := &Authenticator{hosts: make(map[string]*Verifier), accounts: opts.Accounts}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	a := &Authenticator{hosts: make(map[string]*Verifier), accounts: opts.Accounts, now: opts.Now}
+	if f := opts.Failures; f.PerAddress > 0 {
+		a.byAddress = limit.NewKeyed(f.PerAddress, f.Burst, maxLimitKeys)
+	}
+	if f := opts.Failures; f.PerAccount > 0 {
+		a.byAccount = limit.NewKeyed(f.PerAccount, f.Burst, maxLimitKeys)
+	}
 	for host, p := range opts.Hosts {
 		host = strings.ToLower(host)
 		if p.OTPSeed == "" && p.TokenSecret == "" {
@@ -78,27 +124,51 @@ func (a *Authenticator) Serves(host string) bool {
 	return ok
 }
 
-// Authenticate checks one login by mechanism ("X-TOKEN" or "PLAIN") of
-// username (already nodeprepped) at host, with secret (the token or the
-// password) and an optional authzid, which must name the same account. It
-// returns nil or an *Error; the error never contains the secret.
-func (a *Authenticator) Authenticate(ctx context.Context, mechanism, host, authzid, username, secret string) error {
-	host = strings.ToLower(host)
+// Authenticate checks one login and returns nil or an *Error; the error
+// never contains the secret. The authzid, if any, must name the same
+// account. Failed attempts are counted per source address and per
+// account; past the limits, attempts are refused unchecked.
+func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) error {
+	host := strings.ToLower(at.Host)
+	now := a.now()
+	addrKey := ""
+	if at.Remote.IsValid() {
+		addrKey = limit.AddressKey(at.Remote)
+	}
+	acctKey := at.Username + "@" + host
+	if (a.byAddress != nil && addrKey != "" && !a.byAddress.Has(addrKey, now)) ||
+		(a.byAccount != nil && !a.byAccount.Has(acctKey, now)) {
+		return &Error{Reason: ReasonRateLimited}
+	}
+	err := a.check(ctx, host, at)
+	var ae *Error
+	if err != nil && errors.As(err, &ae) && ae.Reason != ReasonUnavailable && ae.Reason != ReasonMalformed {
+		if a.byAddress != nil && addrKey != "" {
+			a.byAddress.Take(addrKey, now)
+		}
+		if a.byAccount != nil {
+			a.byAccount.Take(acctKey, now)
+		}
+	}
+	return err
+}
+
+func (a *Authenticator) check(ctx context.Context, host string, at Attempt) error {
 	v, served := a.hosts[host]
 	if !served {
 		return &Error{Reason: ReasonBadCredentials, detail: "host not served"}
 	}
-	if authzid != "" && !strings.EqualFold(authzid, username+"@"+host) {
+	if at.Authzid != "" && !strings.EqualFold(at.Authzid, at.Username+"@"+host) {
 		return &Error{Reason: ReasonAuthz}
 	}
-	switch mechanism {
+	switch at.Mechanism {
 	case XToken.Name:
 		if v == nil {
 			return &Error{Reason: ReasonNoTokens}
 		}
-		return v.Verify(username, host, secret)
+		return v.Verify(at.Username, host, at.Secret)
 	case Plain.Name:
-		return a.checkPassword(ctx, host, username, secret)
+		return a.checkPassword(ctx, host, at.Username, at.Secret)
 	default:
 		return &Error{Reason: ReasonMalformed, detail: "unsupported mechanism"}
 	}

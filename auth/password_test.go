@@ -3,7 +3,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"ottr.im/ottr/storage"
 )
@@ -74,7 +77,7 @@ func TestAuthenticatePlain(t *testing.T) {
 		{"tokens disabled", "X-TOKEN", "example.org", "", "alice", "12345678 AAAA", ReasonNoTokens},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := a.Authenticate(ctx, tc.mech, tc.host, tc.authzid, tc.user, tc.secret)
+			err := a.Authenticate(ctx, Attempt{Mechanism: tc.mech, Host: tc.host, Authzid: tc.authzid, Username: tc.user, Secret: tc.secret})
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -116,5 +119,75 @@ func TestSplitPlain(t *testing.T) {
 		if !tc.ok && !errors.Is(err, &Error{Reason: ReasonMalformed}) {
 			t.Errorf("%q: err %v is not malformed", tc.in, err)
 		}
+	}
+}
+
+func TestFailureLimits(t *testing.T) {
+	h, _ := HashPassword("right", 1000)
+	now := time.Unix(1764387007, 0)
+	a, err := New(Options{
+		Hosts:    map[string]TokenParams{"example.org": {}},
+		Accounts: mapAccounts{"alice@example.org": h, "bob@example.org": h},
+		Now:      func() time.Time { return now },
+		Failures: FailureLimits{PerAddress: 1.0 / 60, PerAccount: 1.0 / 60, Burst: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ip1, ip2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	try := func(user, pw string, ip netip.Addr) error {
+		return a.Authenticate(ctx, Attempt{Mechanism: "PLAIN", Host: "example.org", Username: user, Secret: pw, Remote: ip})
+	}
+	for i := 0; i < 3; i++ {
+		if err := try("alice", "wrong", ip1); !errors.Is(err, &Error{Reason: ReasonBadCredentials}) {
+			t.Fatalf("failure %d: %v", i, err)
+		}
+	}
+	// The account's bucket is empty: even the right password is refused
+	// unchecked, from any address.
+	if err := try("alice", "right", ip2); !errors.Is(err, &Error{Reason: ReasonRateLimited}) {
+		t.Fatalf("after 3 failures: %v, want rate limited", err)
+	}
+	// The address's bucket is empty too: another account from it is refused.
+	if err := try("bob", "right", ip1); !errors.Is(err, &Error{Reason: ReasonRateLimited}) {
+		t.Fatalf("same address: %v, want rate limited", err)
+	}
+	// Another account from another address is fine.
+	if err := try("bob", "right", ip2); err != nil {
+		t.Fatalf("bob from elsewhere: %v", err)
+	}
+	// A minute later one more attempt is allowed.
+	now = now.Add(61 * time.Second)
+	if err := try("alice", "right", ip2); err != nil {
+		t.Fatalf("after refill: %v", err)
+	}
+}
+
+// TestUnknownUserCostsTheSame checks that a login for an unknown user does
+// the same password hashing as a wrong password for a known one: the two
+// take about the same time (within a factor of two, medians of 15).
+func TestUnknownUserCostsTheSame(t *testing.T) {
+	h, _ := HashPassword("right", DefaultPasswordIterations)
+	a, err := New(Options{Hosts: map[string]TokenParams{"example.org": {}}, Accounts: mapAccounts{"alice@example.org": h}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	median := func(user string) time.Duration {
+		var ds []time.Duration
+		for i := 0; i < 15; i++ {
+			start := time.Now()
+			err := a.Authenticate(context.Background(), Attempt{Mechanism: "PLAIN", Host: "example.org", Username: user, Secret: "wrong"})
+			ds = append(ds, time.Since(start))
+			if !errors.Is(err, &Error{Reason: ReasonBadCredentials}) {
+				t.Fatalf("%s: %v", user, err)
+			}
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	known, unknown := median("alice"), median("nobody")
+	if ratio := float64(unknown) / float64(known); ratio < 0.5 || ratio > 2 {
+		t.Fatalf("unknown user %v, known user %v: ratio %.2f", unknown, known, ratio)
 	}
 }

@@ -85,7 +85,7 @@ func TestVectors(t *testing.T) {
 			}
 			authzid, user, secret, err := SplitPlain([]byte("\x00" + tc.Username + "\x00" + tc.Token))
 			if err == nil {
-				err = a.Authenticate(t.Context(), "X-TOKEN", tc.Domain, authzid, user, secret)
+				err = a.Authenticate(t.Context(), Attempt{Mechanism: "X-TOKEN", Host: tc.Domain, Authzid: authzid, Username: user, Secret: secret})
 			}
 			if got := err == nil; got != tc.Valid {
 				t.Fatalf("valid = %v (err %v), want %v: %s", got, err, tc.Valid, tc.Why)

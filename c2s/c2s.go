@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"mellium.im/sasl"
@@ -29,12 +30,21 @@ const (
 	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
 )
 
-// Authenticator checks one SASL login. username is already nodeprepped;
-// secret is the password or token. A failure should implement
+// Credentials are what one SASL attempt presented.
+type Credentials struct {
+	Mechanism string
+	Host      string // the domain the stream is addressed to
+	Authzid   string
+	Username  string // nodeprepped by the mechanism
+	Secret    string // the password or token
+	Remote    netip.Addr
+}
+
+// Authenticator checks one SASL login. A failure should implement
 // SASLCondition() string to choose the SASL failure condition (default
 // not-authorized); its Error text is logged and must not hold the secret.
 type Authenticator interface {
-	Authenticate(ctx context.Context, mechanism, host, authzid, username, secret string) error
+	Authenticate(ctx context.Context, c Credentials) error
 }
 
 // Router is what a session needs from the server. Its methods are called
@@ -73,18 +83,35 @@ type Config struct {
 	NegotiateTimeout time.Duration
 	// MaxAuthAttempts is the number of SASL attempts on one stream.
 	MaxAuthAttempts int
-	// QueueLen is the most stanzas waiting for a slow reader before the
-	// session is closed.
-	QueueLen int
+	// QueueLen and QueueBytes bound the stanzas waiting for a slow reader;
+	// past either, the session is closed.
+	QueueLen   int
+	QueueBytes int
+	// Guard bounds the raw input before it is parsed.
+	Guard GuardLimits
+	// Keepalive is how long a bound session may go without the server
+	// writing before a whitespace keepalive is sent; IdleTimeout how long
+	// it may go without the client sending anything before it is closed
+	// (both checked by Session.Tick). WriteTimeout bounds one write.
+	Keepalive, IdleTimeout, WriteTimeout time.Duration
 	// Limits bound every stanza read.
 	Limits element.Limits
 	// CloseGrace is how long to wait for the peer's closing stream tag
 	// after ours before the socket is closed.
 	CloseGrace time.Duration
+
+	ready bool // defaults applied
 }
 
-func (c *Config) withDefaults() *Config {
+// WithDefaults returns a copy of c with every zero limit set to its
+// default. Serve applies it itself when the caller did not, at the cost
+// of a copy per connection.
+func (c *Config) WithDefaults() *Config {
+	if c.ready {
+		return c
+	}
 	d := *c
+	d.ready = true
 	if d.NegotiateTimeout == 0 {
 		d.NegotiateTimeout = 30 * time.Second
 	}
@@ -94,8 +121,23 @@ func (c *Config) withDefaults() *Config {
 	if d.QueueLen == 0 {
 		d.QueueLen = 1024
 	}
+	if d.QueueBytes == 0 {
+		d.QueueBytes = 4 << 20
+	}
+	if d.Guard == (GuardLimits{}) {
+		d.Guard = GuardLimits{MaxElement: 256 << 10, MaxDepth: 32, MaxAttributes: 64}
+	}
+	if d.Keepalive == 0 {
+		d.Keepalive = 60 * time.Second
+	}
+	if d.IdleTimeout == 0 {
+		d.IdleTimeout = 5 * time.Minute
+	}
+	if d.WriteTimeout == 0 {
+		d.WriteTimeout = 30 * time.Second
+	}
 	if d.Limits == (element.Limits{}) {
-		d.Limits = element.DefaultLimits
+		d.Limits = element.Limits{MaxTokens: 1 << 16, MaxBytes: d.Guard.MaxElement, MaxDepth: d.Guard.MaxDepth}
 	}
 	if d.CloseGrace == 0 {
 		d.CloseGrace = 2 * time.Second

@@ -3,6 +3,7 @@ package c2s
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,13 +30,14 @@ var connIDs atomic.Uint64
 // session.
 type negotiation struct {
 	cfg    *Config
-	conn   net.Conn
+	conn   net.Conn // the socket
+	guard  *guard   // the current stream's input, over the socket or TLS
 	logger *slog.Logger
 
-	host        string // domain the client addressed, once accepted
-	hostUnknown bool
-	headers     int // stream headers mellium sent (one per stream)
-	restarts    int // streams the client must open: 1 + restarts
+	host     string // domain the client addressed, once accepted
+	aborted  bool   // a stream error was sent by abort
+	headers  int    // stream headers mellium sent (one per stream)
+	restarts int    // streams the client must open: 1 + restarts
 
 	user    string   // authenticated localpart
 	sess    *Session // set by bind
@@ -47,10 +50,11 @@ type negotiation struct {
 // recovered, logged with its stack, and answered with an
 // internal-server-error stream error; it never takes the process down.
 func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	n := &negotiation{
-		cfg:  cfg,
-		conn: conn,
+		cfg:   cfg,
+		conn:  conn,
+		guard: newGuard(conn, cfg.Guard),
 		logger: cfg.Logger.With("conn", connIDs.Add(1),
 			"remote", conn.RemoteAddr().String()),
 	}
@@ -103,7 +107,11 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 	// blocked read asleep, so mellium gets a context that never ends.
 	n.conn.SetDeadline(time.Now().Add(n.cfg.NegotiateTimeout))
 	stop := context.AfterFunc(ctx, func() { n.conn.SetDeadline(time.Unix(1, 0)) })
-	xs, err := xmpp.ReceiveSession(context.WithoutCancel(ctx), n.conn, 0, negotiator)
+	var state xmpp.SessionState
+	if _, ok := n.conn.(*tls.Conn); ok {
+		state = xmpp.Secure // direct TLS (XEP-0368)
+	}
+	xs, err := xmpp.ReceiveSession(context.WithoutCancel(ctx), n.guard, state, negotiator)
 	stopped := stop()
 	if err == nil && n.sess == nil {
 		err = errors.New("c2s: negotiation finished without a bound resource")
@@ -124,35 +132,57 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 // host-unknown and the connection is closed.
 func (n *negotiation) streamOpened(s *xmpp.Session) {
 	n.headers++
+	if ns := s.In().XMLNS; ns != stanza.NSClient {
+		// mellium accepts jabber:server too; this is a client port.
+		n.abort(s, streamError(stream.InvalidNamespace, "this port serves jabber:client"))
+		return
+	}
 	to := s.In().To.Domainpart()
 	if n.host != "" {
 		return
 	}
 	if to == "" || !n.cfg.Serves(to) {
-		n.hostUnknown = true
 		n.logger.Info("stream to a host not served", "to", to)
-		e := streamError(stream.HostUnknown, "this server does not serve "+to)
-		writeRaw(s.Conn(), e)
-		s.Conn().Close()
+		n.abort(s, streamError(stream.HostUnknown, "this server does not serve "+to))
 		return
 	}
 	n.host = to
 }
 
+// abort ends the stream from inside mellium's negotiation, right after our
+// stream header went out: the error is written and the socket closed, so
+// that mellium's next write fails and negotiation returns.
+func (n *negotiation) abort(s *xmpp.Session, e stream.Error) {
+	n.aborted = true
+	writeRaw(s.Conn(), e)
+	io.WriteString(s.Conn(), "</stream:stream>")
+	n.conn.Close()
+}
+
 // fail reports a negotiation failure to the client with the fitting
 // stream error, and logs it.
 func (n *negotiation) fail(xs *xmpp.Session, err error) {
-	if n.hostUnknown {
+	if n.aborted {
 		return
 	}
 	var se stream.Error
+	var limit *LimitError
 	switch {
+	case errors.As(err, &limit):
+		se = limit.Err
 	case errors.As(err, &se):
+		if se.Err == stream.PolicyViolation.Err && len(se.Text) == 0 {
+			// mellium's answer to an element that is no feature on offer,
+			// such as a stanza before authentication.
+			se = streamError(stream.NotAuthorized, "negotiate the stream first (STARTTLS, SASL, bind)")
+		}
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		n.logger.Debug("connection closed during negotiation", "err", err)
 		return
 	case isXMLSyntax(err):
 		se = streamError(stream.NotWellFormed, "")
+	case isRestricted(err):
+		se = streamError(stream.RestrictedXML, "")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		se = streamError(stream.ConnectionTimeout, "")
 	default:
@@ -188,6 +218,16 @@ func writeRaw(w io.Writer, e stream.Error) {
 func isXMLSyntax(err error) bool {
 	var se *xml.SyntaxError
 	return errors.As(err, &se)
+}
+
+// isRestricted recognizes mellium's errors for comments, processing
+// instructions and directives in the token stream (the guard refuses
+// them first; this covers what it lets through, such as a declaration
+// mellium does not expect).
+func isRestricted(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "disallowed XML") || strings.Contains(msg, "xml.ProcInst") ||
+		strings.Contains(msg, "xml.Comment") || strings.Contains(msg, "xml.Directive")
 }
 
 // readLoop reads stanzas until the stream ends and returns the stream
@@ -250,10 +290,15 @@ func (s *Session) handle(cfg *Config, st *element.Stanza) {
 			s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
 			return
 		}
-		// The legacy session establishment (RFC 3921) is a no-op.
 		if st.Type == "set" && isToServer(st, s.jid) {
+			// The legacy session establishment (RFC 3921) is a no-op.
 			if _, ok := st.Child(nsSession, "session"); ok {
 				s.Deliver(st.Reply(st.To, nil))
+				return
+			}
+			// One resource per stream (RFC 6120 §7.7.2.1).
+			if _, ok := st.Child(nsBind, "bind"); ok {
+				s.replyError(st, stanza.Error{Type: stanza.Cancel, Condition: stanza.NotAllowed})
 				return
 			}
 		}
@@ -283,7 +328,11 @@ func (s *Session) replyError(st *element.Stanza, e stanza.Error) {
 // readError maps a read failure to the stream error that ends the stream.
 func (s *Session) readError(err error) stream.Error {
 	var se stream.Error
+	var limit *LimitError
 	switch {
+	case errors.As(err, &limit):
+		s.logger.Info("input refused", "reason", limit.Reason)
+		return limit.Err
 	case errors.Is(err, io.EOF):
 		s.logger.Debug("client closed the stream")
 		s.closeGracefully()
@@ -294,6 +343,9 @@ func (s *Session) readError(err error) stream.Error {
 	case isXMLSyntax(err):
 		s.logger.Info("not well-formed input", "err", err)
 		return streamError(stream.NotWellFormed, "")
+	case isRestricted(err):
+		s.logger.Info("restricted XML", "err", err)
+		return streamError(stream.RestrictedXML, "")
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		s.logger.Debug("connection ended", "err", err)
 		return stream.Error{}

@@ -7,6 +7,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"net"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 
@@ -37,8 +39,10 @@ func listElement(e xmlstream.TokenWriter, start xml.StartElement, children ...st
 	return e.EncodeToken(start.End())
 }
 
-// startTLS is mellium's STARTTLS feature, listed as required or optional
-// as configured.
+// startTLS negotiates STARTTLS (RFC 6120 §5), listed as required or
+// optional as configured. It is mellium's feature with our own upgrade:
+// TLS goes over the socket and a fresh guard over TLS, so that the guard
+// scans plaintext.
 func startTLS(cfg *tls.Config, required bool, n *negotiation) xmpp.StreamFeature {
 	f := xmpp.StartTLS(cfg)
 	f.List = func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
@@ -47,13 +51,13 @@ func startTLS(cfg *tls.Config, required bool, n *negotiation) xmpp.StreamFeature
 		}
 		return false, listElement(e, start)
 	}
-	negotiate := f.Negotiate
-	f.Negotiate = func(ctx context.Context, s *xmpp.Session, data interface{}) (xmpp.SessionState, io.ReadWriter, error) {
-		mask, rw, err := negotiate(ctx, s, data)
-		if err == nil && rw != nil {
-			n.restarts++
+	f.Negotiate = func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
+		if _, err := io.WriteString(n.conn, `<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`); err != nil {
+			return 0, nil, err
 		}
-		return mask, rw, err
+		n.guard = newGuard(tls.Server(n.conn, cfg), n.cfg.Guard)
+		n.restarts++
+		return xmpp.Secure, n.guard, nil
 	}
 	return f
 }
@@ -192,6 +196,8 @@ func (n *negotiation) sasl(ctx context.Context, s *xmpp.Session) (xmpp.SessionSt
 		}
 		cond := n.step(ctx, s, mech, msg)
 		if cond == "" {
+			// The client's next bytes open a new stream.
+			n.guard.restart()
 			if err := writeSASL(w, "success", ""); err != nil {
 				return 0, nil, err
 			}
@@ -200,7 +206,7 @@ func (n *negotiation) sasl(ctx context.Context, s *xmpp.Session) (xmpp.SessionSt
 			}
 			n.restarts++
 			n.logger.Info("authenticated", "mechanism", mech.Name, "user", n.user+"@"+n.host)
-			return xmpp.Authn, s.Conn(), nil
+			return xmpp.Authn, n.guard, nil
 		}
 		if err := fail(cond, ""); err != nil {
 			return 0, nil, err
@@ -215,7 +221,14 @@ func (n *negotiation) step(ctx context.Context, s *xmpp.Session, mech sasl.Mecha
 	var user string
 	permissions := func(neg *sasl.Negotiator) bool {
 		username, secret, authzid := neg.Credentials()
-		err := n.cfg.Auth.Authenticate(ctx, mech.Name, n.host, string(authzid), string(username), string(secret))
+		err := n.cfg.Auth.Authenticate(ctx, Credentials{
+			Mechanism: mech.Name,
+			Host:      n.host,
+			Authzid:   string(authzid),
+			Username:  string(username),
+			Secret:    string(secret),
+			Remote:    remoteAddr(n.conn),
+		})
 		if err != nil {
 			n.authErr = err
 			return false
@@ -393,7 +406,7 @@ func (n *negotiation) bind(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 			}
 			continue
 		}
-		sess := newSession(full, n.conn, n.cfg, n.logger.With("jid", full.String()))
+		sess := newSession(full, n.conn, n.guard, n.cfg, n.logger.With("jid", full.String()))
 		if err := n.cfg.Router.Bind(sess); err != nil {
 			se := stanza.Error{Type: stanza.Cancel, Condition: stanza.ResourceConstraint}
 			errors.As(err, &se)
@@ -416,3 +429,15 @@ func (n *negotiation) bind(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 
 // errorReader marks a payload as an error for the bind reply.
 type errorReader struct{ xml.TokenReader }
+
+// remoteAddr is the client's IP address, or the zero Addr.
+func remoteAddr(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}

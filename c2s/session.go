@@ -1,10 +1,12 @@
 package c2s
 
 import (
+	"encoding/xml"
 	"errors"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp"
@@ -24,31 +26,54 @@ type Session struct {
 	logger *slog.Logger
 	grace  time.Duration
 
-	mu       sync.Mutex
-	queue    []outbound
-	maxQueue int
-	closeErr *stream.Error // set once: the stream error to send, then close
-	closing  bool
-	wake     chan struct{} // cap 1: something to write or to close
-	done     chan struct{} // closed when the writer has finished
+	// guard sees every byte the client sends; lastWrite is when the
+	// writer last wrote, in unix nanoseconds.
+	guard     *guard
+	lastWrite atomic.Int64
+	cfg       *Config
+
+	mu         sync.Mutex
+	queue      []outbound
+	queueBytes int
+	maxQueue   int
+	closeErr   *stream.Error // set once: the stream error to send, then close
+	closing    bool
+	wake       chan struct{} // cap 1: something to write or to close
+	done       chan struct{} // closed when the writer has finished
 }
 
-// outbound is one queued stanza and what to call once it was written.
+// outbound is one queued stanza and what to call once it was written; a
+// nil stanza is a whitespace keepalive.
 type outbound struct {
 	st      *element.Stanza
 	written func(ok bool)
 }
 
-func newSession(j jid.JID, conn net.Conn, cfg *Config, logger *slog.Logger) *Session {
-	return &Session{
+// queuedSize is what a stanza counts against the queue's byte bound.
+func queuedSize(st *element.Stanza) int {
+	if st == nil {
+		return 1
+	}
+	if st.Size > 0 {
+		return st.Size
+	}
+	return 256 + 16*len(st.Inner)
+}
+
+func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *slog.Logger) *Session {
+	s := &Session{
 		jid:      j,
 		conn:     conn,
+		guard:    g,
+		cfg:      cfg,
 		logger:   logger,
 		grace:    cfg.CloseGrace,
 		maxQueue: cfg.QueueLen,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
+	s.lastWrite.Store(time.Now().UnixNano())
+	return s
 }
 
 // JID returns the session's full JID.
@@ -76,13 +101,19 @@ func (s *Session) DeliverThen(st *element.Stanza, written func(ok bool)) bool {
 		s.mu.Unlock()
 		return false
 	}
-	if len(s.queue) >= s.maxQueue {
+	size := queuedSize(st)
+	if len(s.queue) >= s.maxQueue || s.queueBytes+size > s.cfg.QueueBytes {
+		n, b := len(s.queue), s.queueBytes
 		s.mu.Unlock()
-		s.logger.Warn("send queue full, closing session", "queued", s.maxQueue)
+		s.logger.Warn("send queue full, closing session", "queued", n, "bytes", b)
 		s.Close(streamError(stream.PolicyViolation, "send queue full: the client is not reading"))
+		// The writer may be stuck in a write the client does not read:
+		// make it fail now.
+		s.conn.SetWriteDeadline(time.Now())
 		return false
 	}
 	s.queue = append(s.queue, outbound{st: st, written: written})
+	s.queueBytes += size
 	s.mu.Unlock()
 	s.signal()
 	return true
@@ -103,7 +134,7 @@ func (s *Session) Close(e stream.Error) {
 		s.closeErr = &e
 	}
 	dropped := s.queue
-	s.queue = nil
+	s.queue, s.queueBytes = nil, 0
 	s.mu.Unlock()
 	report(dropped, false)
 	s.signal()
@@ -142,6 +173,7 @@ func (s *Session) writeLoop() {
 	for range s.wake {
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
+		s.queueBytes = 0
 		closing, closeErr := s.closing, s.closeErr
 		s.mu.Unlock()
 
@@ -169,19 +201,46 @@ func (s *Session) writeLoop() {
 }
 
 func (s *Session) write(batch []outbound) error {
+	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	w := s.xs.TokenWriter()
 	defer w.Close()
 	for _, it := range batch {
-		if _, err := it.st.WriteXML(w); err != nil {
+		var err error
+		if it.st == nil {
+			err = w.EncodeToken(xml.CharData(" "))
+		} else {
+			_, err = it.st.WriteXML(w)
+		}
+		if err != nil {
 			return err
 		}
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	s.lastWrite.Store(time.Now().UnixNano())
+	return nil
+}
+
+// Tick runs the session's timers at now: a whitespace keepalive when the
+// server has not written for Keepalive, and a connection-timeout close
+// when the client has sent nothing for IdleTimeout. The server calls it
+// periodically for every session, so a session needs no timer of its own.
+func (s *Session) Tick(now time.Time) {
+	if now.Sub(time.Unix(0, s.guard.lastRead.Load())) > s.cfg.IdleTimeout {
+		s.logger.Info("idle timeout", "after", s.cfg.IdleTimeout)
+		s.Close(streamError(stream.ConnectionTimeout, "idle too long"))
+		return
+	}
+	if now.Sub(time.Unix(0, s.lastWrite.Load())) > s.cfg.Keepalive {
+		s.DeliverThen(nil, nil)
+	}
 }
 
 // finish writes the stream error (if any) and the closing tag, then gives
 // the client a moment to close its side before the socket goes.
 func (s *Session) finish(e *stream.Error) {
+	s.conn.SetWriteDeadline(time.Now().Add(s.grace))
 	if e != nil {
 		w := s.xs.TokenWriter()
 		_, err := e.WriteXML(w)

@@ -54,6 +54,9 @@ type Stanza struct {
 	// Inner holds the child tokens, copied, without namespace declaration
 	// attributes (the encoder writes those from the names).
 	Inner []xml.Token
+	// Size is about how many bytes the stanza takes (names, attribute
+	// values and text as read); 0 when it was built, not read.
+	Size int
 }
 
 // Is reports whether name is a stanza name on a client stream.
@@ -144,6 +147,7 @@ func Read(start xml.StartElement, r xml.TokenReader, lim Limits) (*Stanza, error
 			st.Inner = append(st.Inner, t)
 		case xml.EndElement:
 			if depth == 0 {
+				st.Size = size
 				return st, addrErr
 			}
 			depth--

@@ -25,7 +25,7 @@ var errEOF = io.EOF
 // service-unavailable, a full store resource-constraint.
 func (r *Router) storeOffline(s *c2s.Session, st *element.Stanza) {
 	owner := st.To.Bare()
-	if !r.accountExists(owner) {
+	if r.limits.OfflineMax == 0 || !r.accountExists(owner) {
 		r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
 		return
 	}

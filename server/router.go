@@ -64,33 +64,17 @@ type resource struct {
 	directed map[string]jid.JID
 }
 
-// IMLimits bound what users may store.
+// IMLimits bound what users may store (config [limits]).
 type IMLimits struct {
-	// OfflineMax is the per-user offline message quota (default 1000).
+	// OfflineMax is the per-user offline message quota; 0 turns offline
+	// storage off.
 	OfflineMax int
-	// VCardMax is the largest vCard in bytes (default 64 KiB).
+	// VCardMax is the largest vCard in bytes.
 	VCardMax int
-	// PrivateMax is the largest private XML document in bytes (default
-	// 64 KiB).
+	// PrivateMax is the largest private XML document in bytes.
 	PrivateMax int
-	// RosterMax is the most roster entries per user (default 2000).
+	// RosterMax is the most roster entries per user.
 	RosterMax int
-}
-
-func (l IMLimits) withDefaults() IMLimits {
-	if l.OfflineMax == 0 {
-		l.OfflineMax = 1000
-	}
-	if l.VCardMax == 0 {
-		l.VCardMax = 64 << 10
-	}
-	if l.PrivateMax == 0 {
-		l.PrivateMax = 64 << 10
-	}
-	if l.RosterMax == 0 {
-		l.RosterMax = 2000
-	}
-	return l
 }
 
 // NewRouter returns a router for the given local domains that keeps
@@ -101,7 +85,7 @@ func NewRouter(domains []string, iq *iqMux, store Store, limits IMLimits, logger
 		domains: make(map[string]bool),
 		iq:      iq,
 		store:   store,
-		limits:  limits.withDefaults(),
+		limits:  limits,
 		now:     time.Now,
 		users:   make(map[string]map[string]*resource),
 	}
@@ -180,17 +164,7 @@ func (r *Router) Unbind(s *c2s.Session) {
 
 // CloseAll ends every session with the given stream error.
 func (r *Router) CloseAll(e stream.Error) {
-	r.mu.RLock()
-	var all []*c2s.Session
-	for _, rs := range r.users {
-		for _, res := range rs {
-			all = append(all, res.sess)
-		}
-	}
-	r.mu.RUnlock()
-	for _, s := range all {
-		s.Close(e)
-	}
+	r.Each(func(s *c2s.Session) { s.Close(e) })
 }
 
 // SetOfflineMax changes the per-user offline message quota.
@@ -198,6 +172,21 @@ func (r *Router) SetOfflineMax(n int) { r.limits.OfflineMax = n }
 
 // Wait blocks until background storage work has finished.
 func (r *Router) Wait() { r.background.Wait() }
+
+// Each calls f for every bound session, outside the router's lock.
+func (r *Router) Each(f func(*c2s.Session)) {
+	r.mu.RLock()
+	all := make([]*c2s.Session, 0, 64)
+	for _, rs := range r.users {
+		for _, res := range rs {
+			all = append(all, res.sess)
+		}
+	}
+	r.mu.RUnlock()
+	for _, s := range all {
+		f(s)
+	}
+}
 
 // Sessions returns the number of bound sessions.
 func (r *Router) Sessions() int {

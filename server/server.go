@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/sasl"
@@ -21,6 +23,7 @@ import (
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/certs"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/limit"
 	"ottr.im/ottr/storage/sqlite"
 )
 
@@ -48,6 +51,9 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	perIP          *limit.Keyed // new connections per source address
+	lastRefusedLog atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
@@ -99,14 +105,29 @@ func New(opts Options) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("server: storage: %w", err)
 	}
-	authn, err := auth.New(auth.Options{Hosts: hosts, Accounts: store, Now: opts.Now})
+	lim := cfg.Limits
+	authn, err := auth.New(auth.Options{
+		Hosts:    hosts,
+		Accounts: store,
+		Now:      opts.Now,
+		Failures: auth.FailureLimits{
+			PerAddress: lim.AuthFailuresAddress.PerSecond(),
+			PerAccount: lim.AuthFailuresAccount.PerSecond(),
+			Burst:      lim.AuthFailureBurst,
+		},
+	})
 	if err != nil {
 		cancel()
 		store.Close()
 		return nil, err
 	}
 	iq := newIQMux()
-	router := NewRouter(names, iq, store, IMLimits{}, logger.With("component", "router"))
+	router := NewRouter(names, iq, store, IMLimits{
+		OfflineMax: lim.OfflineMessages,
+		VCardMax:   lim.VCardBytes,
+		PrivateMax: lim.PrivateBytes,
+		RosterMax:  lim.RosterItems,
+	}, logger.With("component", "router"))
 	if err := registerCore(iq); err == nil {
 		err = router.registerIM(iq, time.Now())
 	}
@@ -125,16 +146,31 @@ func New(opts Options) (*Server, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[net.Conn]struct{}),
+		perIP:  limit.NewKeyed(lim.ConnectionRate.PerSecond(), lim.ConnectionBurst, 200000),
 	}
 	s.c2s = &c2s.Config{
 		Serves:     router.Serves,
 		TLS:        tlsCfg,
 		RequireTLS: cfg.C2S.RequireTLSOrDefault(),
 		Mechanisms: []sasl.Mechanism{auth.XToken, auth.Plain},
-		Auth:       authn,
+		Auth:       authAdapter{authn},
 		Router:     router,
 		Logger:     logger.With("component", "c2s"),
+
+		NegotiateTimeout: lim.AuthTimeout.Duration,
+		MaxAuthAttempts:  lim.MaxAuthAttempts,
+		QueueLen:         lim.SendQueue,
+		QueueBytes:       lim.SendQueueBytes,
+		Guard: c2s.GuardLimits{
+			MaxElement:    lim.MaxStanzaBytes,
+			MaxDepth:      lim.MaxDepth,
+			MaxAttributes: lim.MaxAttributes,
+		},
+		Keepalive:    lim.Keepalive.Duration,
+		IdleTimeout:  lim.IdleTimeout.Duration,
+		WriteTimeout: lim.WriteTimeout.Duration,
 	}
+	s.c2s = s.c2s.WithDefaults()
 	return s, nil
 }
 
@@ -183,7 +219,29 @@ func (s *Server) Start(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.acceptLoop(l)
 	}
+	s.wg.Add(1)
+	go s.tickLoop()
 	return nil
+}
+
+// tickLoop runs every session's keepalive and idle timers, from one
+// goroutine for the whole server.
+func (s *Server) tickLoop() {
+	defer s.wg.Done()
+	every := min(s.c2s.Keepalive, s.c2s.IdleTimeout) / 4
+	if every < 100*time.Millisecond {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.router.Each(func(sess *c2s.Session) { sess.Tick(now) })
+		}
+	}
 }
 
 // Addrs returns the addresses the server listens on, in config order
@@ -222,6 +280,10 @@ func (s *Server) acceptLoop(l net.Listener) {
 			continue
 		}
 		backoff = 0
+		if !s.admit(conn) {
+			conn.Close()
+			continue
+		}
 		if !s.track(conn) {
 			conn.Close()
 			return
@@ -233,6 +295,36 @@ func (s *Server) acceptLoop(l net.Listener) {
 			c2s.Serve(s.ctx, conn, s.c2s)
 		}()
 	}
+}
+
+// admit applies the connection limits: the total cap and the rate per
+// source address. A refused connection is closed without a word: it has
+// not even sent a stream header.
+func (s *Server) admit(c net.Conn) bool {
+	s.mu.Lock()
+	open := len(s.conns)
+	s.mu.Unlock()
+	if open >= s.cfg.Limits.MaxConnections {
+		s.refusedLog("connection cap reached", c, "open", open)
+		return false
+	}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		if !s.perIP.Allow(limit.AddressKey(ap.Addr()), time.Now()) {
+			s.refusedLog("connection rate from one address exceeded", c)
+			return false
+		}
+	}
+	return true
+}
+
+// refusedLog logs a refused connection, at most once a second, so that a
+// flood does not flood the log too.
+func (s *Server) refusedLog(msg string, c net.Conn, args ...any) {
+	now := time.Now().Unix()
+	if s.lastRefusedLog.Swap(now) == now {
+		return
+	}
+	s.logger.Warn(msg, append([]any{"remote", c.RemoteAddr().String()}, args...)...)
 }
 
 func (s *Server) track(c net.Conn) bool {
@@ -306,3 +398,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Serves reports whether host is served here.
 func (s *Server) Serves(host string) bool { return s.router.Serves(strings.ToLower(host)) }
+
+// authAdapter lets the auth package answer c2s's logins.
+type authAdapter struct{ a *auth.Authenticator }
+
+func (a authAdapter) Authenticate(ctx context.Context, c c2s.Credentials) error {
+	return a.a.Authenticate(ctx, auth.Attempt{
+		Mechanism: c.Mechanism,
+		Host:      c.Host,
+		Authzid:   c.Authzid,
+		Username:  c.Username,
+		Secret:    c.Secret,
+		Remote:    c.Remote,
+	})
+}
