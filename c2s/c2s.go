@@ -11,6 +11,7 @@ package c2s
 import (
 	"context"
 	"crypto/tls"
+	"encoding/xml"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -73,6 +74,10 @@ type Config struct {
 	RequireTLS bool
 	// Mechanisms are the SASL mechanisms offered, in order of preference.
 	Mechanisms []sasl.Mechanism
+	// Announce are informational stream features listed, as empty
+	// elements, once the client authenticated (such as roster
+	// versioning, RFC 6121 §2.6.1).
+	Announce []xml.Name
 	// Auth checks credentials.
 	Auth Authenticator
 	// Router receives bound sessions and their stanzas.

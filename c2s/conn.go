@@ -96,6 +96,9 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 		bindFeature(n),
 		sessionFeature(),
 	}
+	for _, name := range n.cfg.Announce {
+		features = append(features, announced(name))
+	}
 	negotiator := xmpp.NewNegotiator(func(s *xmpp.Session, _ *xmpp.StreamConfig) xmpp.StreamConfig {
 		if s != nil {
 			n.streamOpened(s)

@@ -78,6 +78,21 @@ func sessionFeature() xmpp.StreamFeature {
 	}
 }
 
+// announced lists an informational feature after authentication.
+func announced(name xml.Name) xmpp.StreamFeature {
+	return xmpp.StreamFeature{
+		Name:       name,
+		Necessary:  xmpp.Authn,
+		Prohibited: xmpp.Ready,
+		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
+			return false, listElement(e, start)
+		},
+		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, interface{}, error) {
+			return false, nil, d.Skip()
+		},
+	}
+}
+
 // saslFeature negotiates SASL with retries: a failed attempt is answered
 // with <failure/> and the client may try again, up to MaxAuthAttempts.
 func saslFeature(n *negotiation) xmpp.StreamFeature {

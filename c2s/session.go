@@ -169,6 +169,12 @@ func (s *Session) signal() {
 // batches, flushing once per batch, until the session is closed.
 func (s *Session) writeLoop() {
 	defer close(s.done)
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger.Error("panic in the session writer", "panic", r, "stack", stack())
+			s.conn.Close()
+		}
+	}()
 	var batch []outbound
 	for range s.wake {
 		s.mu.Lock()

@@ -174,7 +174,17 @@ func parseAddr(s string) (jid.JID, error) {
 	if s == "" {
 		return jid.JID{}, nil
 	}
-	return jid.Parse(s)
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, err
+	}
+	// mellium accepts a few forms whose canonical string does not parse
+	// back to the same JID (domainparts with extra dots, found by
+	// FuzzJID): refuse them, they are no address anyone is reached at.
+	if back, err := jid.Parse(j.String()); err != nil || !back.Equal(j) {
+		return jid.JID{}, fmt.Errorf("element: %q is not a canonical JID", s)
+	}
+	return j, nil
 }
 
 // Start returns the stanza's start element with its current addressing.

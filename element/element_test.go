@@ -143,3 +143,32 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJID checks the addressing of stanzas: whatever to and from hold,
+// Read never panics, and an address it accepts prints back to a string
+// that parses to the same JID.
+func FuzzJID(f *testing.F) {
+	for _, s := range []string{"alice@example.org", "Alice@Example.ORG/Phone", "example.org", "a@b@c", "@x", "x/", "ünïcode@例え.jp/r", "a@[::1]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		x := "<message to='" + xmlEscape(s) + "'/>"
+		st, err := read(t, x, DefaultLimits)
+		if err != nil || st.To.Equal(jid.JID{}) {
+			return
+		}
+		back, err := jid.Parse(st.To.String())
+		if err != nil {
+			t.Fatalf("%q parsed to %q, which does not parse: %v", s, st.To.String(), err)
+		}
+		if !back.Equal(st.To) {
+			t.Fatalf("%q: %q then %q", s, st.To, back)
+		}
+	})
+}
+
+func xmlEscape(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return strings.ReplaceAll(b.String(), "'", "&apos;")
+}

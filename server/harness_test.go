@@ -35,7 +35,9 @@ type testServer struct {
 	pool      *x509.CertPool
 }
 
-func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
+// startServer starts ottr with the test config changed by mutate (may be
+// nil), after running hooks on the server before Start.
+func startServer(t *testing.T, mutate func(*config.Config), hooks ...func(*server.Server)) *testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -53,6 +55,9 @@ func startServer(t *testing.T, mutate func(*config.Config)) *testServer {
 	srv, err := server.New(server.Options{Config: cfg, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, h := range hooks {
+		h(srv)
 	}
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)

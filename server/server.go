@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,6 +47,7 @@ type Server struct {
 	logger *slog.Logger
 	store  *sqlite.Store
 	router *Router
+	iq     *iqMux
 	c2s    *c2s.Config
 	tls    *tls.Config
 
@@ -142,6 +144,7 @@ func New(opts Options) (*Server, error) {
 		logger: logger,
 		store:  store,
 		router: router,
+		iq:     iq,
 		tls:    tlsCfg,
 		ctx:    ctx,
 		cancel: cancel,
@@ -153,6 +156,7 @@ func New(opts Options) (*Server, error) {
 		TLS:        tlsCfg,
 		RequireTLS: cfg.C2S.RequireTLSOrDefault(),
 		Mechanisms: []sasl.Mechanism{auth.XToken, auth.Plain},
+		Announce:   []xml.Name{{Space: "urn:xmpp:features:rosterver", Local: "ver"}},
 		Auth:       authAdapter{authn},
 		Router:     router,
 		Logger:     logger.With("component", "c2s"),
@@ -244,6 +248,19 @@ func (s *Server) tickLoop() {
 	}
 }
 
+// HandleIQ adds an iq handler for requests whose payload is {space}local,
+// addressed where says (AtServer, AtSelf, AtAccount, or'ed), with feature
+// listed in the server's disco#info when not empty. It is for programs
+// and tests that embed ottr, and must be called before Start.
+func (s *Server) HandleIQ(space, local string, where int, feature string, h IQHandler) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.listeners) > 0 || s.closed {
+		return errors.New("server: HandleIQ after Start")
+	}
+	return s.iq.handle(xml.Name{Space: space, Local: local}, where, feature, h)
+}
+
 // Addrs returns the addresses the server listens on, in config order
 // (STARTTLS ones first, then direct TLS).
 func (s *Server) Addrs() []net.Addr {
@@ -254,6 +271,14 @@ func (s *Server) Addrs() []net.Addr {
 		out = append(out, l.Addr())
 	}
 	return out
+}
+
+// OpenConnections returns the number of client connections open now,
+// negotiating or bound.
+func (s *Server) OpenConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // Router returns the server's router (for tests and metrics).

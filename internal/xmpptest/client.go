@@ -141,14 +141,24 @@ func (w noNSDecl) EncodeToken(t xml.Token) error {
 	return w.Encoder.EncodeToken(t)
 }
 
-// Send writes raw XML (one or more stanzas) on the stream.
+// Send writes raw XML (one or more stanzas) on the stream, flushed once.
+// It may be called from any goroutine; failures are reported with
+// t.Error.
 func (c *Client) Send(x string) {
 	c.t.Helper()
-	// No deadline: mellium's context watcher, on cancel, sets a past
-	// write deadline and resets it, which can fail the next Send.
-	if err := c.Sess.Send(context.Background(), xml.NewDecoder(strings.NewReader(x))); err != nil && err != io.EOF {
-		c.t.Fatalf("send %s: %v", x, err)
+	if err := c.TrySend(x); err != nil {
+		c.t.Errorf("send %.200s: %v", x, err)
 	}
+}
+
+// TrySend is Send returning the error.
+func (c *Client) TrySend(x string) error {
+	w := c.Sess.TokenWriter()
+	defer w.Close()
+	if _, err := xmlstream.Copy(w, xml.NewDecoder(strings.NewReader(x))); err != nil && err != io.EOF {
+		return err
+	}
+	return w.Flush()
 }
 
 // Next returns the next element (the oldest put aside by WaitFor first).

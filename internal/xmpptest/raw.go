@@ -69,6 +69,12 @@ func DialRaw(t testing.TB, addr string) *Raw {
 	return r
 }
 
+// TryWrite sends raw text and returns the error, for writes the server
+// may refuse by closing.
+func (r *Raw) TryWrite(s string) (int, error) {
+	return io.WriteString(r.conn, s)
+}
+
 // Write sends raw text.
 func (r *Raw) Write(s string) {
 	r.t.Helper()
@@ -160,4 +166,30 @@ func (r *Raw) ExpectStreamError() string {
 			return cond
 		}
 	}
+}
+
+// Token returns the next raw token (whitespace included).
+func (r *Raw) Token() (xml.Token, error) {
+	tok, err := r.dec.Token()
+	return xml.CopyToken(tok), err
+}
+
+// Bind authenticates with mech and payload, restarts the stream and binds
+// resource, returning the full JID.
+func (r *Raw) Bind(cfg *tls.Config, host, mech string, payload []byte, resource string) string {
+	r.t.Helper()
+	r.Open(host)
+	r.StartTLS(cfg, host)
+	if e := r.Auth(mech, payload); e.XMLName.Local != "success" {
+		r.t.Fatalf("auth: %s", e)
+	}
+	r.Open(host)
+	r.Write(fmt.Sprintf(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>`, resource))
+	e := r.Read()
+	b, ok := e.Child("bind")
+	if !ok {
+		r.t.Fatalf("bind: %s", e)
+	}
+	j, _ := b.Child("jid")
+	return strings.TrimSpace(j.Text)
 }
