@@ -71,6 +71,9 @@ type Config struct {
 	// Limits holds every limit of the server; keys left out take the
 	// values of DefaultLimits.
 	Limits Limits `toml:"limits"`
+	// HTTP holds the web transports (WebSocket, BOSH, host-meta); off
+	// unless it lists an address.
+	HTTP HTTP `toml:"http"`
 }
 
 // Log holds the logging settings.
@@ -233,7 +236,8 @@ func (d *Duration) UnmarshalTOML(v any) error {
 }
 
 // Default returns the built-in configuration: data_dir "./ottr-data", log
-// level "info", STARTTLS on 127.0.0.1:5222 with TLS required, a
+// level "info", STARTTLS on 127.0.0.1:5222 with TLS required, no HTTP
+// listener, a
 // self-signed certificate, mod_auth_token's token settings, one host,
 // "localhost", with no seed or secret (the server generates those into the
 // data directory), and the limits of DefaultLimits.
@@ -274,6 +278,7 @@ func applyDefaults(c *Config, md *toml.MetaData) {
 		c.Hosts = []Host{{Name: DefaultHost}}
 	}
 	applyLimitDefaults(&c.Limits, defined)
+	applyHTTPDefaults(&c.HTTP, defined)
 }
 
 // Load reads the TOML file at path, refuses unknown keys, fills in the
@@ -418,6 +423,9 @@ func (c *Config) Validate() error {
 	}
 	checkAddrs("c2s.listen", c.C2S.Listen)
 	checkAddrs("c2s.direct_tls", c.C2S.DirectTLS)
+	checkAddrs("http.listen", c.HTTP.Listen)
+	checkAddrs("http.tls_listen", c.HTTP.TLSListen)
+	errs = append(errs, c.HTTP.validate()...)
 
 	switch {
 	case c.TLS.Cert != "" && c.TLS.Key == "":
@@ -585,6 +593,8 @@ func (c *Config) Summary() string {
 	}
 	line("[limits]")
 	writeLimits(&b, c.Limits)
+	line("[http]")
+	writeHTTP(&b, c.HTTP)
 	return b.String()
 }
 

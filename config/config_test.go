@@ -62,6 +62,15 @@ func TestLoadGood(t *testing.T) {
 			PrivateBytes:        32 * 1024,
 			RosterItems:         500,
 		},
+		HTTP: HTTP{
+			Listen:         []string{"127.0.0.1:5280"},
+			TLSListen:      []string{"[::]:5281"},
+			Origins:        []string{"https://app.example", "HTTP://Localhost:8080/"},
+			TrustedProxies: []string{"127.0.0.1", "10.0.0.0/8"},
+			PublicURL:      "https://chat.example/xmpp",
+			BOSHMaxWait:    Duration{30 * time.Second},
+			BOSHInactivity: Duration{2 * time.Minute},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", path, got, want)
@@ -120,6 +129,15 @@ func TestLoadBad(t *testing.T) {
 		{"empty_data_dir.toml", []string{"data_dir"}},
 		{"wrong_type.toml", []string{"c2s.require_tls"}},
 		{"syntax_error.toml", []string{"line 2", "table name"}},
+		{"http_unknown_key.toml", []string{`unknown key "http.listn"`}},
+		{"http_bad_address.toml", []string{"http.listen[0]", "host:port", "http.tls_listen[0]", "99999"}},
+		{"http_duplicate_address.toml", []string{"http.tls_listen[0]", "already listed as c2s.listen[0]"}},
+		{"http_bad_origins.toml", []string{
+			"http.origins[0]", "without a path", "http.origins[1]", "http.origins[2]", "http.origins[3]", "user information",
+		}},
+		{"http_many_errors.toml", []string{
+			"http.trusted_proxies[0]", "http.trusted_proxies[1]", "http.public_url", "http.bosh_max_wait", "http.bosh_inactivity",
+		}},
 		{"many_errors.toml", []string{
 			"data_dir:", "log.level", "c2s.listen[0]", "tls.cert", "host[0].name", "host[0].otp_seed",
 		}},
@@ -189,6 +207,10 @@ func TestExample(t *testing.T) {
 	// must say exactly what an empty file means.
 	want := Default()
 	want.C2S.DirectTLS = []string{}
+	want.HTTP.Listen = []string{}
+	want.HTTP.TLSListen = []string{}
+	want.HTTP.Origins = []string{}
+	want.HTTP.TrustedProxies = []string{}
 	want.Hosts[0].OTPSeed = "XVGR73KMZH2M4XMY"
 	want.Hosts[0].TokenSecret = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
 	if !reflect.DeepEqual(c, want) {
