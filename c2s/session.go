@@ -57,7 +57,7 @@ func queuedSize(st *element.Stanza) int {
 	if st.Size > 0 {
 		return st.Size
 	}
-	return 256 + 16*len(st.Inner)
+	return 256 + 16*len(st.Tokens())
 }
 
 func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *slog.Logger) *Session {

@@ -51,12 +51,18 @@ type Stanza struct {
 	To, From jid.JID
 	// ID and Type are the id and type attributes.
 	ID, Type string
-	// Inner holds the child tokens, copied, without namespace declaration
-	// attributes (the encoder writes those from the names).
-	Inner []xml.Token
 	// Size is about how many bytes the stanza takes (names, attribute
 	// values and text as read); 0 when it was built, not read.
 	Size int
+
+	// The children are held in one of two forms: raw, the bytes exactly as
+	// a client sent them (validated, with the namespace declarations of
+	// the stanza element in nsDecls), which are forwarded untouched; or
+	// inner, tokens without namespace declaration attributes, built or
+	// parsed from raw on first use (see Tokens).
+	raw     []byte
+	nsDecls []xml.Attr
+	inner   []xml.Token
 }
 
 // Is reports whether name is a stanza name on a client stream.
@@ -144,23 +150,23 @@ func Read(start xml.StartElement, r xml.TokenReader, lim Limits) (*Stanza, error
 				}
 			}
 			t.Attr = attrs
-			st.Inner = append(st.Inner, t)
+			st.inner = append(st.inner, t)
 		case xml.EndElement:
 			if depth == 0 {
 				st.Size = size
 				return st, addrErr
 			}
 			depth--
-			st.Inner = append(st.Inner, t)
+			st.inner = append(st.inner, t)
 		case xml.CharData:
 			size += len(t)
-			st.Inner = append(st.Inner, t.Copy())
+			st.inner = append(st.inner, t.Copy())
 		default:
 			// Comments, processing instructions and directives are dropped
 			// here; the stream reader refuses them before they get here.
 			continue
 		}
-		if len(st.Inner) > lim.MaxTokens || size > lim.MaxBytes {
+		if len(st.inner) > lim.MaxTokens || size > lim.MaxBytes {
 			return nil, ErrTooLarge
 		}
 	}
@@ -209,7 +215,7 @@ func (s *Stanza) Start() xml.StartElement {
 // TokenReader returns the whole stanza as tokens. The stanza must not be
 // changed while the reader is in use.
 func (s *Stanza) TokenReader() xml.TokenReader {
-	return xmlstream.Wrap(xmlstream.ReaderFunc(sliceReader(s.Inner)), s.Start())
+	return xmlstream.Wrap(xmlstream.ReaderFunc(sliceReader(s.Tokens())), s.Start())
 }
 
 func sliceReader(toks []xml.Token) func() (xml.Token, error) {
@@ -228,8 +234,8 @@ func (s *Stanza) WriteXML(w xmlstream.TokenWriter) (int, error) {
 	return xmlstream.Copy(w, s.TokenReader())
 }
 
-// Clone returns a copy that can be re-addressed independently. The child
-// tokens are shared: they are never modified after Read.
+// Clone returns a copy that can be re-addressed independently. The
+// children are shared: they are never modified in place.
 func (s *Stanza) Clone() *Stanza {
 	c := *s
 	c.Attr = append([]xml.Attr(nil), s.Attr...)
@@ -241,7 +247,7 @@ func (s *Stanza) Clone() *Stanza {
 // one.
 func (s *Stanza) Child(space, local string) (xml.StartElement, bool) {
 	depth := 0
-	for _, tok := range s.Inner {
+	for _, tok := range s.Tokens() {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if depth == 0 && t.Name.Space == space && (local == "" || t.Name.Local == local) {
@@ -259,7 +265,7 @@ func (s *Stanza) Child(space, local string) (xml.StartElement, bool) {
 // request, and whether there was one.
 func (s *Stanza) Payload() (xml.StartElement, bool) {
 	depth := 0
-	for _, tok := range s.Inner {
+	for _, tok := range s.Tokens() {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if depth == 0 {
@@ -279,7 +285,7 @@ func (s *Stanza) ChildText(space, local string) string {
 	depth := 0
 	in := false
 	var text []byte
-	for _, tok := range s.Inner {
+	for _, tok := range s.Tokens() {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if depth == 0 && t.Name.Space == space && t.Name.Local == local {
@@ -312,7 +318,7 @@ func (s *Stanza) Reply(from jid.JID, payload xml.TokenReader) *Stanza {
 	if payload != nil {
 		toks, err := collect(payload)
 		if err == nil {
-			r.Inner = toks
+			r.inner = toks
 		}
 	}
 	return r
@@ -323,9 +329,9 @@ func (s *Stanza) Reply(from jid.JID, payload xml.TokenReader) *Stanza {
 // (RFC 6120 §8.3.1) followed by the error element.
 func (s *Stanza) ErrorReply(from jid.JID, e stanza.Error) *Stanza {
 	r := &Stanza{Name: s.Name, Type: "error", ID: s.ID, To: s.From, From: from, Attr: s.Attr}
-	r.Inner = append([]xml.Token(nil), s.Inner...)
+	r.inner = append([]xml.Token(nil), s.Tokens()...)
 	if toks, err := collect(e.TokenReader()); err == nil {
-		r.Inner = append(r.Inner, toks...)
+		r.inner = append(r.inner, toks...)
 	}
 	return r
 }
@@ -339,7 +345,7 @@ func New(name, typ string, from, to jid.JID, id string, payload xml.TokenReader)
 		if err != nil {
 			return nil, err
 		}
-		s.Inner = toks
+		s.inner = toks
 	}
 	return s, nil
 }

@@ -48,6 +48,7 @@ func (s *Stanza) Append(r xml.TokenReader) error {
 	if err != nil {
 		return err
 	}
-	s.Inner = append(s.Inner[:len(s.Inner):len(s.Inner)], toks...)
+	cur := s.Tokens()
+	s.SetTokens(append(cur[:len(cur):len(cur)], toks...))
 	return nil
 }

@@ -122,10 +122,11 @@ func (r *Router) bounceBlocked(s *c2s.Session, st *element.Stanza) {
 	reply := st.ErrorReply(st.To, e)
 	reply.To = s.JID()
 	// The application condition sits inside <error/>, after the defined one.
-	if n := len(reply.Inner); n > 0 {
-		if end, ok := reply.Inner[n-1].(xml.EndElement); ok && end.Name.Local == "error" {
+	toks := reply.Tokens()
+	if n := len(toks); n > 0 {
+		if end, ok := toks[n-1].(xml.EndElement); ok && end.Name.Local == "error" {
 			app, _ := collectTokens(xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: nsBlockingErrors, Local: "blocked"}}))
-			reply.Inner = append(append(reply.Inner[:n-1:n-1], app...), end)
+			reply.SetTokens(append(append(toks[:n-1:n-1], app...), end))
 		}
 	}
 	r.deliver(s, reply)

@@ -162,7 +162,8 @@ type rosterRequest struct {
 // payloadTokens returns the tokens of the stanza's first child element.
 func payloadTokens(st *element.Stanza) []xml.Token {
 	depth := 0
-	for i, tok := range st.Inner {
+	inner := st.Tokens()
+	for i, tok := range inner {
 		switch tok.(type) {
 		case xml.StartElement:
 			depth++
@@ -170,8 +171,8 @@ func payloadTokens(st *element.Stanza) []xml.Token {
 			depth--
 			if depth == 0 {
 				for j := 0; j <= i; j++ {
-					if _, ok := st.Inner[j].(xml.StartElement); ok {
-						return st.Inner[j : i+1]
+					if _, ok := inner[j].(xml.StartElement); ok {
+						return inner[j : i+1]
 					}
 				}
 			}

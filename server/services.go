@@ -41,7 +41,7 @@ func collectTokens(r xml.TokenReader) ([]xml.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	return st.Inner, nil
+	return st.Tokens(), nil
 }
 
 // registerIM adds the IM core's iq handlers to m.
