@@ -37,7 +37,7 @@ type testServer struct {
 
 // startServer starts ottr with the test config changed by mutate (may be
 // nil), after running hooks on the server before Start.
-func startServer(t *testing.T, mutate func(*config.Config), hooks ...func(*server.Server)) *testServer {
+func startServer(t testing.TB, mutate func(*config.Config), hooks ...func(*server.Server)) *testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
@@ -91,7 +91,7 @@ func (ts *testServer) tlsConfig() *tls.Config {
 }
 
 // token mints a token for user valid now.
-func (ts *testServer) token(t *testing.T, user string) string {
+func (ts *testServer) token(t testing.TB, user string) string {
 	t.Helper()
 	tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@"+testHost, time.Now(), auth.NewNonce(32))
 	if err != nil {

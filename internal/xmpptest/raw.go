@@ -193,3 +193,10 @@ func (r *Raw) Bind(cfg *tls.Config, host, mech string, payload []byte, resource 
 	j, _ := b.Child("jid")
 	return strings.TrimSpace(j.Text)
 }
+
+// Conn returns the connection (TLS after StartTLS), for benchmarks that
+// write and read bytes directly.
+func (r *Raw) Conn() net.Conn { return r.conn }
+
+// Close closes the connection.
+func (r *Raw) Close() error { return r.conn.Close() }
