@@ -5,6 +5,8 @@ import (
 	"unicode/utf8"
 
 	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/element"
 )
 
 // framer cuts a client's byte stream, once negotiation is over, into
@@ -420,44 +422,11 @@ func (f *framer) checkPrefix(s span) {
 
 // validRef checks the name of an entity or character reference.
 func validRef(r []byte) bool {
-	switch string(r) {
-	case "lt", "gt", "amp", "apos", "quot":
+	if element.IsPredefinedEntity(string(r)) {
 		return true
 	}
-	if len(r) < 2 || r[0] != '#' {
-		return false
-	}
-	base, digits := 10, r[1:]
-	if digits[0] == 'x' {
-		base, digits = 16, digits[1:]
-	}
-	if len(digits) == 0 {
-		return false
-	}
-	var v rune
-	for _, c := range digits {
-		var d rune
-		switch {
-		case c >= '0' && c <= '9':
-			d = rune(c - '0')
-		case base == 16 && c >= 'a' && c <= 'f':
-			d = rune(c-'a') + 10
-		case base == 16 && c >= 'A' && c <= 'F':
-			d = rune(c-'A') + 10
-		default:
-			return false
-		}
-		v = v*rune(base) + d
-		if v > utf8.MaxRune {
-			return false
-		}
-	}
-	return isXMLCharRune(v)
-}
-
-func isXMLCharRune(r rune) bool {
-	return r == 0x09 || r == 0x0A || r == 0x0D ||
-		r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
+	_, ok := element.CharRef(string(r))
+	return ok
 }
 
 // validChars checks that el is UTF-8 of characters XML allows.
@@ -472,7 +441,7 @@ func validChars(el []byte) bool {
 			continue
 		}
 		r, n := utf8.DecodeRune(el[i:])
-		if r == utf8.RuneError && n <= 1 || !isXMLCharRune(r) {
+		if r == utf8.RuneError && n <= 1 || !element.IsXMLChar(r) {
 			return false
 		}
 		i += n

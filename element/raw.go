@@ -196,7 +196,7 @@ func unescape(b []byte) (string, error) {
 		case "quot":
 			out = append(out, '"')
 		default:
-			r, ok := charRef(ref)
+			r, ok := CharRef(ref)
 			if !ok {
 				return "", fmt.Errorf("element: bad reference &%s;", ref)
 			}
@@ -206,8 +206,9 @@ func unescape(b []byte) (string, error) {
 	return string(out), nil
 }
 
-// charRef decodes "#123" or "#x7B".
-func charRef(ref string) (rune, bool) {
+// CharRef decodes the name of a character reference, "#123" or "#x7B",
+// and reports whether it names a character XML allows.
+func CharRef(ref string) (rune, bool) {
 	if len(ref) < 2 || ref[0] != '#' {
 		return 0, false
 	}
@@ -247,6 +248,15 @@ func isXMLChar(r rune) bool {
 
 // IsXMLChar reports whether r may appear in an XML 1.0 document.
 func IsXMLChar(r rune) bool { return isXMLChar(r) }
+
+// IsPredefinedEntity reports whether name is one of XML's five entities.
+func IsPredefinedEntity(name string) bool {
+	switch name {
+	case "lt", "gt", "amp", "apos", "quot":
+		return true
+	}
+	return false
+}
 
 // Tokens returns the children as tokens, parsing the raw bytes a client
 // sent on first use. The tokens must not be modified; use SetTokens.
