@@ -102,75 +102,79 @@ func openStore(ctx context.Context, cfg *config.Config) (*sqlite.Store, error) {
 	return sqlite.Open(ctx, cfg.DatabasePath())
 }
 
-// userAdd implements "ottr user add".
-func userAdd(ctx context.Context, e *env, args []string) (err error) {
-	a, err := parseAccountArgs(e, "add", args)
+// accountChange is one change to an account: what it does to the store
+// (given the password hash when it needs one), the error to show when the
+// account is or is not there, and what to say when it worked.
+type accountChange struct {
+	verb     string
+	password bool
+	apply    func(ctx context.Context, st *sqlite.Store, a account, hash string) error
+	missing  error  // the sentinel that means the change cannot apply
+	refusal  string // printed after the account's name for missing
+	done     string // printed before the account's name
+}
+
+// changeAccount runs "ottr user VERB [-c FILE] user@host".
+func changeAccount(ctx context.Context, e *env, args []string, c accountChange) (err error) {
+	a, err := parseAccountArgs(e, c.verb, args)
 	if err != nil {
 		return err
 	}
-	hash, err := readPasswordHash(e)
-	if err != nil {
-		return err
+	hash := ""
+	if c.password {
+		if hash, err = readPasswordHash(e); err != nil {
+			return err
+		}
 	}
 	st, err := openStore(ctx, a.cfg)
 	if err != nil {
 		return err
 	}
 	defer closeStore(st, &err)
-	if err := st.CreateAccount(ctx, a.host, a.user, hash); err != nil {
-		if errors.Is(err, storage.ErrExists) {
-			return fmt.Errorf("%s already exists (use `ottr user passwd`)", a)
+	if err := c.apply(ctx, st, a, hash); err != nil {
+		if errors.Is(err, c.missing) {
+			return fmt.Errorf("%s %s", a, c.refusal)
 		}
 		return err
 	}
-	fmt.Fprintf(e.stderr, "created %s\n", a)
+	fmt.Fprintf(e.stderr, "%s %s\n", c.done, a)
 	return nil
+}
+
+// userAdd implements "ottr user add".
+func userAdd(ctx context.Context, e *env, args []string) error {
+	return changeAccount(ctx, e, args, accountChange{
+		verb: "add", password: true,
+		apply: func(ctx context.Context, st *sqlite.Store, a account, hash string) error {
+			return st.CreateAccount(ctx, a.host, a.user, hash)
+		},
+		missing: storage.ErrExists, refusal: "already exists (use `ottr user passwd`)",
+		done: "created",
+	})
 }
 
 // userPasswd implements "ottr user passwd".
-func userPasswd(ctx context.Context, e *env, args []string) (err error) {
-	a, err := parseAccountArgs(e, "passwd", args)
-	if err != nil {
-		return err
-	}
-	hash, err := readPasswordHash(e)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, a.cfg)
-	if err != nil {
-		return err
-	}
-	defer closeStore(st, &err)
-	if err := st.SetPassword(ctx, a.host, a.user, hash); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%s does not exist (use `ottr user add`)", a)
-		}
-		return err
-	}
-	fmt.Fprintf(e.stderr, "changed the password of %s\n", a)
-	return nil
+func userPasswd(ctx context.Context, e *env, args []string) error {
+	return changeAccount(ctx, e, args, accountChange{
+		verb: "passwd", password: true,
+		apply: func(ctx context.Context, st *sqlite.Store, a account, hash string) error {
+			return st.SetPassword(ctx, a.host, a.user, hash)
+		},
+		missing: storage.ErrNotFound, refusal: "does not exist (use `ottr user add`)",
+		done: "changed the password of",
+	})
 }
 
 // userDel implements "ottr user del".
-func userDel(ctx context.Context, e *env, args []string) (err error) {
-	a, err := parseAccountArgs(e, "del", args)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, a.cfg)
-	if err != nil {
-		return err
-	}
-	defer closeStore(st, &err)
-	if err := st.DeleteAccount(ctx, a.host, a.user); err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("%s does not exist", a)
-		}
-		return err
-	}
-	fmt.Fprintf(e.stderr, "deleted %s\n", a)
-	return nil
+func userDel(ctx context.Context, e *env, args []string) error {
+	return changeAccount(ctx, e, args, accountChange{
+		verb: "del",
+		apply: func(ctx context.Context, st *sqlite.Store, a account, _ string) error {
+			return st.DeleteAccount(ctx, a.host, a.user)
+		},
+		missing: storage.ErrNotFound, refusal: "does not exist",
+		done: "deleted",
+	})
 }
 
 // userList implements "ottr user list": one JID a line, marked
