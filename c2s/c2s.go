@@ -72,6 +72,11 @@ type Config struct {
 	TLS *tls.Config
 	// RequireTLS refuses SASL before the stream is encrypted.
 	RequireTLS bool
+	// Secure says that the transport under the stream is already
+	// encrypted, or is trusted to be (a WebSocket or BOSH session over
+	// HTTPS or behind a TLS-terminating proxy): the stream starts in the
+	// Secure state, so STARTTLS is not offered and RequireTLS is met.
+	Secure bool
 	// Mechanisms are the SASL mechanisms offered, in order of preference.
 	Mechanisms []sasl.Mechanism
 	// Announce are informational stream features listed, as empty

@@ -111,8 +111,8 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 	n.conn.SetDeadline(time.Now().Add(n.cfg.NegotiateTimeout))
 	stop := context.AfterFunc(ctx, func() { n.conn.SetDeadline(time.Unix(1, 0)) })
 	var state xmpp.SessionState
-	if _, ok := n.conn.(*tls.Conn); ok {
-		state = xmpp.Secure // direct TLS (XEP-0368)
+	if _, ok := n.conn.(*tls.Conn); ok || n.cfg.Secure {
+		state = xmpp.Secure // direct TLS (XEP-0368), or HTTPS underneath
 	}
 	xs, err := xmpp.ReceiveSession(context.WithoutCancel(ctx), n.guard, state, negotiator)
 	stopped := stop()

@@ -228,12 +228,24 @@ func (s *Session) write(batch []outbound) error {
 	return nil
 }
 
+// Activity is implemented by a connection whose client can show it is
+// alive without sending stream bytes, such as a BOSH client's empty
+// polls or a WebSocket pong. Tick counts that as input.
+type Activity interface {
+	// LastActivity is when the client was last seen alive.
+	LastActivity() time.Time
+}
+
 // Tick runs the session's timers at now: a whitespace keepalive when the
 // server has not written for Keepalive, and a connection-timeout close
 // when the client has sent nothing for IdleTimeout. The server calls it
 // periodically for every session, so a session needs no timer of its own.
 func (s *Session) Tick(now time.Time) {
-	if now.Sub(time.Unix(0, s.guard.lastRead.Load())) > s.cfg.IdleTimeout {
+	last := s.guard.lastRead.Load()
+	if a, ok := s.conn.(Activity); ok {
+		last = max(last, a.LastActivity().UnixNano())
+	}
+	if now.Sub(time.Unix(0, last)) > s.cfg.IdleTimeout {
 		s.logger.Info("idle timeout", "after", s.cfg.IdleTimeout)
 		s.Close(streamError(stream.ConnectionTimeout, "idle too long"))
 		return
