@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/BurntSushi/toml v1.6.0
+	github.com/coder/websocket v1.8.15
 	github.com/pquerna/otp v1.5.0
 	golang.org/x/net v0.61.0
 	golang.org/x/term v0.47.0
