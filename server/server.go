@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/limit"
 	"ottr.im/ottr/storage/sqlite"
+	"ottr.im/ottr/web"
 )
 
 // ErrServerClosed is returned by Start after Shutdown.
@@ -51,6 +53,12 @@ type Server struct {
 	c2s    *c2s.Config
 	tls    *tls.Config
 
+	// The web transports, when [http] has a listener: their sessions
+	// run c2s with webC2S (the stream counts as encrypted).
+	web     *web.Handler
+	webC2S  *c2s.Config
+	httpSrv *http.Server
+
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -59,7 +67,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
-	listeners []net.Listener
+	listeners []net.Listener // c2s
+	httpLns   []net.Listener // http.listen, then http.tls_listen
 	conns     map[net.Conn]struct{}
 	wg        sync.WaitGroup
 }
@@ -175,7 +184,77 @@ func New(opts Options) (*Server, error) {
 		WriteTimeout: lim.WriteTimeout.Duration,
 	}
 	s.c2s = s.c2s.WithDefaults()
+	if cfg.HTTP.Enabled() {
+		if err := s.newWeb(); err != nil {
+			cancel()
+			store.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// newWeb prepares the web transports: WebSocket and BOSH sessions run the
+// same c2s, with the same limits, over a virtual connection each.
+func (s *Server) newWeb() error {
+	h := s.cfg.HTTP
+	webC2S := *s.c2s
+	webC2S.Secure = true
+	webC2S.Logger = s.logger.With("component", "c2s", "transport", "web")
+	s.webC2S = &webC2S
+	var proxies []netip.Prefix
+	for _, p := range h.TrustedProxies {
+		pr, err := config.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("server: http.trusted_proxies: %w", err)
+		}
+		proxies = append(proxies, pr)
+	}
+	wh, err := web.New(web.Options{
+		Origins:        h.Origins,
+		TrustedProxies: proxies,
+		PublicURL:      h.PublicURL,
+		MaxWait:        h.BOSHMaxWait.Duration,
+		Inactivity:     h.BOSHInactivity.Duration,
+		MaxStanza:      s.c2s.Guard.MaxElement,
+		WriteTimeout:   s.c2s.WriteTimeout,
+		Admit: func(a netip.Addr) bool {
+			return s.admitAddr(a, a.String())
+		},
+		Serve:  s.serveWeb,
+		Logger: s.logger.With("component", "web"),
+	})
+	if err != nil {
+		return err
+	}
+	s.web = wh
+	s.httpSrv = &http.Server{
+		Handler:           wh,
+		ReadHeaderTimeout: s.c2s.NegotiateTimeout,
+		// Longer than a held BOSH request, so that a poller's keep-alive
+		// connection is not closed between two requests.
+		IdleTimeout:    h.BOSHMaxWait.Duration + 30*time.Second,
+		MaxHeaderBytes: 32 << 10,
+		ErrorLog:       slog.NewLogLogger(s.logger.With("component", "http").Handler(), slog.LevelDebug),
+	}
+	return nil
+}
+
+// serveWeb runs one WebSocket or BOSH session, counted and closed at
+// shutdown like a TCP connection.
+func (s *Server) serveWeb(conn net.Conn) bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.conns[conn] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer s.untrack(conn)
+	c2s.Serve(s.ctx, conn, s.webC2S)
+	return true
 }
 
 // Start opens every configured listener and serves them in the
@@ -188,15 +267,23 @@ func (s *Server) Start(ctx context.Context) error {
 		return ErrServerClosed
 	}
 	type spec struct {
-		addr   string
-		direct bool
+		addr string
+		kind string
 	}
 	var specs []spec
 	for _, a := range s.cfg.C2S.Listen {
-		specs = append(specs, spec{a, false})
+		specs = append(specs, spec{a, "starttls"})
 	}
 	for _, a := range s.cfg.C2S.DirectTLS {
-		specs = append(specs, spec{a, true})
+		specs = append(specs, spec{a, "direct-tls"})
+	}
+	if s.web != nil {
+		for _, a := range s.cfg.HTTP.Listen {
+			specs = append(specs, spec{a, "http"})
+		}
+		for _, a := range s.cfg.HTTP.TLSListen {
+			specs = append(specs, spec{a, "https"})
+		}
 	}
 	var opened []net.Listener
 	for _, sp := range specs {
@@ -208,20 +295,39 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 			return fmt.Errorf("server: listen on %s: %w", sp.addr, err)
 		}
-		kind := "starttls"
-		if sp.direct {
+		switch sp.kind {
+		case "direct-tls":
 			direct := s.tls.Clone()
 			direct.NextProtos = []string{"xmpp-client"}
 			l = tls.NewListener(l, direct)
-			kind = "direct-tls"
+		case "https":
+			// HTTP/1.1 only: WebSocket needs it, and BOSH gains nothing
+			// from HTTP/2.
+			h := s.tls.Clone()
+			h.NextProtos = []string{"http/1.1"}
+			l = tls.NewListener(l, h)
+		case "http":
+			if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
+				s.logger.Warn("plain HTTP listener on a non-loopback address: its WebSocket and BOSH sessions count as encrypted, so put a TLS-terminating proxy in front", "addr", l.Addr().String())
+			}
 		}
-		s.logger.Info("listening", "addr", l.Addr().String(), "kind", kind)
+		s.logger.Info("listening", "addr", l.Addr().String(), "kind", sp.kind)
 		opened = append(opened, l)
 	}
-	s.listeners = opened
-	for _, l := range opened {
+	n := len(s.cfg.C2S.Listen) + len(s.cfg.C2S.DirectTLS)
+	s.listeners, s.httpLns = opened[:n:n], opened[n:]
+	for _, l := range s.listeners {
 		s.wg.Add(1)
 		go s.acceptLoop(l)
+	}
+	for _, l := range s.httpLns {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.httpSrv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.logger.Error("http listener failed", "addr", l.Addr().String(), "err", err)
+			}
+		}()
 	}
 	s.wg.Add(1)
 	go s.tickLoop()
@@ -261,8 +367,8 @@ func (s *Server) HandleIQ(space, local string, where int, feature string, h IQHa
 	return s.iq.handle(xml.Name{Space: space, Local: local}, where, feature, h)
 }
 
-// Addrs returns the addresses the server listens on, in config order
-// (STARTTLS ones first, then direct TLS).
+// Addrs returns the addresses the server listens on, in config order:
+// c2s STARTTLS, c2s direct TLS, then plain HTTP and HTTPS.
 func (s *Server) Addrs() []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -270,7 +376,25 @@ func (s *Server) Addrs() []net.Addr {
 	for _, l := range s.listeners {
 		out = append(out, l.Addr())
 	}
+	for _, l := range s.httpLns {
+		out = append(out, l.Addr())
+	}
 	return out
+}
+
+// HTTPAddrs returns the addresses of the web transports' listeners, plain
+// HTTP and HTTPS, in config order.
+func (s *Server) HTTPAddrs() (plain, secure []net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, l := range s.httpLns {
+		if i < len(s.cfg.HTTP.Listen) {
+			plain = append(plain, l.Addr())
+		} else {
+			secure = append(secure, l.Addr())
+		}
+	}
+	return plain, secure
 }
 
 // OpenConnections returns the number of client connections open now,
@@ -326,30 +450,38 @@ func (s *Server) acceptLoop(l net.Listener) {
 // source address. A refused connection is closed without a word: it has
 // not even sent a stream header.
 func (s *Server) admit(c net.Conn) bool {
+	var addr netip.Addr
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		addr = ap.Addr()
+	}
+	return s.admitAddr(addr, c.RemoteAddr().String())
+}
+
+// admitAddr applies the connection limits to a new connection or web
+// session from addr (the zero Addr when unknown); remote is for the log.
+func (s *Server) admitAddr(addr netip.Addr, remote string) bool {
 	s.mu.Lock()
 	open := len(s.conns)
 	s.mu.Unlock()
 	if open >= s.cfg.Limits.MaxConnections {
-		s.refusedLog("connection cap reached", c, "open", open)
+		s.refusedLog("connection cap reached", remote, "open", open)
 		return false
 	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		if !s.perIP.Allow(limit.AddressKey(ap.Addr()), time.Now()) {
-			s.refusedLog("connection rate from one address exceeded", c)
-			return false
-		}
+	if addr.IsValid() && !s.perIP.Allow(limit.AddressKey(addr), time.Now()) {
+		s.refusedLog("connection rate from one address exceeded", remote)
+		return false
 	}
 	return true
 }
 
 // refusedLog logs a refused connection, at most once a second, so that a
 // flood does not flood the log too.
-func (s *Server) refusedLog(msg string, c net.Conn, args ...any) {
+func (s *Server) refusedLog(msg, remote string, args ...any) {
 	now := time.Now().Unix()
 	if s.lastRefusedLog.Swap(now) == now {
 		return
 	}
-	s.logger.Warn(msg, append([]any{"remote", c.RemoteAddr().String()}, args...)...)
+	s.logger.Warn(msg, append([]any{"remote", remote}, args...)...)
 }
 
 func (s *Server) track(c net.Conn) bool {
@@ -382,6 +514,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range s.listeners {
 		l.Close()
 	}
+	// The HTTP listeners close too, but the HTTP server goes on serving
+	// the connections it has until the sessions ended: a BOSH client's
+	// held request gets its system-shutdown terminate that way.
+	for _, l := range s.httpLns {
+		l.Close()
+	}
 	s.mu.Unlock()
 
 	if started {
@@ -410,6 +548,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		s.logger.Warn("shutdown deadline passed, closed connections", "open", n)
 		<-done
+	}
+	if s.httpSrv != nil {
+		// Answer what is in flight, then close the idle connections; past
+		// the deadline, close everything.
+		if herr := s.httpSrv.Shutdown(ctx); herr != nil {
+			s.httpSrv.Close()
+			if err == nil {
+				err = herr
+			}
+		}
+		s.web.Close()
 	}
 	s.router.Wait()
 	if cerr := s.store.Close(); cerr != nil && err == nil {
