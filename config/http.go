@@ -21,9 +21,10 @@ type HTTP struct {
 	// certificate. Default none.
 	TLSListen []string `toml:"tls_listen"`
 	// Origins are the browser origins ("https://app.example") whose pages
-	// may open a WebSocket or make BOSH requests; a request without an
-	// Origin header (not from a browser) is always allowed. Empty: only
-	// pages served from the same host as the endpoint. Default empty.
+	// may open a WebSocket or make BOSH requests, besides pages of the
+	// endpoint's own host, which always may; a request without an Origin
+	// header (not from a browser) is always allowed. Default empty:
+	// same-origin pages only.
 	Origins []string `toml:"origins"`
 	// TrustedProxies are the addresses or prefixes ("127.0.0.1",
 	// "10.0.0.0/8") of reverse proxies whose X-Forwarded-For header is
