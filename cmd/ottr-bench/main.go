@@ -186,6 +186,9 @@ func runScenario(ctx context.Context, scenario string, args []string, stdout, st
 	}
 
 	t := &target{addr: *addr, host: *host, direct: *direct, prefix: *prefix, opTimeout: *opTO, trace: *trace}
+	if scenario == "register" {
+		*mech = "PLAIN" // registers password accounts
+	}
 	switch strings.ToUpper(*mech) {
 	case "X-TOKEN":
 		t.mech = "X-TOKEN"

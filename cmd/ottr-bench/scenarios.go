@@ -45,6 +45,16 @@ func parallel(ctx context.Context, workers, n int, fn func(i int)) {
 	wg.Wait()
 }
 
+// sleep waits d or until the run is interrupted.
+func (b *bench) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-b.ctx.Done():
+	}
+}
+
 func (b *bench) summary(scenario string, params map[string]any) *Summary {
 	return &Summary{
 		Scenario: scenario,
@@ -113,7 +123,7 @@ func (b *bench) login(o loginOpts) (*Summary, error) {
 	})
 	wall := time.Since(m.wall)
 	stop()
-	time.Sleep(b.settle) // the server's work for the last logins
+	b.sleep(b.settle) // the server's work for the last logins
 	server, own, err := m.stop()
 	if err != nil {
 		return nil, err
@@ -318,7 +328,7 @@ func (b *bench) msg(o msgOpts) (*Summary, error) {
 	}
 	wall := time.Since(start)
 	stop()
-	time.Sleep(b.settle)
+	b.sleep(b.settle)
 	server, own, err := m.stop()
 	close(abort)
 	closeAll(senders)
@@ -396,7 +406,7 @@ func (b *bench) idle(o idleOpts, out io.Writer) (*Summary, error) {
 	if err := b.preflight(); err != nil {
 		return nil, err
 	}
-	time.Sleep(b.settle)
+	b.sleep(b.settle)
 	before, err := procRSS(b.pids)
 	if err != nil {
 		return nil, err
@@ -412,7 +422,7 @@ func (b *bench) idle(o idleOpts, out io.Writer) (*Summary, error) {
 	defer closeAll(cs)
 	wall := time.Since(m.wall)
 	stop()
-	time.Sleep(b.settle)
+	b.sleep(b.settle)
 	server, own, err := m.stop()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,454 @@
+#!/usr/bin/env bash
+# bench/compare.sh: ottr against Prosody and ejabberd on this machine, with
+# the same load tool (cmd/ottr-bench), the same accounts and the same ECDSA
+# P-256 certificate, TLS 1.3 full handshakes. The server runs on core 0 and
+# the load on core 1 (taskset); every scenario of every round gets a fresh
+# server process. The figures that decide are the server's CPU time per
+# operation (utime+stime from /proc over the measured phase).
+#
+# Writes bench/results/*.json (one summary per run) and
+# bench/results/compare.md (medians and ratios).
+#
+# usage: bench/compare.sh [--quick] [--rounds N] [--servers "ottr prosody ejabberd"]
+#                         [--no-scale] [--no-install] [--rev COMMIT]
+#
+#   --quick       small sizes, one round: about 3 minutes
+#   (default)     3 rounds: about 15 minutes on 2 cores
+#   --no-scale    skip ottr's 1k–10k idle sessions series
+#   --no-install  do not apt-get install missing peers (they are skipped)
+#   --rev COMMIT  the ottr commit to build and measure (default HEAD; the
+#                 work tree's uncommitted changes are never measured)
+#
+# Needs: Go, openssl, jq, taskset; root for apt-get and for running
+# ejabberd as its own user. Loopback only; every run is bounded.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+results="$here/results"
+
+quick=0
+rounds=3
+servers="ottr prosody ejabberd"
+scale=1
+install=1
+rev=HEAD
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) quick=1; rounds=1; shift ;;
+	--rounds) rounds=$2; shift 2 ;;
+	--servers) servers=$2; shift 2 ;;
+	--no-scale) scale=0; shift ;;
+	--no-install) install=0; shift ;;
+	--rev) rev=$2; shift 2 ;;
+	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+
+# Sizes. Users: user0…userN-1, password pw, on the domain localhost.
+if [ "$quick" = 1 ]; then
+	login_n=600 msg_m=30000 rate=5000 rate_s=3 idle_k=500 scale_ks="1000 2000" scale_login_n=1000 scale_msg_m=30000
+else
+	login_n=3000 msg_m=200000 rate=5000 rate_s=10 idle_k=2000 scale_ks="1000 2000 5000 10000" scale_login_n=3000 scale_msg_m=100000
+fi
+login_users=100 pairs=50 window=32 workers=16
+users=$((idle_k > 2 * pairs ? idle_k : 2 * pairs))
+password=pw
+seed=XVGR73KMZH2M4XMY # public test values: this is a throwaway server
+secret=JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7
+port_ottr=25222 port_prosody=25322 port_ejabberd=25422
+
+log() { printf '%s compare: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+for tool in go git openssl jq taskset; do
+	command -v "$tool" >/dev/null || die "$tool is missing"
+done
+[ "$(nproc)" -ge 2 ] || die "needs 2 cores (server on 0, load on 1)"
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d /tmp/ottr-compare.XXXXXX)
+chmod 755 "$work"
+server_pid= holder_pid= epmd_before=$(pgrep -x epmd || true)
+cleanup() {
+	[ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null || true
+	stop_server || true
+	# ejabberd starts epmd; stop it only if it was not running before.
+	if [ -z "$epmd_before" ]; then
+		for p in $(pgrep -x epmd || true); do kill "$p" 2>/dev/null || true; done
+	fi
+	[ "${KEEP:-0}" = 1 ] && log "kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# What is measured is a commit, HEAD or --rev, never the work tree's
+# uncommitted changes; the load tool is HEAD's.
+log "building ottr at $rev and ottr-bench at HEAD"
+mkdir -p "$work/src" "$work/src-rev"
+git -C "$root" archive HEAD | tar -x -C "$work/src"
+git -C "$root" archive "$rev" | tar -x -C "$work/src-rev"
+(cd "$work/src" && go build -o "$work/bin/ottr-bench" ./cmd/ottr-bench)
+(cd "$work/src-rev" && go build -o "$work/bin/ottr" ./cmd/ottr)
+version=$(git -C "$root" rev-parse --short "$rev")
+bench=$work/bin/ottr-bench
+
+# The shared certificate: ECDSA P-256, for localhost.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+	-keyout "$work/key.pem" -out "$work/cert.pem" -days 7 -subj /CN=localhost \
+	-addext subjectAltName=DNS:localhost 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" >"$work/combined.pem"
+chmod 644 "$work"/*.pem
+
+# Peers from Debian, if missing.
+have_prosody=0 have_ejabberd=0
+install_peer() { # package
+	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" && return 0
+	[ "$install" = 1 ] || return 1
+	log "installing $1 from Debian"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" >"$work/apt-$1.log" 2>&1 ||
+		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y "$1" >"$work/apt-$1.log" 2>&1; }
+}
+case " $servers " in *" prosody "*) install_peer prosody && have_prosody=1 || log "no prosody: skipped" ;; esac
+case " $servers " in *" ejabberd "*) install_peer ejabberd && have_ejabberd=1 || log "no ejabberd: skipped" ;; esac
+pgrep -x prosody >/dev/null && log "note: a system Prosody is running; it shares core time"
+
+wait_port() { # port
+	for _ in $(seq 1 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+stop_server() {
+	[ -n "$server_pid" ] || return 0
+	kill "$server_pid" 2>/dev/null || true
+	for _ in $(seq 1 200); do
+		kill -0 "$server_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$server_pid" 2>/dev/null || true
+	server_pid=
+}
+
+# --- ottr
+ottr_config() {
+	mkdir -p "$work/ottr"
+	cat >"$work/ottr/ottr.toml" <<-EOF
+		data_dir = "$work/ottr/data"
+		[log]
+		level = "warn"
+		[c2s]
+		listen = ["127.0.0.1:$port_ottr"]
+		[tls]
+		cert = "$work/cert.pem"
+		key = "$work/key.pem"
+		[[host]]
+		name = "localhost"
+		otp_seed = "$seed"
+		token_secret = "$secret"
+		[limits]
+		# One address sends all the load: lift the per-address rates.
+		max_connections = 100000
+		connection_rate = "1000000/s"
+		connection_burst = 1000000
+	EOF
+	log "ottr: $login_users password accounts (PBKDF2, 10,000 iterations, as Prosody's)"
+	for i in $(seq 0 $((login_users - 1))); do
+		echo "$password" | "$work/bin/ottr" user add -c "$work/ottr/ottr.toml" "user$i@localhost" >/dev/null 2>&1
+	done
+}
+start_ottr() {
+	taskset -c 0 "$work/bin/ottr" serve -c "$work/ottr/ottr.toml" >>"$work/ottr/serve.log" 2>&1 &
+	server_pid=$!
+	wait_port $port_ottr || die "ottr did not start: $(tail -5 "$work/ottr/serve.log")"
+}
+
+# --- Prosody: internal_hashed (PBKDF2, 10,000 iterations), epoll, the
+# modules ottr also has.
+prosody_config() {
+	mkdir -p "$work/prosody/data"
+	cat >"$work/prosody/prosody.cfg.lua" <<-EOF
+		run_as_root = true
+		pidfile = "$work/prosody/prosody.pid"
+		data_path = "$work/prosody/data"
+		certificates = "$work"
+		log = { { levels = { min = "error" }, to = "file", filename = "$work/prosody/prosody.log" } }
+		modules_enabled = { "roster", "saslauth", "tls", "disco", "private", "vcard_legacy", "version", "uptime", "time", "ping", "register", "blocklist" }
+		modules_disabled = { "s2s" }
+		c2s_ports = { $port_prosody }
+		c2s_interfaces = { "127.0.0.1" }
+		s2s_ports = { }
+		allow_registration = true
+		c2s_require_encryption = true
+		authentication = "internal_hashed"
+		storage = "internal"
+		ssl = { certificate = "$work/cert.pem", key = "$work/key.pem" }
+		VirtualHost "localhost"
+	EOF
+}
+start_prosody() {
+	taskset -c 0 prosody --config "$work/prosody/prosody.cfg.lua" -F >>"$work/prosody/out.log" 2>&1 &
+	server_pid=$!
+	wait_port $port_prosody || die "prosody did not start: $(tail -5 "$work/prosody/out.log")"
+}
+
+# --- ejabberd: run as its user from a config directory of our own; one
+# scheduler (+S 1, the server has one core) without busy waiting (+sbwt
+# none: a spinning scheduler would count as CPU), no shaper, plain
+# password storage (its default).
+ejabberd_config() {
+	local d=$work/ejabberd
+	mkdir -p "$d/etc" "$d/spool" "$d/logs"
+	cp /etc/ejabberd/inetrc "$d/etc/"
+	cat >"$d/etc/ejabberdctl.cfg" <<-EOF
+		ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 +S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
+		EJABBERD_PID_PATH=$d/spool/ejabberd.pid
+		ERLANG_NODE=ottrbench@localhost
+		POLL=true
+		ERL_PROCESSES=1000000
+		ERL_MAX_PORTS=200000
+	EOF
+	cat >"$d/etc/ejabberd.yml" <<-EOF
+		hosts:
+		  - localhost
+		loglevel: error
+		log_rotate_count: 0
+		certfiles:
+		  - $work/combined.pem
+		listen:
+		  -
+		    port: $port_ejabberd
+		    ip: "127.0.0.1"
+		    module: ejabberd_c2s
+		    max_stanza_size: 262144
+		    shaper: none
+		    access: all
+		    starttls_required: true
+		shaper: {}
+		acl: {}
+		access_rules:
+		  register:
+		    allow: all
+		auth_method: internal
+		auth_password_format: plain
+		registration_timeout: infinity
+		modules:
+		  mod_disco: {}
+		  mod_ping: {}
+		  mod_roster: {}
+		  mod_offline: {}
+		  mod_private: {}
+		  mod_vcard: {}
+		  mod_version: {}
+		  mod_privacy: {}
+		  mod_blocking: {}
+		  mod_register:
+		    ip_access: all
+		    access: register
+	EOF
+	chown -R ejabberd:ejabberd "$d"
+}
+start_ejabberd() {
+	local d=$work/ejabberd
+	taskset -c 0 ejabberdctl --config-dir "$d/etc" --logs "$d/logs" --spool "$d/spool" foreground >>"$d/out.log" 2>&1 &
+	wait_port $port_ejabberd || die "ejabberd did not start: $(tail -5 "$d/out.log")"
+	server_pid=$(pgrep -f "beam.smp.*ottrbench@localhost" | head -1)
+}
+
+# run_bench name args…: one ottr-bench run on core 1, its summary in
+# results/name.json. A run whose operations partly failed is kept (and
+# said); one that could not run is reported and skipped.
+run_bench() {
+	local name=$1
+	shift
+	local rc=0
+	taskset -c 1 "$bench" "$@" -pid "$server_pid" -progress 0 -label "$name" \
+		>"$results/$name.json" 2>>"$work/bench.log" || rc=$?
+	case $rc in
+	0) ;;
+	3) log "$name: some operations failed: $(jq -c .errors "$results/$name.json")" ;;
+	*)
+		log "$name: failed (exit $rc): $(tail -2 "$work/bench.log")"
+		rm -f "$results/$name.json"
+		return 0
+		;;
+	esac
+	log "$name: $(jq -r '"\(.ops) ops, \(.ops_per_s)/s, server \(.server_cpu_us_per_op) µs/op, load \(.own_cpu_us_per_op) µs/op, p99 \(.latency.p99_us) µs" + (if .rss_per_session_kib then ", \(.rss_per_session_kib) KiB/session" else "" end)' "$results/$name.json")"
+}
+
+# scenarios server auth round: the four measured runs, each on a fresh
+# server process.
+scenarios() {
+	local srv=$1 mech=$2 r=$3 port
+	eval "port=\$port_$srv"
+	local common=(-addr "127.0.0.1:$port" -ca "$work/cert.pem" -workers $workers)
+	if [ "$mech" = X-TOKEN ]; then
+		common+=(-mech X-TOKEN -otp-seed $seed -token-secret $secret)
+	else
+		common+=(-mech PLAIN -password $password)
+	fi
+	local tag="$srv-$(echo "$mech" | tr 'A-Z' 'a-z')"
+	"start_$srv"
+	run_bench "$tag-login-r$r" login "${common[@]}" -n $login_n -users $login_users
+	stop_server
+	[ "$srv-$mech" = ottr-PLAIN ] && return 0 # the rest does not depend on the mechanism
+	"start_$srv"
+	run_bench "$tag-msg-r$r" msg "${common[@]}" -pairs $pairs -m $msg_m -window $window
+	stop_server
+	"start_$srv"
+	run_bench "$tag-rate-r$r" msg "${common[@]}" -pairs $pairs -m $((rate * rate_s)) -window $window -rate $rate
+	stop_server
+	"start_$srv"
+	run_bench "$tag-idle-r$r" idle "${common[@]}" -k $idle_k -settle 2s
+	stop_server
+}
+
+rm -rf "$results"
+mkdir -p "$results"
+started=$(date -u +%Y-%m-%dT%H:%MZ)
+loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+t0=$SECONDS
+
+rows=()
+case " $servers " in *" ottr "*)
+	ottr_config
+	rows+=("ottr X-TOKEN" "ottr PLAIN")
+	;;
+esac
+if [ "$have_prosody" = 1 ]; then
+	prosody_config
+	start_prosody
+	log "prosody: registering $users accounts"
+	run_bench prosody-register register -addr 127.0.0.1:$port_prosody -ca "$work/cert.pem" -password $password -n $users -workers $workers
+	stop_server
+	rows+=("prosody PLAIN")
+fi
+if [ "$have_ejabberd" = 1 ]; then
+	ejabberd_config
+	start_ejabberd
+	log "ejabberd: registering $users accounts"
+	run_bench ejabberd-register register -addr 127.0.0.1:$port_ejabberd -ca "$work/cert.pem" -password $password -n $users -workers $workers
+	stop_server
+	rows+=("ejabberd PLAIN")
+fi
+
+for r in $(seq 1 "$rounds"); do
+	for row in "${rows[@]}"; do
+		log "round $r: $row"
+		scenarios $row "$r"
+	done
+done
+
+# ottr with K idle sessions held: RSS, and login and message CPU beside them.
+if [ "$scale" = 1 ] && [[ " $servers " == *" ottr "* ]]; then
+	for k in $scale_ks; do
+		log "ottr with $k idle sessions"
+		start_ottr
+		common=(-addr "127.0.0.1:$port_ottr" -ca "$work/cert.pem" -workers $workers -mech X-TOKEN -otp-seed $seed -token-secret $secret)
+		# The holder writes its summary once settled, then holds (at most
+		# 10 minutes) until it is sent SIGTERM.
+		taskset -c 1 "$bench" idle "${common[@]}" -k "$k" -settle 2s -hold 10m -pid "$server_pid" -progress 0 \
+			-user-prefix idle -label "scale-k$k-idle" >"$results/scale-k$k-idle.json" 2>>"$work/bench.log" &
+		holder_pid=$!
+		for _ in $(seq 1 1200); do
+			[ -s "$results/scale-k$k-idle.json" ] && break # written at once
+			kill -0 "$holder_pid" 2>/dev/null || break
+			sleep 0.25
+		done
+		if [ -s "$results/scale-k$k-idle.json" ] && jq -e .scenario "$results/scale-k$k-idle.json" >/dev/null 2>&1; then
+			log "scale-k$k-idle: $(jq -r '"\(.ops) sessions, \(.rss_after_kib) KiB RSS, \(.rss_per_session_kib) KiB/session"' "$results/scale-k$k-idle.json")"
+			run_bench "scale-k$k-login" login "${common[@]}" -n $scale_login_n -users $login_users
+			run_bench "scale-k$k-msg" msg "${common[@]}" -pairs $pairs -m $scale_msg_m -window $window
+		else
+			log "scale-k$k: the idle sessions did not settle: $(tail -2 "$work/bench.log")"
+		fi
+		kill "$holder_pid" 2>/dev/null || true
+		wait "$holder_pid" 2>/dev/null || true
+		holder_pid=
+		stop_server
+	done
+fi
+
+# --- the table: medians over the rounds.
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+# med tag scenario jq-path
+med() { cat "$results/$1-$2"-r*.json 2>/dev/null | jq -r "$3" | median; }
+fmt() { # number decimals
+	[ -n "$1" ] && printf "%'.${2}f" "$1" || printf '—'
+}
+ratio() { # peer ottr
+	[ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f×", a / b}' || printf '—'
+}
+
+md=$results/compare.md
+{
+	echo "Measured $started on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r)),"
+	echo "ottr $version$(
+		[ "$have_prosody" = 1 ] && echo ", Prosody $(dpkg-query -W -f='${Version}' prosody)"
+	)$([ "$have_ejabberd" = 1 ] && echo ", ejabberd $(dpkg-query -W -f='${Version}' ejabberd)") (Debian),"
+	echo "load average before the run: $loadavg (other work on the machine slows throughput, less so CPU/op),"
+	echo "with \`bench/compare.sh$([ "$quick" = 1 ] && echo ' --quick')\`: $rounds round(s), medians; server on core 0, load on core 1."
+	echo "Logins: $login_n, $workers workers, STARTTLS + SASL + bind. Messages: $pairs pairs, window $window, $msg_m messages;"
+	echo "latency at a fixed $rate msg/s offered for ${rate_s} s. Idle: $idle_k sessions with initial presence."
+	echo
+	echo "| server | auth | logins/s | CPU/login | msgs/s | CPU/msg | e2e p50 / p99 at $rate msg/s | RSS per idle TLS session | load CPU/login, /msg |"
+	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|"
+	for row in "${rows[@]}"; do
+		set -- $row
+		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
+		note=$2
+		[ "$row" = "prosody PLAIN" ] && note="PLAIN (hashed)"
+		[ "$row" = "ottr PLAIN" ] && note="PLAIN (hashed)"
+		[ "$row" = "ejabberd PLAIN" ] && note="PLAIN (stored plain)"
+		printf '| %s | %s | %s | %s µs | %s | %s µs | %s / %s ms | %s KiB | %s / %s µs |\n' "$1" "$note" \
+			"$(fmt "$(med $tag login .ops_per_s)" 0)" "$(fmt "$(med $tag login .server_cpu_us_per_op)" 0)" \
+			"$(fmt "$(med $tag msg .ops_per_s)" 0)" "$(fmt "$(med $tag msg .server_cpu_us_per_op)" 1)" \
+			"$(fmt "$(med $tag rate '.latency.p50_us / 1000')" 2)" "$(fmt "$(med $tag rate '.latency.p99_us / 1000')" 2)" \
+			"$(fmt "$(med $tag idle .rss_per_session_kib)" 1)" \
+			"$(fmt "$(med $tag login .own_cpu_us_per_op)" 0)" "$(fmt "$(med $tag msg .own_cpu_us_per_op)" 1)"
+	done
+	echo
+	echo "Server CPU per operation, ratio to ottr's (X-TOKEN; for logins also to ottr with PLAIN):"
+	echo
+	echo "| server | CPU/login ÷ ottr X-TOKEN | CPU/login ÷ ottr PLAIN | CPU/msg ÷ ottr | RSS/session ÷ ottr |"
+	echo "|---|--:|--:|--:|--:|"
+	ox_login=$(med ottr-x-token login .server_cpu_us_per_op)
+	op_login=$(med ottr-plain login .server_cpu_us_per_op)
+	o_msg=$(med ottr-x-token msg .server_cpu_us_per_op)
+	o_rss=$(med ottr-x-token idle .rss_per_session_kib)
+	for row in "${rows[@]}"; do
+		set -- $row
+		[ "$1" = ottr ] && continue
+		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
+		printf '| %s %s | %s | %s | %s | %s |\n' "$1" "$2" \
+			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$ox_login")" \
+			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$op_login")" \
+			"$(ratio "$(med $tag msg .server_cpu_us_per_op)" "$o_msg")" \
+			"$(ratio "$(med $tag idle .rss_per_session_kib)" "$o_rss")"
+	done
+	if ls "$results"/scale-k*-idle.json >/dev/null 2>&1; then
+		echo
+		echo "ottr (X-TOKEN) with K idle sessions held open (one round): its RSS, and logins ($scale_login_n) and messages ($scale_msg_m) beside them:"
+		echo
+		echo "| idle sessions | server RSS | RSS per session | CPU/login | logins/s | CPU/msg | msgs/s | msg e2e p99 |"
+		echo "|--:|--:|--:|--:|--:|--:|--:|--:|"
+		for k in $scale_ks; do
+			f=$results/scale-k$k
+			[ -f "$f-idle.json" ] || continue
+			get() { [ -f "$f-$1.json" ] && jq -r "$2" "$f-$1.json" || true; }
+			printf '| %s | %s MiB | %s KiB | %s µs | %s | %s µs | %s | %s ms |\n' "$(fmt "$(get idle .ops)" 0)" \
+				"$(fmt "$(get idle '.rss_after_kib / 1024')" 1)" "$(fmt "$(get idle .rss_per_session_kib)" 1)" \
+				"$(fmt "$(get login .server_cpu_us_per_op)" 0)" "$(fmt "$(get login .ops_per_s)" 0)" \
+				"$(fmt "$(get msg .server_cpu_us_per_op)" 1)" "$(fmt "$(get msg .ops_per_s)" 0)" \
+				"$(fmt "$(get msg '.latency.p99_us / 1000')" 1)"
+		done
+	fi
+	echo
+	echo "CPU/op is the server's utime+stime (/proc/PID/stat, all threads) over the measured phase divided by the operations;"
+	echo "RSS per session is the growth of VmRSS from before the sessions to 2 s after the last one, divided by the sessions."
+	echo "Throughput and latency depend on the load generator sharing the machine; CPU/op does not."
+} >"$md"
+log "wrote $md in $((SECONDS - t0)) s"
+cat "$md"
