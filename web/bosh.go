@@ -243,6 +243,9 @@ func (h *Handler) serveBOSH(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		return // the client went away
 	}
+	// The body is in: no read deadline while the request is held (net/http
+	// reads on in the background to notice a client that goes away).
+	rc.SetReadDeadline(time.Time{})
 	b, err := parseBody(data)
 	if err != nil {
 		h.logger.Info("bad bosh request", "remote", h.clientAddr(r).String(), "err", err)
