@@ -73,13 +73,16 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 		if n.sess != nil {
 			// Bound but the stream broke before Ready was reported.
 			cfg.Router.Unbind(n.sess)
+			n.sess.Close(stream.Error{})
 		}
 		return
 	}
 	s := n.sess
-	s.xs = xs
+	// From here on the session reads through the framer and writes its
+	// own bytes: mellium's session (and its buffers) is no longer needed.
 	s.logger.Info("session started", "jid", s.jid.String(), "tls", xs.State()&xmpp.Secure != 0)
-	go s.writeLoop()
+	xs = nil
+	s.start()
 	end := s.readLoop(cfg)
 	cfg.Router.Unbind(s)
 	s.Close(end)
@@ -242,37 +245,71 @@ func (s *Session) readLoop(cfg *Config) (end stream.Error) {
 			end = streamError(stream.InternalServerError, "")
 		}
 	}()
-	r := s.xs.TokenReader()
-	defer r.Close()
+	fr := &framer{lim: cfg.Guard}
 	for {
-		tok, err := r.Token()
+		el, needsCtx, err := s.nextElement(fr)
 		if err != nil {
 			return s.readError(err)
 		}
-		switch t := tok.(type) {
-		case xml.CharData:
-			continue // whitespace keepalive
-		case xml.StartElement:
-			if !element.Is(t.Name) {
-				s.logger.Info("unsupported top-level element", "name", t.Name.Local, "ns", t.Name.Space)
+		if el == nil {
+			// The client closed its stream.
+			s.logger.Debug("client closed the stream")
+			s.closeGracefully()
+			return stream.Error{}
+		}
+		st, err := element.FromBytes(el)
+		if needsCtx || errors.Is(err, element.ErrNeedsContext) {
+			var name xml.Name
+			name, st, err = element.ParseInContext(el, cfg.Limits)
+			if err == nil && st == nil {
+				if name.Space == stream.NS && name.Local == "error" {
+					s.logger.Info("client sent a stream error")
+					return stream.Error{}
+				}
+				s.logger.Info("unsupported top-level element", "name", name.Local, "ns", name.Space)
 				return streamError(stream.UnsupportedStanzaType, "")
 			}
-			st, err := element.Read(t, r, cfg.Limits)
-			var addrErr *element.AddrError
-			switch {
-			case errors.As(err, &addrErr):
-				st.From = s.jid
-				s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed})
-				continue
-			case errors.Is(err, element.ErrTooLarge), errors.Is(err, element.ErrTooDeep):
-				s.logger.Info("stanza over the limits", "err", err)
-				return streamError(stream.PolicyViolation, err.Error())
-			case err != nil:
-				return s.readError(err)
-			}
-			s.handle(cfg, st)
+		}
+		var addrErr *element.AddrError
+		switch {
+		case errors.As(err, &addrErr):
+			st.From = s.jid
+			s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed})
+			continue
+		case err != nil:
+			s.logger.Info("not well-formed stanza", "err", err)
+			return streamError(stream.NotWellFormed, "")
+		}
+		switch st.Name {
+		case "message", "presence", "iq":
 		default:
-			return streamError(stream.RestrictedXML, "")
+			s.logger.Info("unsupported top-level element", "name", st.Name)
+			return streamError(stream.UnsupportedStanzaType, "")
+		}
+		s.handle(cfg, st)
+	}
+}
+
+// nextElement returns the next complete top-level element from the
+// client, as a copy the stanza may keep, or nil when the client closed
+// the stream.
+func (s *Session) nextElement(fr *framer) ([]byte, bool, error) {
+	br := s.guard.br
+	for {
+		if _, err := br.Peek(1); err != nil {
+			return nil, false, err
+		}
+		chunk, _ := br.Peek(br.Buffered())
+		n, done, err := fr.feed(chunk)
+		br.Discard(n)
+		switch {
+		case err != nil:
+			return nil, false, err
+		case done:
+			el, needsCtx := fr.take()
+			return append([]byte(nil), el...), needsCtx, nil
+		case fr.end:
+			return nil, false, nil
 		}
 	}
 }

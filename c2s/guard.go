@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"bufio"
 	"crypto/tls"
 	"net"
 	"sync/atomic"
@@ -41,6 +42,7 @@ func (e *LimitError) Error() string { return "c2s: " + e.Reason }
 type guard struct {
 	net.Conn
 	lim GuardLimits
+	br  *bufio.Reader // over the connection; see ReadByte
 
 	// lastRead is when bytes last arrived, in unix nanoseconds.
 	lastRead atomic.Int64
@@ -72,10 +74,45 @@ const (
 
 const cdataOpen = "[CDATA["
 
+// readBufferSize is the guard's read buffer: decrypted TLS records are
+// copied through it, so it sets the size of reads, not of messages.
+const readBufferSize = 2048
+
 func newGuard(c net.Conn, lim GuardLimits) *guard {
 	g := &guard{Conn: c, lim: lim, declOK: true}
+	g.br = bufio.NewReaderSize(activityReader{g}, readBufferSize)
 	g.lastRead.Store(time.Now().UnixNano())
 	return g
+}
+
+// activityReader reads the connection and records when bytes arrived.
+type activityReader struct{ g *guard }
+
+func (r activityReader) Read(p []byte) (int, error) {
+	n, err := r.g.Conn.Read(p)
+	if n > 0 {
+		r.g.lastRead.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// ReadByte makes the guard an io.ByteReader, so that mellium's XML
+// decoder reads through the guard's buffer byte by byte instead of
+// buffering ahead on its own: when negotiation ends, every byte it did
+// not consume is still here for the framer.
+func (g *guard) ReadByte() (byte, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	c, err := g.br.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	if serr := g.step(c); serr != nil {
+		g.err = serr
+		return 0, serr
+	}
+	return c, nil
 }
 
 // restart prepares for a new stream on the same connection (after SASL).
@@ -97,9 +134,8 @@ func (g *guard) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	n, err := g.Conn.Read(p)
+	n, err := g.br.Read(p)
 	if n > 0 {
-		g.lastRead.Store(time.Now().UnixNano())
 		if ok, serr := g.scan(p[:n]); serr != nil {
 			// What came before the violation still reaches the decoder;
 			// the next read reports it.

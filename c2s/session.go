@@ -1,15 +1,13 @@
 package c2s
 
 import (
-	"encoding/xml"
-	"errors"
+	"bytes"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
 
@@ -21,8 +19,8 @@ import (
 // writes to the socket once negotiation is over.
 type Session struct {
 	jid    jid.JID
-	xs     *xmpp.Session // nil until negotiation finished
-	conn   net.Conn
+	conn   net.Conn // the socket (or the web transport's virtual one)
+	out    net.Conn // where the stream goes: the guard, over TLS if any
 	logger *slog.Logger
 	grace  time.Duration
 
@@ -38,7 +36,9 @@ type Session struct {
 	maxQueue   int
 	closeErr   *stream.Error // set once: the stream error to send, then close
 	closing    bool
-	wake       chan struct{} // cap 1: something to write or to close
+	started    bool          // negotiation is over: the writer may write
+	writing    bool          // a writer goroutine is running
+	finished   bool          // the writer wrote the end of the stream
 	done       chan struct{} // closed when the writer has finished
 }
 
@@ -67,9 +67,9 @@ func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *slog.Lo
 		guard:    g,
 		cfg:      cfg,
 		logger:   logger,
+		out:      g,
 		grace:    cfg.CloseGrace,
 		maxQueue: cfg.QueueLen,
-		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	s.lastWrite.Store(time.Now().UnixNano())
@@ -114,9 +114,29 @@ func (s *Session) DeliverThen(st *element.Stanza, written func(ok bool)) bool {
 	}
 	s.queue = append(s.queue, outbound{st: st, written: written})
 	s.queueBytes += size
+	s.kick()
 	s.mu.Unlock()
-	s.signal()
 	return true
+}
+
+// start lets the writer write: negotiation is over, so nothing queued
+// can overtake the bind result anymore.
+func (s *Session) start() {
+	s.mu.Lock()
+	s.started = true
+	if len(s.queue) > 0 || s.closing {
+		s.kick()
+	}
+	s.mu.Unlock()
+}
+
+// kick starts the writer unless it runs. The caller holds s.mu. An idle
+// session has no writer goroutine: it costs no stack.
+func (s *Session) kick() {
+	if s.started && !s.writing && !s.finished {
+		s.writing = true
+		go s.writeLoop()
+	}
 }
 
 // Close ends the session with the given stream error (the zero Error for a
@@ -135,9 +155,9 @@ func (s *Session) Close(e stream.Error) {
 	}
 	dropped := s.queue
 	s.queue, s.queueBytes = nil, 0
+	s.kick()
 	s.mu.Unlock()
 	report(dropped, false)
-	s.signal()
 }
 
 // report calls the written callbacks of items.
@@ -154,33 +174,32 @@ func report(items []outbound, ok bool) {
 func (s *Session) closeGracefully() {
 	s.mu.Lock()
 	s.closing = true
+	s.kick()
 	s.mu.Unlock()
-	s.signal()
 }
 
-func (s *Session) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-// writeLoop is the session's single writer. It writes queued stanzas in
-// batches, flushing once per batch, until the session is closed.
+// writeLoop is the session's single writer while it runs. It writes the
+// queue in batches, one write per batch, until the queue is empty (then
+// it exits; kick starts it again) or the session is closed.
 func (s *Session) writeLoop() {
-	defer close(s.done)
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("panic in the session writer", "panic", r, "stack", stack())
 			s.conn.Close()
+			s.end()
 		}
 	}()
 	var batch []outbound
-	for range s.wake {
+	for {
 		s.mu.Lock()
 		batch, s.queue = s.queue, batch[:0]
 		s.queueBytes = 0
 		closing, closeErr := s.closing, s.closeErr
+		if len(batch) == 0 && !closing {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
 		s.mu.Unlock()
 
 		if len(batch) > 0 {
@@ -196,32 +215,46 @@ func (s *Session) writeLoop() {
 				s.mu.Unlock()
 				report(rest, false)
 				s.conn.Close()
+				s.end()
 				return
 			}
+			continue // the queue may have grown meanwhile
 		}
-		if closing {
-			s.finish(closeErr)
-			return
-		}
+		s.finish(closeErr)
+		s.end()
+		return
 	}
 }
 
+// end marks the writer done for good.
+func (s *Session) end() {
+	s.mu.Lock()
+	s.finished, s.writing = true, false
+	s.mu.Unlock()
+	close(s.done)
+}
+
+// writeBuffers recycles the buffers batches are serialized into.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// write serializes a batch and writes it at once.
 func (s *Session) write(batch []outbound) error {
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	w := s.xs.TokenWriter()
-	defer w.Close()
+	bp := writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
 	for _, it := range batch {
-		var err error
 		if it.st == nil {
-			err = w.EncodeToken(xml.CharData(" "))
+			buf = append(buf, ' ')
 		} else {
-			_, err = it.st.WriteXML(w)
-		}
-		if err != nil {
-			return err
+			buf = it.st.AppendXML(buf)
 		}
 	}
-	if err := w.Flush(); err != nil {
+	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	_, err := s.out.Write(buf)
+	if cap(buf) <= 64<<10 {
+		*bp = buf
+		writeBuffers.Put(bp)
+	}
+	if err != nil {
 		return err
 	}
 	s.lastWrite.Store(time.Now().UnixNano())
@@ -259,18 +292,12 @@ func (s *Session) Tick(now time.Time) {
 // the client a moment to close its side before the socket goes.
 func (s *Session) finish(e *stream.Error) {
 	s.conn.SetWriteDeadline(time.Now().Add(s.grace))
+	var b bytes.Buffer
 	if e != nil {
-		w := s.xs.TokenWriter()
-		_, err := e.WriteXML(w)
-		if err == nil {
-			err = w.Flush()
-		}
-		w.Close()
-		if err != nil && !errors.Is(err, xmpp.ErrOutputStreamClosed) {
-			s.logger.Debug("writing stream error failed", "err", err)
-		}
+		writeRaw(&b, *e)
 	}
-	if err := s.xs.Close(); err != nil {
+	b.WriteString("</stream:stream>")
+	if _, err := s.out.Write(b.Bytes()); err != nil {
 		s.logger.Debug("closing stream failed", "err", err)
 	}
 	// The read loop ends when the client closes its stream or at this

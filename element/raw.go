@@ -5,6 +5,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
@@ -312,3 +314,33 @@ func parseRaw(raw []byte, decls []xml.Attr) ([]xml.Token, error) {
 func (s *Stanza) IsRaw() bool { return s.raw != nil }
 
 var _ = jid.JID{}
+
+// streamContext is what a client stream declares around its stanzas.
+const streamContext = `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`
+
+// ParseInContext parses one top-level element the slow way, with the
+// declarations of a client stream header in scope, for what FromBytes
+// leaves to its caller (ErrNeedsContext). It returns the element's name;
+// the stanza is nil when the name is not a stanza's.
+func ParseInContext(el []byte, lim Limits) (xml.Name, *Stanza, error) {
+	d := xml.NewDecoder(io.MultiReader(strings.NewReader(streamContext), bytes.NewReader(el)))
+	if _, err := d.Token(); err != nil {
+		return xml.Name{}, nil, err
+	}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return xml.Name{}, nil, err
+		}
+		start, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		start = start.Copy()
+		if !Is(start.Name) {
+			return start.Name, nil, nil
+		}
+		st, err := Read(start, d, lim)
+		return start.Name, st, err
+	}
+}
