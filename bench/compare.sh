@@ -62,7 +62,7 @@ port_ottr=25222 port_prosody=25322 port_ejabberd=25422
 log() { printf '%s compare: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "$*"; exit 1; }
 
-for tool in go git openssl jq taskset; do
+for tool in go git openssl jq taskset setpriv; do
 	command -v "$tool" >/dev/null || die "$tool is missing"
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores (server on 0, load on 1)"
@@ -196,8 +196,9 @@ start_prosody() {
 
 # --- ejabberd: run as its user from a config directory of our own; one
 # scheduler (+S 1, the server has one core) without busy waiting (+sbwt
-# none: a spinning scheduler would count as CPU), no shaper, plain
-# password storage (its default).
+# none: a spinning scheduler would count as CPU), no shaper, an accept
+# backlog of 1024 (its default of 5 makes concurrent connects wait for SYN
+# retransmits), plain password storage (its default).
 ejabberd_config() {
 	local d=$work/ejabberd
 	mkdir -p "$d/etc" "$d/spool" "$d/logs"
@@ -223,6 +224,7 @@ ejabberd_config() {
 		    ip: "127.0.0.1"
 		    module: ejabberd_c2s
 		    max_stanza_size: 262144
+		    backlog: 1024
 		    shaper: none
 		    access: all
 		    starttls_required: true
@@ -252,7 +254,10 @@ ejabberd_config() {
 }
 start_ejabberd() {
 	local d=$work/ejabberd
-	taskset -c 0 ejabberdctl --config-dir "$d/etc" --logs "$d/logs" --spool "$d/spool" foreground >>"$d/out.log" 2>&1 &
+	# As the ejabberd user through setpriv, not ejabberdctl's su: su's PAM
+	# session would lower the open file limit to 1024.
+	taskset -c 0 env HOME="$d/spool" setpriv --reuid=ejabberd --regid=ejabberd --init-groups \
+		ejabberdctl --config-dir "$d/etc" --logs "$d/logs" --spool "$d/spool" foreground >>"$d/out.log" 2>&1 &
 	wait_port $port_ejabberd || die "ejabberd did not start: $(tail -5 "$d/out.log")"
 	server_pid=$(pgrep -f "beam.smp.*ottrbench@localhost" | head -1)
 }

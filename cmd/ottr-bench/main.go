@@ -112,6 +112,7 @@ func runScenario(ctx context.Context, scenario string, args []string, stdout, st
 		prog     = fs.Duration("progress", time.Second, "progress line interval on stderr; 0: none")
 		settle   = fs.Duration("settle", 300*time.Millisecond, "wait after the measured phase before the server's CPU (and RSS) is read")
 		trace    = fs.Bool("trace", false, "print the first connection's plain text on stderr")
+		maxErrs  = fs.Int("max-errors", 100, "stop starting operations after this many failed")
 	)
 	var (
 		n       = fs.Int("n", 2000, "login, register: operations (N)")
@@ -213,7 +214,10 @@ func runScenario(ctx context.Context, scenario string, args []string, stdout, st
 		return bad("%v", err)
 	}
 
-	b := &bench{t: t, pids: pids, progress: *prog, log: stderr, settle: *settle, ctx: ctx}
+	if *maxErrs < 0 {
+		return bad("-max-errors %d: want 0 or more", *maxErrs)
+	}
+	b := &bench{t: t, pids: pids, progress: *prog, log: stderr, settle: *settle, ctx: ctx, maxErrors: int64(*maxErrs)}
 	if len(pids) > 0 {
 		if _, err := procCPU(pids); err != nil {
 			return nil, fmt.Errorf("-pid: %w", err)

@@ -20,29 +20,47 @@ type bench struct {
 	progress time.Duration
 	log      io.Writer // progress and diagnostics (stderr)
 	settle   time.Duration
+	// maxErrors: a scenario stops starting operations past this many
+	// failures.
+	maxErrors int64
 	// ctx ends a run early (SIGINT); a run still reports what it measured.
 	ctx context.Context
 }
 
-// parallel runs fn(i) for i in [0, n) on workers goroutines and returns
-// when all are done or ctx ends.
-func parallel(ctx context.Context, workers, n int, fn func(i int)) {
-	var next atomic.Int64
+// parallel runs fn(i) for i in [0, n) on workers goroutines until all
+// are done, ctx ends or stop (if not nil) says so, and returns how many
+// were never started.
+func parallel(ctx context.Context, workers, n int, stop func() bool, fn func(i int)) (skipped int) {
+	var next, started atomic.Int64
 	var wg sync.WaitGroup
 	for range min(workers, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && (stop == nil || !stop()) {
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
 				}
+				started.Add(1)
 				fn(i)
 			}
 		}()
 	}
 	wg.Wait()
+	return n - int(started.Load())
+}
+
+// tooMany reports whether errs has passed the -max-errors bound, after
+// which a scenario stops starting operations (a server that refuses
+// would otherwise keep a run going for N × -op-timeout / C).
+func (b *bench) tooMany(errs *errCounts) func() bool {
+	return func() bool { return errs.n.Load() > b.maxErrors }
+}
+
+// skipped counts the operations a run never started.
+func skipped(errs *errCounts, n int) {
+	errs.addKind("not-started", int64(n))
 }
 
 // sleep waits d or until the run is interrupted.
@@ -101,7 +119,7 @@ func (b *bench) login(o loginOpts) (*Summary, error) {
 		return time.Since(start), nil
 	}
 	if o.warmup > 0 {
-		parallel(b.ctx, o.workers, o.warmup, func(i int) { one(i, "w") })
+		parallel(b.ctx, o.workers, o.warmup, nil, func(i int) { one(i, "w") })
 	}
 
 	errs := newErrCounts()
@@ -112,7 +130,7 @@ func (b *bench) login(o loginOpts) (*Summary, error) {
 		return nil, err
 	}
 	stop := progress(b.log, b.progress, "login", int64(o.n), &done, errs)
-	parallel(b.ctx, o.workers, o.n, func(i int) {
+	n := parallel(b.ctx, o.workers, o.n, b.tooMany(errs), func(i int) {
 		d, err := one(i, "l")
 		if err != nil {
 			errs.add(err)
@@ -121,6 +139,7 @@ func (b *bench) login(o loginOpts) (*Summary, error) {
 		}
 		done.Add(1)
 	})
+	skipped(errs, n)
 	wall := time.Since(m.wall)
 	stop()
 	b.sleep(b.settle) // the server's work for the last logins
@@ -148,7 +167,7 @@ func (b *bench) login(o loginOpts) (*Summary, error) {
 // user(first+i) with resource res; failed ones are nil and counted.
 func (b *bench) connect(n, first, workers int, res string, errs *errCounts, done *atomic.Int64) []*client {
 	cs := make([]*client, n)
-	parallel(b.ctx, workers, n, func(i int) {
+	skipped(errs, parallel(b.ctx, workers, n, b.tooMany(errs), func(i int) {
 		c, err := b.t.login(b.t.user(first+i), res, true)
 		if err != nil {
 			errs.add(err)
@@ -158,7 +177,7 @@ func (b *bench) connect(n, first, workers int, res string, errs *errCounts, done
 		if done != nil {
 			done.Add(1)
 		}
-	})
+	}))
 	return cs
 }
 
@@ -495,7 +514,7 @@ func (b *bench) register(o registerOpts) (*Summary, error) {
 		return nil, err
 	}
 	stop := progress(b.log, b.progress, "register", int64(o.n), &done, errs)
-	parallel(b.ctx, o.workers, o.n, func(i int) {
+	n := parallel(b.ctx, o.workers, o.n, b.tooMany(errs), func(i int) {
 		defer done.Add(1)
 		c, err := b.t.dial()
 		if err != nil {
@@ -523,6 +542,7 @@ func (b *bench) register(o registerOpts) (*Summary, error) {
 		return nil, err
 	}
 	s.Ops = done.Load() - errs.n.Load()
+	skipped(errs, n)
 	s.Params["existed"] = existed.Load()
 	s.Errors = errs.snapshot()
 	errs.report(b.log)

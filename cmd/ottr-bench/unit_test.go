@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -279,5 +280,29 @@ func TestFlags(t *testing.T) {
 		if out.Len() != 0 {
 			t.Errorf("run %q wrote on stdout: %q", tc.args, out.String())
 		}
+	}
+}
+
+func TestParallelStops(t *testing.T) {
+	var ran atomic.Int64
+	if n := parallel(context.Background(), 4, 100, nil, func(int) { ran.Add(1) }); n != 0 || ran.Load() != 100 {
+		t.Errorf("parallel ran %d, skipped %d; want 100, 0", ran.Load(), n)
+	}
+	// Past the bound, no operation starts: at most one per worker runs
+	// after the failure that passed it.
+	b := &bench{maxErrors: 5}
+	errs := newErrCounts()
+	ran.Store(0)
+	n := parallel(context.Background(), 4, 1000, b.tooMany(errs), func(int) {
+		ran.Add(1)
+		errs.add(errors.New("refused"))
+	})
+	if ran.Load() > 6+4 || int64(n)+ran.Load() != 1000 {
+		t.Errorf("with failures: ran %d, skipped %d", ran.Load(), n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n := parallel(ctx, 4, 10, nil, func(int) { t.Error("ran after cancel") }); n != 10 {
+		t.Errorf("after cancel: skipped %d, want 10", n)
 	}
 }
