@@ -10,7 +10,7 @@
 # bench/results/compare.md (medians and ratios).
 #
 # usage: bench/compare.sh [--quick] [--rounds N] [--servers "ottr prosody ejabberd"]
-#                         [--no-scale] [--no-install] [--rev COMMIT]
+#                         [--no-scale] [--no-install] [--rev COMMIT] [--report]
 #
 #   --quick       small sizes, one round: about 3 minutes
 #   (default)     3 rounds: about 15 minutes on 2 cores
@@ -18,6 +18,7 @@
 #   --no-install  do not apt-get install missing peers (they are skipped)
 #   --rev COMMIT  the ottr commit to build and measure (default HEAD; the
 #                 work tree's uncommitted changes are never measured)
+#   --report      only draw compare.md again from bench/results
 #
 # Needs: Go, openssl, jq, taskset; root for apt-get and for running
 # ejabberd as its own user. Loopback only; every run is bounded.
@@ -33,6 +34,7 @@ servers="ottr prosody ejabberd"
 scale=1
 install=1
 rev=HEAD
+report_only=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1; rounds=1; shift ;;
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
 	--no-scale) scale=0; shift ;;
 	--no-install) install=0; shift ;;
 	--rev) rev=$2; shift 2 ;;
+	--report) report_only=1; shift ;;
 	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -58,6 +61,100 @@ password=pw
 seed=XVGR73KMZH2M4XMY # public test values: this is a throwaway server
 secret=JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7
 port_ottr=25222 port_prosody=25322 port_ejabberd=25422
+
+# --- the table: medians over the rounds.
+median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+# med tag scenario jq-path
+med() {
+	local files
+	files=$(compgen -G "$results/$1-$2-r*.json") || return 0
+	# shellcheck disable=SC2086
+	jq -r "$3" $files | median
+}
+fmt() { # number decimals [unit]
+	if [ -n "$1" ] && [ "$1" != null ]; then printf "%'.${2}f%s" "$1" "${3:+ $3}"; else printf '—'; fi
+}
+ratio() { # peer ottr
+	[ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f×", a / b}' || printf '—'
+}
+
+report() {
+	local md=$results/compare.md row tag note k f
+	{
+	echo "Measured $started on $machine,"
+	echo "ottr $version$peers,"
+	echo "load average before the run: $loadavg (other work on the machine slows throughput, less so CPU/op),"
+	echo "with \`bench/compare.sh$([ "$quick" = 1 ] && echo ' --quick')\`: $rounds round(s), medians; server on core 0, load on core 1."
+	echo "Logins: $login_n, $workers workers, STARTTLS + SASL + bind. Messages: $pairs pairs, window $window, $msg_m messages;"
+	echo "latency at a fixed $rate msg/s offered for ${rate_s} s. Idle: $idle_k sessions with initial presence."
+	echo
+	echo "| server | auth | logins/s | CPU/login | msgs/s | CPU/msg | e2e p50 / p99 at $rate msg/s | RSS per idle TLS session | load CPU/login, /msg |"
+	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|"
+	for row in "${rows[@]}"; do
+		set -- $row
+		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
+		note=$2
+		[ "$row" = "prosody PLAIN" ] && note="PLAIN (hashed)"
+		[ "$row" = "ottr PLAIN" ] && note="PLAIN (hashed)"
+		[ "$row" = "ejabberd PLAIN" ] && note="PLAIN (stored plain)"
+		printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s | %s / %s |\n' "$1" "$note" \
+			"$(fmt "$(med $tag login .ops_per_s)" 0)" "$(fmt "$(med $tag login .server_cpu_us_per_op)" 0 µs)" \
+			"$(fmt "$(med $tag msg .ops_per_s)" 0)" "$(fmt "$(med $tag msg .server_cpu_us_per_op)" 1 µs)" \
+			"$(fmt "$(med $tag rate '.latency.p50_us / 1000')" 2)" "$(fmt "$(med $tag rate '.latency.p99_us / 1000')" 2 ms)" \
+			"$(fmt "$(med $tag idle .rss_per_session_kib)" 1 KiB)" \
+			"$(fmt "$(med $tag login .own_cpu_us_per_op)" 0)" "$(fmt "$(med $tag msg .own_cpu_us_per_op)" 1 µs)"
+	done
+	case " ${rows[*]} " in *" ottr PLAIN "*) echo; echo "ottr PLAIN: logins only; messages and memory do not depend on the mechanism." ;; esac
+	echo
+	echo "Server CPU per operation, ratio to ottr's (X-TOKEN; for logins also to ottr with PLAIN):"
+	echo
+	echo "| server | CPU/login ÷ ottr X-TOKEN | CPU/login ÷ ottr PLAIN | CPU/msg ÷ ottr | RSS/session ÷ ottr |"
+	echo "|---|--:|--:|--:|--:|"
+	ox_login=$(med ottr-x-token login .server_cpu_us_per_op)
+	op_login=$(med ottr-plain login .server_cpu_us_per_op)
+	o_msg=$(med ottr-x-token msg .server_cpu_us_per_op)
+	o_rss=$(med ottr-x-token idle .rss_per_session_kib)
+	for row in "${rows[@]}"; do
+		set -- $row
+		[ "$1" = ottr ] && continue
+		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
+		printf '| %s %s | %s | %s | %s | %s |\n' "$1" "$2" \
+			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$ox_login")" \
+			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$op_login")" \
+			"$(ratio "$(med $tag msg .server_cpu_us_per_op)" "$o_msg")" \
+			"$(ratio "$(med $tag idle .rss_per_session_kib)" "$o_rss")"
+	done
+	if ls "$results"/scale-k*-idle.json >/dev/null 2>&1; then
+		echo
+		echo "ottr (X-TOKEN) with K idle sessions held open (one round): its RSS, and logins ($scale_login_n) and messages ($scale_msg_m) beside them:"
+		echo
+		echo "| idle sessions | server RSS | RSS per session | CPU/login | logins/s | CPU/msg | msgs/s | msg e2e p99 |"
+		echo "|--:|--:|--:|--:|--:|--:|--:|--:|"
+		for k in $scale_ks; do
+			f=$results/scale-k$k
+			[ -f "$f-idle.json" ] || continue
+			get() { [ -f "$f-$1.json" ] && jq -r "$2" "$f-$1.json" || true; }
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(fmt "$(get idle .ops)" 0)" \
+				"$(fmt "$(get idle '.rss_after_kib / 1024')" 1 MiB)" "$(fmt "$(get idle .rss_per_session_kib)" 1 KiB)" \
+				"$(fmt "$(get login .server_cpu_us_per_op)" 0 µs)" "$(fmt "$(get login .ops_per_s)" 0)" \
+				"$(fmt "$(get msg .server_cpu_us_per_op)" 1 µs)" "$(fmt "$(get msg .ops_per_s)" 0)" \
+				"$(fmt "$(get msg '.latency.p99_us / 1000')" 1 ms)"
+		done
+	fi
+	echo
+	echo "CPU/op is the server's utime+stime (/proc/PID/stat, all threads) over the measured phase divided by the operations;"
+	echo "RSS per session is the growth of VmRSS from before the sessions to 2 s after the last one, divided by the sessions."
+	echo "Throughput and latency depend on the load generator sharing the machine; CPU/op does not."
+	} >"$md"
+}
+
+if [ "$report_only" = 1 ]; then
+	# shellcheck disable=SC1091
+	source "$results/run.env"
+	report
+	cat "$results/compare.md"
+	exit 0
+fi
 
 log() { printf '%s compare: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -314,6 +411,11 @@ rm -rf "$results"
 mkdir -p "$results"
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r))"
+peers=
+[ "$have_prosody" = 1 ] && peers+=", Prosody $(dpkg-query -W -f='${Version}' prosody)"
+[ "$have_ejabberd" = 1 ] && peers+=", ejabberd $(dpkg-query -W -f='${Version}' ejabberd)"
+[ -n "$peers" ] && peers+=" (Debian)"
 t0=$SECONDS
 
 rows=()
@@ -338,6 +440,10 @@ if [ "$have_ejabberd" = 1 ]; then
 	stop_server
 	rows+=("ejabberd PLAIN")
 fi
+
+# What the report needs to be drawn again (--report).
+declare -p started loadavg machine version peers quick rounds rows scale_ks login_n msg_m rate rate_s idle_k \
+	scale_login_n scale_msg_m workers pairs window >"$results/run.env"
 
 for r in $(seq 1 "$rounds"); do
 	for row in "${rows[@]}"; do
@@ -376,84 +482,6 @@ if [ "$scale" = 1 ] && [[ " $servers " == *" ottr "* ]]; then
 	done
 fi
 
-# --- the table: medians over the rounds.
-median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-# med tag scenario jq-path
-med() { cat "$results/$1-$2"-r*.json 2>/dev/null | jq -r "$3" | median; }
-fmt() { # number decimals
-	[ -n "$1" ] && printf "%'.${2}f" "$1" || printf '—'
-}
-ratio() { # peer ottr
-	[ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f×", a / b}' || printf '—'
-}
-
-md=$results/compare.md
-{
-	echo "Measured $started on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r)),"
-	echo "ottr $version$(
-		[ "$have_prosody" = 1 ] && echo ", Prosody $(dpkg-query -W -f='${Version}' prosody)"
-	)$([ "$have_ejabberd" = 1 ] && echo ", ejabberd $(dpkg-query -W -f='${Version}' ejabberd)") (Debian),"
-	echo "load average before the run: $loadavg (other work on the machine slows throughput, less so CPU/op),"
-	echo "with \`bench/compare.sh$([ "$quick" = 1 ] && echo ' --quick')\`: $rounds round(s), medians; server on core 0, load on core 1."
-	echo "Logins: $login_n, $workers workers, STARTTLS + SASL + bind. Messages: $pairs pairs, window $window, $msg_m messages;"
-	echo "latency at a fixed $rate msg/s offered for ${rate_s} s. Idle: $idle_k sessions with initial presence."
-	echo
-	echo "| server | auth | logins/s | CPU/login | msgs/s | CPU/msg | e2e p50 / p99 at $rate msg/s | RSS per idle TLS session | load CPU/login, /msg |"
-	echo "|---|---|--:|--:|--:|--:|--:|--:|--:|"
-	for row in "${rows[@]}"; do
-		set -- $row
-		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
-		note=$2
-		[ "$row" = "prosody PLAIN" ] && note="PLAIN (hashed)"
-		[ "$row" = "ottr PLAIN" ] && note="PLAIN (hashed)"
-		[ "$row" = "ejabberd PLAIN" ] && note="PLAIN (stored plain)"
-		printf '| %s | %s | %s | %s µs | %s | %s µs | %s / %s ms | %s KiB | %s / %s µs |\n' "$1" "$note" \
-			"$(fmt "$(med $tag login .ops_per_s)" 0)" "$(fmt "$(med $tag login .server_cpu_us_per_op)" 0)" \
-			"$(fmt "$(med $tag msg .ops_per_s)" 0)" "$(fmt "$(med $tag msg .server_cpu_us_per_op)" 1)" \
-			"$(fmt "$(med $tag rate '.latency.p50_us / 1000')" 2)" "$(fmt "$(med $tag rate '.latency.p99_us / 1000')" 2)" \
-			"$(fmt "$(med $tag idle .rss_per_session_kib)" 1)" \
-			"$(fmt "$(med $tag login .own_cpu_us_per_op)" 0)" "$(fmt "$(med $tag msg .own_cpu_us_per_op)" 1)"
-	done
-	echo
-	echo "Server CPU per operation, ratio to ottr's (X-TOKEN; for logins also to ottr with PLAIN):"
-	echo
-	echo "| server | CPU/login ÷ ottr X-TOKEN | CPU/login ÷ ottr PLAIN | CPU/msg ÷ ottr | RSS/session ÷ ottr |"
-	echo "|---|--:|--:|--:|--:|"
-	ox_login=$(med ottr-x-token login .server_cpu_us_per_op)
-	op_login=$(med ottr-plain login .server_cpu_us_per_op)
-	o_msg=$(med ottr-x-token msg .server_cpu_us_per_op)
-	o_rss=$(med ottr-x-token idle .rss_per_session_kib)
-	for row in "${rows[@]}"; do
-		set -- $row
-		[ "$1" = ottr ] && continue
-		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
-		printf '| %s %s | %s | %s | %s | %s |\n' "$1" "$2" \
-			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$ox_login")" \
-			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$op_login")" \
-			"$(ratio "$(med $tag msg .server_cpu_us_per_op)" "$o_msg")" \
-			"$(ratio "$(med $tag idle .rss_per_session_kib)" "$o_rss")"
-	done
-	if ls "$results"/scale-k*-idle.json >/dev/null 2>&1; then
-		echo
-		echo "ottr (X-TOKEN) with K idle sessions held open (one round): its RSS, and logins ($scale_login_n) and messages ($scale_msg_m) beside them:"
-		echo
-		echo "| idle sessions | server RSS | RSS per session | CPU/login | logins/s | CPU/msg | msgs/s | msg e2e p99 |"
-		echo "|--:|--:|--:|--:|--:|--:|--:|--:|"
-		for k in $scale_ks; do
-			f=$results/scale-k$k
-			[ -f "$f-idle.json" ] || continue
-			get() { [ -f "$f-$1.json" ] && jq -r "$2" "$f-$1.json" || true; }
-			printf '| %s | %s MiB | %s KiB | %s µs | %s | %s µs | %s | %s ms |\n' "$(fmt "$(get idle .ops)" 0)" \
-				"$(fmt "$(get idle '.rss_after_kib / 1024')" 1)" "$(fmt "$(get idle .rss_per_session_kib)" 1)" \
-				"$(fmt "$(get login .server_cpu_us_per_op)" 0)" "$(fmt "$(get login .ops_per_s)" 0)" \
-				"$(fmt "$(get msg .server_cpu_us_per_op)" 1)" "$(fmt "$(get msg .ops_per_s)" 0)" \
-				"$(fmt "$(get msg '.latency.p99_us / 1000')" 1)"
-		done
-	fi
-	echo
-	echo "CPU/op is the server's utime+stime (/proc/PID/stat, all threads) over the measured phase divided by the operations;"
-	echo "RSS per session is the growth of VmRSS from before the sessions to 2 s after the last one, divided by the sessions."
-	echo "Throughput and latency depend on the load generator sharing the machine; CPU/op does not."
-} >"$md"
-log "wrote $md in $((SECONDS - t0)) s"
-cat "$md"
+report
+log "wrote $results/compare.md in $((SECONDS - t0)) s"
+cat "$results/compare.md"
