@@ -7,18 +7,22 @@
 # operation (utime+stime from /proc over the measured phase).
 #
 # Writes bench/results/*.json (one summary per run) and
-# bench/results/compare.md (medians and ratios).
+# bench/results/compare.md (medians and ratios), replacing what was there.
 #
 # usage: bench/compare.sh [--quick] [--rounds N] [--servers "ottr prosody ejabberd"]
-#                         [--no-scale] [--no-install] [--rev COMMIT] [--report]
+#                         [--no-scale] [--no-install] [--rev COMMIT] [--report] [--out DIR]
+#                         [--port-base N]
 #
-#   --quick       small sizes, one round: about 3 minutes
-#   (default)     3 rounds: about 15 minutes on 2 cores
+#   --quick       small sizes, one round: about 2 minutes
+#   (default)     3 rounds, then ottr with 1k–10k idle sessions: about 8 minutes
 #   --no-scale    skip ottr's 1k–10k idle sessions series
 #   --no-install  do not apt-get install missing peers (they are skipped)
 #   --rev COMMIT  the ottr commit to build and measure (default HEAD; the
 #                 work tree's uncommitted changes are never measured)
-#   --report      only draw compare.md again from bench/results
+#   --report      only draw compare.md again from the results
+#   --out DIR     write the results there instead of bench/results
+#   --port-base N loopback ports N (ottr), N+1 (Prosody), N+2 (ejabberd),
+#                 N+3 (ejabberd's Erlang distribution); default 25222
 #
 # Needs: Go, openssl, jq, taskset; root for apt-get and for running
 # ejabberd as its own user. Loopback only; every run is bounded.
@@ -35,6 +39,7 @@ scale=1
 install=1
 rev=HEAD
 report_only=0
+port_base=25222
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1; rounds=1; shift ;;
@@ -44,7 +49,9 @@ while [ $# -gt 0 ]; do
 	--no-install) install=0; shift ;;
 	--rev) rev=$2; shift 2 ;;
 	--report) report_only=1; shift ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	--out) results=$2; shift 2 ;;
+	--port-base) port_base=$2; shift 2 ;;
+	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -60,7 +67,8 @@ users=$((idle_k > 2 * pairs ? idle_k : 2 * pairs))
 password=pw
 seed=XVGR73KMZH2M4XMY # public test values: this is a throwaway server
 secret=JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7
-port_ottr=25222 port_prosody=25322 port_ejabberd=25422
+port_ottr=$port_base port_prosody=$((port_base + 1)) port_ejabberd=$((port_base + 2))
+port_ejabberd_dist=$((port_base + 3)) # Erlang distribution on a fixed port: no epmd daemon is started
 
 # --- the table: medians over the rounds.
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print ""; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
@@ -167,14 +175,10 @@ ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d /tmp/ottr-compare.XXXXXX)
 chmod 755 "$work"
-server_pid= holder_pid= epmd_before=$(pgrep -x epmd || true)
+server_pid= holder_pid= failures=0
 cleanup() {
 	[ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null || true
 	stop_server || true
-	# ejabberd starts epmd; stop it only if it was not running before.
-	if [ -z "$epmd_before" ]; then
-		for p in $(pgrep -x epmd || true); do kill "$p" 2>/dev/null || true; done
-	fi
 	[ "${KEEP:-0}" = 1 ] && log "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -209,6 +213,16 @@ install_peer() { # package
 case " $servers " in *" prosody "*) install_peer prosody && have_prosody=1 || log "no prosody: skipped" ;; esac
 case " $servers " in *" ejabberd "*) install_peer ejabberd && have_ejabberd=1 || log "no ejabberd: skipped" ;; esac
 pgrep -x prosody >/dev/null && log "note: a system Prosody is running; it shares core time"
+
+# port_busy port: something already listens there (another run, another
+# server): starting ours would measure theirs.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# await_start name port log: wait for the server we started to listen.
+await_start() {
+	wait_port "$2" && kill -0 "$server_pid" 2>/dev/null ||
+		die "$1 did not start: $(tail -5 "$3")"
+}
 
 wait_port() { # port
 	for _ in $(seq 1 300); do
@@ -257,9 +271,10 @@ ottr_config() {
 	done
 }
 start_ottr() {
+	port_busy $port_ottr && die "port $port_ottr is already in use"
 	taskset -c 0 "$work/bin/ottr" serve -c "$work/ottr/ottr.toml" >>"$work/ottr/serve.log" 2>&1 &
 	server_pid=$!
-	wait_port $port_ottr || die "ottr did not start: $(tail -5 "$work/ottr/serve.log")"
+	await_start ottr $port_ottr "$work/ottr/serve.log"
 }
 
 # --- Prosody: internal_hashed (PBKDF2, 10,000 iterations), epoll, the
@@ -286,9 +301,10 @@ prosody_config() {
 	EOF
 }
 start_prosody() {
+	port_busy $port_prosody && die "port $port_prosody is already in use"
 	taskset -c 0 prosody --config "$work/prosody/prosody.cfg.lua" -F >>"$work/prosody/out.log" 2>&1 &
 	server_pid=$!
-	wait_port $port_prosody || die "prosody did not start: $(tail -5 "$work/prosody/out.log")"
+	await_start prosody $port_prosody "$work/prosody/out.log"
 }
 
 # --- ejabberd: run as its user from a config directory of our own; one
@@ -304,6 +320,7 @@ ejabberd_config() {
 		ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0 +S 1:1 +sbwt none +sbwtdcpu none +sbwtdio none"
 		EJABBERD_PID_PATH=$d/spool/ejabberd.pid
 		ERLANG_NODE=ottrbench@localhost
+		ERL_DIST_PORT=$port_ejabberd_dist
 		POLL=true
 		ERL_PROCESSES=1000000
 		ERL_MAX_PORTS=200000
@@ -351,12 +368,14 @@ ejabberd_config() {
 }
 start_ejabberd() {
 	local d=$work/ejabberd
+	port_busy $port_ejabberd && die "port $port_ejabberd is already in use"
 	# As the ejabberd user through setpriv, not ejabberdctl's su: su's PAM
 	# session would lower the open file limit to 1024.
 	taskset -c 0 env HOME="$d/spool" setpriv --reuid=ejabberd --regid=ejabberd --init-groups \
 		ejabberdctl --config-dir "$d/etc" --logs "$d/logs" --spool "$d/spool" foreground >>"$d/out.log" 2>&1 &
 	wait_port $port_ejabberd || die "ejabberd did not start: $(tail -5 "$d/out.log")"
-	server_pid=$(pgrep -f "beam.smp.*ottrbench@localhost" | head -1)
+	server_pid=$(pgrep -f "beam.smp.*ottrbench@localhost" | head -1 || true)
+	[ -n "$server_pid" ] || die "ejabberd: no beam.smp process: $(tail -5 "$d/out.log")"
 }
 
 # run_bench name args…: one ottr-bench run on core 1, its summary in
@@ -370,10 +389,14 @@ run_bench() {
 		>"$results/$name.json" 2>>"$work/bench.log" || rc=$?
 	case $rc in
 	0) ;;
-	3) log "$name: some operations failed: $(jq -c .errors "$results/$name.json")" ;;
+	3)
+		log "$name: some operations failed: $(jq -c .errors "$results/$name.json")"
+		failures=$((failures + 1))
+		;;
 	*)
-		log "$name: failed (exit $rc): $(tail -2 "$work/bench.log")"
+		log "$name: failed (exit $rc): $(tail -1 "$work/bench.log")"
 		rm -f "$results/$name.json"
+		failures=$((failures + 1))
 		return 0
 		;;
 	esac
@@ -407,7 +430,7 @@ scenarios() {
 	stop_server
 }
 
-rm -rf "$results"
+rm -f "$results"/*.json "$results"/compare.md "$results"/run.env # only what a run writes
 mkdir -p "$results"
 started=$(date -u +%Y-%m-%dT%H:%MZ)
 loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -485,3 +508,7 @@ fi
 report
 log "wrote $results/compare.md in $((SECONDS - t0)) s"
 cat "$results/compare.md"
+if [ "$failures" -gt 0 ]; then
+	log "$failures run(s) failed or lost operations: see above"
+	exit 1
+fi
