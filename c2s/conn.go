@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -32,7 +31,7 @@ type negotiation struct {
 	cfg    *Config
 	conn   net.Conn // the socket
 	guard  *guard   // the current stream's input, over the socket or TLS
-	logger *slog.Logger
+	logger *connLog
 
 	host     string // domain the client addressed, once accepted
 	aborted  bool   // a stream error was sent by abort
@@ -52,11 +51,10 @@ type negotiation struct {
 func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	cfg = cfg.WithDefaults()
 	n := &negotiation{
-		cfg:   cfg,
-		conn:  conn,
-		guard: newGuard(conn, cfg.Guard),
-		logger: cfg.Logger.With("conn", connIDs.Add(1),
-			"remote", conn.RemoteAddr().String()),
+		cfg:    cfg,
+		conn:   conn,
+		guard:  newGuard(conn, cfg.Guard),
+		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
 	}
 	defer conn.Close()
 	defer func() {
@@ -80,14 +78,14 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	s := n.sess
 	// From here on the session reads through the framer and writes its
 	// own bytes: mellium's session (and its buffers) is no longer needed.
-	s.logger.Info("session started", "jid", s.jid.String(), "tls", xs.State()&xmpp.Secure != 0)
+	s.logger.Info("session started", "tls", xs.State()&xmpp.Secure != 0)
 	xs = nil
 	s.start()
 	end := s.readLoop(cfg)
 	cfg.Router.Unbind(s)
 	s.Close(end)
 	<-s.done
-	s.logger.Info("session ended", "jid", s.jid.String())
+	s.logger.Info("session ended")
 }
 
 // negotiate runs mellium's receiving-side negotiation with our features,
@@ -307,7 +305,7 @@ func (s *Session) nextElement(fr *framer) ([]byte, bool, error) {
 			return nil, false, err
 		case done:
 			el, needsCtx := fr.take()
-			return append([]byte(nil), el...), needsCtx, nil
+			return el, needsCtx, nil
 		case fr.end:
 			return nil, false, nil
 		}

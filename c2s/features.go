@@ -421,7 +421,7 @@ func (n *negotiation) bind(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 			}
 			continue
 		}
-		sess := newSession(full, n.conn, n.guard, n.cfg, n.logger.With("jid", full.String()))
+		sess := newSession(full, n.conn, n.guard, n.cfg, n.logger.with("jid", full.String()))
 		if err := n.cfg.Router.Bind(sess); err != nil {
 			se := stanza.Error{Type: stanza.Cancel, Condition: stanza.ResourceConstraint}
 			errors.As(err, &se)

@@ -94,6 +94,10 @@ func (f *framer) feed(p []byte) (int, bool, error) {
 			// Between elements: whitespace, or the start of the next one.
 			switch {
 			case c == '<':
+				if f.buf == nil {
+					// Sized for what has arrived: most stanzas fit at once.
+					f.buf = make([]byte, 0, max(256, min(len(p)-i, f.lim.MaxElement)))
+				}
 				f.buf = append(f.buf, c)
 				f.state, f.space = fLT, 0
 				f.tagStart = 0
@@ -128,15 +132,13 @@ func (f *framer) fail(cond stream.Error, reason string) error {
 	return &LimitError{Err: streamError(cond, reason), Reason: reason}
 }
 
-// take returns the complete element and resets for the next. The bytes
-// are the framer's: copy them to keep them.
+// take returns the complete element, which the caller keeps (the framer
+// starts a new buffer for the next one, so an idle session holds none),
+// and resets for the next.
 func (f *framer) take() (el []byte, needsCtx bool) {
 	el, needsCtx = f.buf, f.needsCtx
-	f.buf, f.needsCtx = f.buf[:0], false
+	f.buf, f.needsCtx = nil, false
 	f.open, f.decls = f.open[:0], f.decls[:0]
-	if cap(f.buf) > 8<<10 {
-		f.buf = nil // do not keep a big buffer for an idle session
-	}
 	return el, needsCtx
 }
 

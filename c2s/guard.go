@@ -76,7 +76,7 @@ const cdataOpen = "[CDATA["
 
 // readBufferSize is the guard's read buffer: decrypted TLS records are
 // copied through it, so it sets the size of reads, not of messages.
-const readBufferSize = 2048
+const readBufferSize = 1024
 
 func newGuard(c net.Conn, lim GuardLimits) *guard {
 	g := &guard{Conn: c, lim: lim, declOK: true}

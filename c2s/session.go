@@ -2,7 +2,6 @@ package c2s
 
 import (
 	"bytes"
-	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -21,7 +20,7 @@ type Session struct {
 	jid    jid.JID
 	conn   net.Conn // the socket (or the web transport's virtual one)
 	out    net.Conn // where the stream goes: the guard, over TLS if any
-	logger *slog.Logger
+	logger *connLog
 	grace  time.Duration
 
 	// guard sees every byte the client sends; lastWrite is when the
@@ -60,7 +59,7 @@ func queuedSize(st *element.Stanza) int {
 	return 256 + 16*len(st.Tokens())
 }
 
-func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *slog.Logger) *Session {
+func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *connLog) *Session {
 	s := &Session{
 		jid:      j,
 		conn:     conn,

@@ -47,9 +47,12 @@ func (c *blockCache) get(user jid.JID) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	l = make(map[string]bool, len(jids))
-	for _, j := range jids {
-		l[j] = true
+	// A user who blocks nobody (most) costs no map.
+	if len(jids) > 0 {
+		l = make(map[string]bool, len(jids))
+		for _, j := range jids {
+			l[j] = true
+		}
 	}
 	c.mu.Lock()
 	if existing, ok := c.lists[key]; ok {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -22,8 +25,9 @@ const shutdownTimeout = 10 * time.Second
 // runServe implements "ottr serve": it runs the server until SIGINT or
 // SIGTERM, then shuts it down gracefully.
 func runServe(ctx context.Context, e *env, args []string) error {
-	f := newFlagSet("serve", "[-c FILE]")
+	f := newFlagSet("serve", "[-c FILE] [-pprof ADDR]")
 	cfgPath := f.configFlag()
+	pprofAddr := f.String("pprof", "", "serve Go's profiles (net/http/pprof) on this loopback `address`, for diagnosis")
 	if err := f.parse(e, args); err != nil {
 		return err
 	}
@@ -59,6 +63,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	if onDefaults {
 		printDefaultsNotice(e.stderr, cfg)
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, logger); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	stop() // a second signal now kills the process at once
@@ -114,4 +123,26 @@ For a real deployment, write a configuration (see config.toml.example,
 `, abs(cfg.DataDir), config.DatabaseFile, secretsFile, abs(cfg.TLSDir()),
 		addr, host, jid, addr, jid, jid)
 	io.WriteString(w, b.String())
+}
+
+// servePprof serves net/http/pprof's handlers on a loopback address.
+func servePprof(addr string, logger *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("-pprof: %w", err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("-pprof: %s is not a loopback address: profiles are not for the network", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("-pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	logger.Info("serving profiles", "addr", l.Addr().String())
+	go http.Serve(l, mux)
+	return nil
 }
