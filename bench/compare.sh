@@ -22,7 +22,7 @@
 #   --report      only draw compare.md again from the results
 #   --out DIR     write the results there instead of bench/results
 #   --port-base N loopback ports N (ottr), N+1 (Prosody), N+2 (ejabberd),
-#                 N+3 (ejabberd's Erlang distribution); default 25222
+#                 N+3 (ejabberd's Erlang distribution); default 35222
 #
 # Needs: Go, openssl, jq, taskset; root for apt-get and for running
 # ejabberd as its own user. Loopback only; every run is bounded.
@@ -39,7 +39,7 @@ scale=1
 install=1
 rev=HEAD
 report_only=0
-port_base=25222
+port_base=35222
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1; rounds=1; shift ;;
