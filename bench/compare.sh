@@ -22,7 +22,9 @@
 #   --report      only draw compare.md again from the results
 #   --out DIR     write the results there instead of bench/results
 #   --port-base N loopback ports N (ottr), N+1 (Prosody), N+2 (ejabberd),
-#                 N+3 (ejabberd's Erlang distribution); default 35222
+#                 N+3 (ejabberd's Erlang distribution); default 28222,
+#                 below the ephemeral range (a client socket in TIME_WAIT
+#                 on a listening port would block the next start)
 #
 # Needs: Go, openssl, jq, taskset; root for apt-get and for running
 # ejabberd as its own user. Loopback only; every run is bounded.
@@ -39,7 +41,7 @@ scale=1
 install=1
 rev=HEAD
 report_only=0
-port_base=35222
+port_base=28222
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) quick=1; rounds=1; shift ;;
@@ -67,6 +69,8 @@ users=$((idle_k > 2 * pairs ? idle_k : 2 * pairs))
 password=pw
 seed=XVGR73KMZH2M4XMY # public test values: this is a throwaway server
 secret=JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7
+lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+[ $((port_base + 3)) -lt "$lo" ] || echo "compare: warning: ports $port_base… are in the ephemeral range (from $lo)" >&2
 port_ottr=$port_base port_prosody=$((port_base + 1)) port_ejabberd=$((port_base + 2))
 port_ejabberd_dist=$((port_base + 3)) # Erlang distribution on a fixed port: no epmd daemon is started
 
