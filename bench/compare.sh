@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
 	--report) report_only=1; shift ;;
 	--out) results=$2; shift 2 ;;
 	--port-base) port_base=$2; shift 2 ;;
-	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,33p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
