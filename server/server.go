@@ -349,9 +349,11 @@ func (s *Server) trimLoop() {
 	samples := []metrics.Sample{
 		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
 		{Name: "/memory/classes/heap/objects:bytes"}, // live and dead objects
+		{Name: "/gc/heap/allocs:bytes"},              // allocated since start
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastAllocs uint64
 	for {
 		select {
 		case <-s.ctx.Done():
@@ -359,9 +361,14 @@ func (s *Server) trimLoop() {
 		case <-t.C:
 			metrics.Read(samples)
 			free, objects := samples[0].Value.Uint64(), samples[1].Value.Uint64()
-			// Worth a forced collection (a few ms) only when much is
+			allocs := samples[2].Value.Uint64()
+			busy := allocs-lastAllocs > 8<<20
+			lastAllocs = allocs
+			// Not during a burst (more than 8 MiB allocated in the last
+			// second): forced collections would add to its cost. After
+			// it, worth a forced collection (a few ms) only when much is
 			// waiting: more than 4 MiB and more than an eighth of the heap.
-			if free > 4<<20 && free > objects/8 {
+			if !busy && free > 4<<20 && free > objects/8 {
 				debug.FreeOSMemory()
 			}
 		}
