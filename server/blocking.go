@@ -19,9 +19,11 @@ const (
 	nsBlockingErrors = "urn:xmpp:blocking:errors"
 )
 
-// blockCache keeps each bound user's block list in memory, so that the
-// check on every stanza reads no storage. Lists are loaded at bind and
-// changed only through the blocking command.
+// blockCache keeps the block list of each user with a bound session in
+// memory, so that the check on every stanza reads no storage. A list is
+// loaded at bind, changed only through the blocking command, and dropped
+// when the user's last session ends; a user with no session is looked up
+// in storage when something is addressed to them.
 type blockCache struct {
 	store BlockStore
 	mu    sync.RWMutex
@@ -32,8 +34,22 @@ func newBlockCache(store BlockStore) *blockCache {
 	return &blockCache{store: store, lists: make(map[string]map[string]bool)}
 }
 
-// get returns user's list, loading it if needed.
-func (c *blockCache) get(user jid.JID) (map[string]bool, error) {
+// load reads user's list into the cache (at bind).
+func (c *blockCache) load(user jid.JID) error {
+	_, err := c.get(user, true)
+	return err
+}
+
+// forget drops user's list (their last session ended).
+func (c *blockCache) forget(user jid.JID) {
+	c.mu.Lock()
+	delete(c.lists, user.Bare().String())
+	c.mu.Unlock()
+}
+
+// get returns user's list, from the cache or storage, keeping it when
+// keep is set.
+func (c *blockCache) get(user jid.JID, keep bool) (map[string]bool, error) {
 	key := user.Bare().String()
 	c.mu.RLock()
 	l, ok := c.lists[key]
@@ -54,6 +70,9 @@ func (c *blockCache) get(user jid.JID) (map[string]bool, error) {
 			l[j] = true
 		}
 	}
+	if !keep {
+		return l, nil
+	}
 	c.mu.Lock()
 	if existing, ok := c.lists[key]; ok {
 		l = existing
@@ -65,14 +84,14 @@ func (c *blockCache) get(user jid.JID) (map[string]bool, error) {
 }
 
 // blocks reports whether user has blocked other: its full JID, bare JID,
-// domain or domain/resource (XEP-0191 §3.5, XEP-0016 matching). Users whose
-// list is not loaded (not local, or never bound since start) are loaded
-// on demand; a storage failure counts as not blocked.
+// domain or domain/resource (XEP-0191 §3.5, XEP-0016 matching). A user
+// with no session is looked up in storage; a storage failure counts as
+// not blocked.
 func (c *blockCache) blocks(user, other jid.JID) bool {
 	if user.Localpart() == "" {
 		return false
 	}
-	l, err := c.get(user)
+	l, err := c.get(user, false)
 	if err != nil || len(l) == 0 {
 		return false
 	}
@@ -87,7 +106,12 @@ func (c *blockCache) update(user jid.JID, add []string, remove []string, all boo
 	key := user.Bare().String()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l := c.lists[key]
+	l, cached := c.lists[key]
+	if !cached {
+		// Not in memory (no session, or a bind racing the last unbind):
+		// storage has the change and answers blocks.
+		return
+	}
 	if l == nil || all {
 		l = make(map[string]bool)
 	} else {

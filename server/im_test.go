@@ -268,6 +268,20 @@ func TestBlocking(t *testing.T) {
 	if !strings.Contains(r.Inner, "mallory@localhost") {
 		t.Fatalf("blocklist %+v", r)
 	}
+	// Offline, alice is still protected (her list comes from storage),
+	// and nothing from mallory is stored for her.
+	alice.Close()
+	waitFor(t, func() bool { return ts.srv.Router().Sessions() == 1 })
+	mallory.Send(`<message to='alice@localhost' type='chat' id='off'><body>while away</body></message>`)
+	if e := mallory.NextNamed("message", "error"); e.ID != "off" {
+		t.Fatalf("mallory got %+v", e)
+	}
+	alice = ts.online(t, "alice", "a")
+	alice.NoneWithin(300*time.Millisecond, func(r xmpptest.Received) bool { return r.Name == "message" })
+	r = alice.IQ(`<iq type='get' id='bl5'><blocklist xmlns='urn:xmpp:blocking'/></iq>`, "bl5")
+	if !strings.Contains(r.Inner, "mallory@localhost") {
+		t.Fatalf("blocklist after logging in again: %+v", r)
+	}
 	alice.IQ(`<iq type='set' id='bl4'><unblock xmlns='urn:xmpp:blocking'/></iq>`, "bl4")
 	mallory.Send(`<message to='alice@localhost/a' type='chat'><body>again</body></message>`)
 	if m := alice.NextNamed("message", "chat"); m.Body != "again" {

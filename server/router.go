@@ -108,7 +108,7 @@ func (r *Router) Bind(s *c2s.Session) error {
 		r.logger.Error("recording the account failed", "jid", bare, "err", err)
 		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
 	}
-	if _, err := r.blocks.get(s.JID().Bare()); err != nil {
+	if err := r.blocks.load(s.JID().Bare()); err != nil {
 		r.logger.Error("loading the block list failed", "jid", bare, "err", err)
 		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
 	}
@@ -157,6 +157,9 @@ func (r *Router) Unbind(s *c2s.Session) {
 		delete(rs, res)
 		if len(rs) == 0 {
 			delete(r.users, bare)
+			// Under r.mu, so that no new session of the user is being
+			// added meanwhile.
+			r.blocks.forget(s.JID().Bare())
 		}
 	}
 	r.mu.Unlock()
