@@ -14,6 +14,7 @@ import (
 	"encoding/xml"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/sasl"
@@ -110,7 +111,8 @@ type Config struct {
 	// after ours before the socket is closed.
 	CloseGrace time.Duration
 
-	ready bool // defaults applied
+	ready   bool           // defaults applied
+	connIDs *atomic.Uint64 // numbers the connections in the logs
 }
 
 // WithDefaults returns a copy of c with every zero limit set to its
@@ -122,6 +124,7 @@ func (c *Config) WithDefaults() *Config {
 	}
 	d := *c
 	d.ready = true
+	d.connIDs = new(atomic.Uint64)
 	if d.NegotiateTimeout == 0 {
 		d.NegotiateTimeout = 30 * time.Second
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp"
@@ -21,8 +20,6 @@ import (
 
 	"ottr.im/ottr/element"
 )
-
-var connIDs atomic.Uint64
 
 // negotiation is the per-connection state that the stream features share:
 // which host the client addressed, who authenticated, and the bound
@@ -54,7 +51,7 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 		cfg:    cfg,
 		conn:   conn,
 		guard:  newGuard(conn, cfg.Guard),
-		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
+		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", cfg.connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
 	}
 	defer conn.Close()
 	defer func() {

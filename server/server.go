@@ -13,8 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime/debug"
-	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -333,46 +331,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go s.tickLoop()
-	s.wg.Add(1)
-	go s.trimLoop()
 	return nil
-}
-
-// trimLoop returns memory the heap no longer uses to the operating
-// system soon after a burst (a login storm leaves megabytes of handshake
-// garbage behind) instead of at the runtime's slow background pace, so
-// that the resident set follows the sessions actually open. It reads
-// runtime/metrics, which does not stop the world, every second.
-func (s *Server) trimLoop() {
-	defer s.wg.Done()
-	const every = time.Second
-	samples := []metrics.Sample{
-		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
-		{Name: "/memory/classes/heap/objects:bytes"}, // live and dead objects
-		{Name: "/gc/heap/allocs:bytes"},              // allocated since start
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var lastAllocs uint64
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			metrics.Read(samples)
-			free, objects := samples[0].Value.Uint64(), samples[1].Value.Uint64()
-			allocs := samples[2].Value.Uint64()
-			busy := allocs-lastAllocs > 8<<20
-			lastAllocs = allocs
-			// Not during a burst (more than 8 MiB allocated in the last
-			// second): forced collections would add to its cost. After
-			// it, worth a forced collection (a few ms) only when much is
-			// waiting: more than 4 MiB and more than an eighth of the heap.
-			if !busy && free > 4<<20 && free > objects/8 {
-				debug.FreeOSMemory()
-			}
-		}
-	}
 }
 
 // tickLoop runs every session's keepalive and idle timers, from one

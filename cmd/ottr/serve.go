@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"time"
@@ -64,6 +66,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if onDefaults {
 		printDefaultsNotice(e.stderr, cfg)
 	}
+	go trimMemory(ctx)
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, logger); err != nil {
 			return err
@@ -145,4 +148,42 @@ func servePprof(addr string, logger *slog.Logger) error {
 	logger.Info("serving profiles", "addr", l.Addr().String())
 	go http.Serve(l, mux)
 	return nil
+}
+
+// trimMemory returns memory the heap no longer uses to the operating
+// system soon after a burst (a login storm leaves megabytes of handshake
+// garbage behind) instead of at the runtime's slow background pace, so
+// that the resident set follows the sessions actually open. It reads
+// runtime/metrics, which does not stop the world, every second. It is
+// the binary's policy for its process, not the server package's: a
+// program that embeds a server keeps its own.
+func trimMemory(ctx context.Context) {
+	const every = time.Second
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/free:bytes"},    // free, not yet returned
+		{Name: "/memory/classes/heap/objects:bytes"}, // live and dead objects
+		{Name: "/gc/heap/allocs:bytes"},              // allocated since start
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var lastAllocs uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			metrics.Read(samples)
+			free, objects := samples[0].Value.Uint64(), samples[1].Value.Uint64()
+			allocs := samples[2].Value.Uint64()
+			busy := allocs-lastAllocs > 8<<20
+			lastAllocs = allocs
+			// Not during a burst (more than 8 MiB allocated in the last
+			// second): forced collections would add to its cost. After
+			// it, worth a forced collection (a few ms) only when much is
+			// waiting: more than 4 MiB and more than an eighth of the heap.
+			if !busy && free > 4<<20 && free > objects/8 {
+				debug.FreeOSMemory()
+			}
+		}
+	}
 }
