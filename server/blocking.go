@@ -19,40 +19,74 @@ const (
 	nsBlockingErrors = "urn:xmpp:blocking:errors"
 )
 
-// blockCache keeps the block list of each user with a bound session in
-// memory, so that the check on every stanza reads no storage. A list is
-// loaded at bind, changed only through the blocking command, and dropped
-// when the user's last session ends; a user with no session is looked up
-// in storage when something is addressed to them.
+// blockCache keeps block lists in memory, so that the check on every
+// stanza reads no storage: the list of each user with a bound session
+// (loaded at bind, dropped from there when the last session ends), and a
+// bounded set of recently looked-up lists of users without one (stanzas
+// to offline users and to stale full JIDs). Lists change only through
+// the blocking command.
 type blockCache struct {
-	store BlockStore
-	mu    sync.RWMutex
-	lists map[string]map[string]bool // bare JID -> blocked JIDs
+	store  BlockStore
+	mu     sync.RWMutex
+	online map[string]map[string]bool // bare JID -> blocked JIDs
+	recent map[string]map[string]bool // at most maxRecentBlockLists
 }
+
+// maxRecentBlockLists bounds the lists kept for users without a session.
+const maxRecentBlockLists = 10000
 
 func newBlockCache(store BlockStore) *blockCache {
-	return &blockCache{store: store, lists: make(map[string]map[string]bool)}
+	return &blockCache{store: store, online: make(map[string]map[string]bool), recent: make(map[string]map[string]bool)}
 }
 
-// load reads user's list into the cache (at bind).
+// load pins user's list in memory (at bind).
 func (c *blockCache) load(user jid.JID) error {
-	_, err := c.get(user, true)
-	return err
+	l, err := c.get(user)
+	if err != nil {
+		return err
+	}
+	key := user.Bare().String()
+	c.mu.Lock()
+	if _, ok := c.online[key]; !ok {
+		c.online[key] = l
+	}
+	delete(c.recent, key)
+	c.mu.Unlock()
+	return nil
 }
 
-// forget drops user's list (their last session ended).
+// forget unpins user's list (their last session ended); it stays among
+// the recent ones.
 func (c *blockCache) forget(user jid.JID) {
+	key := user.Bare().String()
 	c.mu.Lock()
-	delete(c.lists, user.Bare().String())
+	if l, ok := c.online[key]; ok {
+		delete(c.online, key)
+		c.remember(key, l)
+	}
 	c.mu.Unlock()
 }
 
-// get returns user's list, from the cache or storage, keeping it when
-// keep is set.
-func (c *blockCache) get(user jid.JID, keep bool) (map[string]bool, error) {
+// remember keeps a list among the recent ones, dropping an arbitrary
+// one when full. The caller holds c.mu.
+func (c *blockCache) remember(key string, l map[string]bool) {
+	if len(c.recent) >= maxRecentBlockLists {
+		for k := range c.recent {
+			delete(c.recent, k)
+			break
+		}
+	}
+	c.recent[key] = l
+}
+
+// get returns user's list from memory or, failing that, storage.
+func (c *blockCache) get(user jid.JID) (map[string]bool, error) {
 	key := user.Bare().String()
 	c.mu.RLock()
-	l, ok := c.lists[key]
+	l, ok := c.online[key]
+	if !ok {
+		l, ok = c.recent[key]
+	}
 	c.mu.RUnlock()
 	if ok {
 		return l, nil
@@ -70,14 +104,13 @@ func (c *blockCache) get(user jid.JID, keep bool) (map[string]bool, error) {
 			l[j] = true
 		}
 	}
-	if !keep {
-		return l, nil
-	}
 	c.mu.Lock()
-	if existing, ok := c.lists[key]; ok {
+	if existing, ok := c.online[key]; ok {
+		l = existing
+	} else if existing, ok := c.recent[key]; ok {
 		l = existing
 	} else {
-		c.lists[key] = l
+		c.remember(key, l)
 	}
 	c.mu.Unlock()
 	return l, nil
@@ -91,7 +124,7 @@ func (c *blockCache) blocks(user, other jid.JID) bool {
 	if user.Localpart() == "" {
 		return false
 	}
-	l, err := c.get(user, false)
+	l, err := c.get(user)
 	if err != nil || len(l) == 0 {
 		return false
 	}
@@ -106,11 +139,14 @@ func (c *blockCache) update(user jid.JID, add []string, remove []string, all boo
 	key := user.Bare().String()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l, cached := c.lists[key]
+	table := c.online
+	l, cached := table[key]
 	if !cached {
-		// Not in memory (no session, or a bind racing the last unbind):
-		// storage has the change and answers blocks.
-		return
+		table = c.recent
+		if l, cached = table[key]; !cached {
+			// Not in memory: storage has the change.
+			return
+		}
 	}
 	if l == nil || all {
 		l = make(map[string]bool)
@@ -128,7 +164,7 @@ func (c *blockCache) update(user jid.JID, add []string, remove []string, all boo
 	for _, j := range remove {
 		delete(l, j)
 	}
-	c.lists[key] = l
+	table[key] = l
 }
 
 // blockedOutbound refuses a stanza from s to an entity its user blocked
