@@ -76,6 +76,12 @@ func FromBytes(el []byte) (*Stanza, error) {
 		}
 		rawVal := el[i+1 : i+1+end]
 		i += end + 2
+		if i < len(el) && el[i] != '/' && el[i] != '>' && skipSpace(el[i:]) == 0 {
+			return nil, ErrMalformed // attributes must be apart
+		}
+		if !validQName(an) {
+			return nil, ErrMalformed
+		}
 		val, err := unescape(rawVal)
 		if err != nil {
 			return nil, err
@@ -143,6 +149,16 @@ func FromBytes(el []byte) (*Stanza, error) {
 		st.raw = el[i:endTag]
 	}
 	return st, addrErr
+}
+
+// validQName reports whether n is a name with at most one colon, with a
+// non-empty part on each side of it.
+func validQName(n []byte) bool {
+	i := bytes.IndexByte(n, ':')
+	if i < 0 {
+		return len(n) > 0
+	}
+	return i > 0 && i < len(n)-1 && bytes.IndexByte(n[i+1:], ':') < 0
 }
 
 func isNameByte(c byte) bool {
