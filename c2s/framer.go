@@ -2,6 +2,7 @@ package c2s
 
 import (
 	"bytes"
+	"encoding/xml"
 	"unicode/utf8"
 
 	"mellium.im/xmpp/stream"
@@ -399,7 +400,35 @@ func (f *framer) checkQName(s span) error {
 			return notWellFormed("bad qualified name")
 		}
 	}
+	if !asciiName(n) && !xmlName(n) {
+		return notWellFormed("a name with characters XML names may not hold")
+	}
 	return nil
+}
+
+// asciiName reports whether n is all ASCII (already checked byte by
+// byte); other names are checked against encoding/xml's tables.
+func asciiName(n []byte) bool {
+	for _, c := range n {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// xmlName checks a name with non-ASCII characters the way encoding/xml
+// does (XML 1.0's name character classes), so that nothing the framer
+// passes on can break a recipient's parser. Such names are rare: the
+// cost of a small parse is fine.
+func xmlName(n []byte) bool {
+	if !utf8.Valid(n) {
+		return false
+	}
+	doc := make([]byte, 0, len(n)+4)
+	doc = append(append(append(doc, '<'), n...), "/>"...)
+	_, err := xml.NewDecoder(bytes.NewReader(doc)).Token()
+	return err == nil
 }
 
 // checkPrefix marks the element as needing the stream's context when s
