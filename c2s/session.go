@@ -78,9 +78,6 @@ func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *connLog
 // JID returns the session's full JID.
 func (s *Session) JID() jid.JID { return s.jid }
 
-// Done is closed when the session's writer has stopped.
-func (s *Session) Done() <-chan struct{} { return s.done }
-
 // Deliver queues st for the client without blocking. It reports false if
 // the session is closing, or if its queue is full, in which case the
 // session is closed with a policy-violation stream error: a client that

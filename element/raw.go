@@ -8,8 +8,6 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
-
-	"mellium.im/xmpp/jid"
 )
 
 // nsXML is the namespace of the xml: prefix.
@@ -325,11 +323,6 @@ func parseRaw(raw []byte, decls []xml.Attr) ([]xml.Token, error) {
 	}
 	return st.inner, nil
 }
-
-// IsRaw reports whether the children are still the client's bytes.
-func (s *Stanza) IsRaw() bool { return s.raw != nil }
-
-var _ = jid.JID{}
 
 // streamContext is what a client stream declares around its stanzas.
 const streamContext = `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`
