@@ -33,9 +33,8 @@ func requireSlixmpp(t *testing.T) {
 // secret of mod_auth_token's README.
 func writeInteropConfig(t *testing.T, listen string) string {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ottr.toml")
-	cfg := fmt.Sprintf(`data_dir = %q
+	return writeConfigFile(t, func(dataDir string) string {
+		return fmt.Sprintf(`data_dir = %q
 [log]
 level = "debug"
 [c2s]
@@ -44,11 +43,8 @@ listen = [%q]
 name = "localhost"
 otp_seed = %q
 token_secret = %q
-`, filepath.Join(dir, "data"), listen, testSeed, testSecret)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+`, dataDir, listen, testSeed, testSecret)
+	})
 }
 
 // runSlixmpp runs the interop script with args and returns its combined

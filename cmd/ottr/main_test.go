@@ -111,9 +111,8 @@ const (
 // address.
 func writeConfig(t *testing.T, listen string) string {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ottr.toml")
-	cfg := fmt.Sprintf(`data_dir = %q
+	return writeConfigFile(t, func(dataDir string) string {
+		return fmt.Sprintf(`data_dir = %q
 
 [log]
 level = "debug"
@@ -137,8 +136,17 @@ otp_deviation = 2
 
 [[host]]
 name = "nosecret.example"
-`, filepath.Join(dir, "data"), listen, testSeed, testSecret, otherSeed, otherSecret)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+`, dataDir, listen, testSeed, testSecret, otherSeed, otherSecret)
+	})
+}
+
+// writeConfigFile writes the config that text returns for a data_dir in
+// the test's temporary directory, and returns the file's path.
+func writeConfigFile(t *testing.T, text func(dataDir string) string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ottr.toml")
+	if err := os.WriteFile(path, []byte(text(filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

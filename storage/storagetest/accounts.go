@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -283,7 +282,7 @@ var accountCases = []accountCase{
 		}
 	}},
 	{"concurrent create", func(t *testing.T, ctx context.Context, s AccountStore) {
-		errs := race(func(i int) error {
+		errs := raceN(concurrency, func(i int) error {
 			return s.CreateAccount(ctx, "example.com", "alice", fmt.Sprintf("hash-%d", i))
 		})
 		winner := -1
@@ -305,7 +304,7 @@ var accountCases = []accountCase{
 	}},
 	{"concurrent ensure", func(t *testing.T, ctx context.Context, s AccountStore) {
 		created := make([]bool, concurrency)
-		errs := race(func(i int) error {
+		errs := raceN(concurrency, func(i int) error {
 			var err error
 			created[i], err = s.EnsureAccount(ctx, "example.com", "alice")
 			return err
@@ -325,7 +324,7 @@ var accountCases = []accountCase{
 		wantList(t, ctx, s, "", []storage.Account{{Host: "example.com", Username: "alice"}})
 	}},
 	{"concurrent distinct creates", func(t *testing.T, ctx context.Context, s AccountStore) {
-		errs := race(func(i int) error {
+		errs := raceN(concurrency, func(i int) error {
 			return s.CreateAccount(ctx, "example.com", fmt.Sprintf("user%d", i), "hash")
 		})
 		for i, err := range errs {
@@ -363,23 +362,6 @@ var accountCases = []accountCase{
 		wantHash(t, ctx, s, "example.com", "alice", "hash-1")
 		wantList(t, ctx, s, "", []storage.Account{{Host: "example.com", Username: "alice", HasPassword: true}})
 	}},
-}
-
-// race runs f in concurrency goroutines released at the same moment and
-// returns their errors, indexed like the goroutines.
-func race(f func(i int) error) []error {
-	errs := make([]error, concurrency)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range concurrency {
-		wg.Go(func() {
-			<-start
-			errs[i] = f(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-	return errs
 }
 
 func mustCreate(t *testing.T, ctx context.Context, s AccountStore, host, username, hash string) {

@@ -338,7 +338,7 @@ var rosterCases = []suiteCase[RosterStore]{
 	}},
 	{"concurrent changes", func(t *testing.T, ctx context.Context, s RosterStore) {
 		vers := make([]int64, concurrency)
-		errs := race(func(i int) error {
+		errs := raceN(concurrency, func(i int) error {
 			var err error
 			if i%2 == 0 {
 				vers[i], err = s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: fmt.Sprintf("c%d@x", i), InRoster: true})
