@@ -42,6 +42,7 @@ func TestLoadGood(t *testing.T) {
 		},
 		Limits: Limits{
 			MaxStanzaBytes:      512 * 1024,
+			MaxPrebindBytes:     8 * 1024,
 			MaxDepth:            16,
 			MaxAttributes:       32,
 			AuthTimeout:         Duration{20 * time.Second},

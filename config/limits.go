@@ -24,6 +24,13 @@ type Limits struct {
 	// MaxStanzaBytes is the largest stanza or stream-level element accepted,
 	// attributes included, 4 KiB to 64 MiB. Default 262144 (256 KiB).
 	MaxStanzaBytes int `toml:"max_stanza_bytes"`
+	// MaxPrebindBytes is the largest element accepted on a c2s, WebSocket
+	// or BOSH stream before a resource is bound (the stream header, SASL
+	// elements, the bind request; for BOSH a request body), 4 KiB to 1 MiB.
+	// Above MaxStanzaBytes, MaxStanzaBytes applies. It keeps unauthenticated
+	// connections cheap: an X-TOKEN or a PLAIN password is under 1 KiB.
+	// Default 16384 (16 KiB).
+	MaxPrebindBytes int `toml:"max_prebind_bytes"`
 	// MaxDepth is the deepest element nesting below the stanza, 4 to 256.
 	// Default 32.
 	MaxDepth int `toml:"max_depth"`
@@ -88,6 +95,7 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{
 		MaxStanzaBytes:      256 * kib,
+		MaxPrebindBytes:     16 * kib,
 		MaxDepth:            32,
 		MaxAttributes:       64,
 		AuthTimeout:         Duration{30 * time.Second},
@@ -136,6 +144,8 @@ func limitKeys() []string {
 const (
 	minStanzaBytes    = 4 * kib
 	maxStanzaBytes    = 64 * mib
+	minPrebindBytes   = 4 * kib
+	maxPrebindBytes   = mib
 	minDepth          = 4
 	maxDepth          = 256
 	minAttributes     = 4
@@ -182,6 +192,7 @@ func (l Limits) validate() []error {
 	}
 
 	between("max_stanza_bytes", l.MaxStanzaBytes, minStanzaBytes, maxStanzaBytes)
+	between("max_prebind_bytes", l.MaxPrebindBytes, minPrebindBytes, maxPrebindBytes)
 	between("max_depth", l.MaxDepth, minDepth, maxDepth)
 	between("max_attributes", l.MaxAttributes, minAttributes, maxAttributes)
 	duration("auth_timeout", l.AuthTimeout)

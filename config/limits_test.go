@@ -15,6 +15,7 @@ import (
 // DefaultLimits.
 var wantDefaultLimits = Limits{
 	MaxStanzaBytes:      262144,
+	MaxPrebindBytes:     16384,
 	MaxDepth:            32,
 	MaxAttributes:       64,
 	AuthTimeout:         Duration{30 * time.Second},
@@ -93,6 +94,8 @@ func TestLoadBadLimits(t *testing.T) {
 		{"limits_unknown_key.toml", []string{`unknown key "limits.max_stanza"`}},
 		{"limits_stanza_too_small.toml", []string{"limits.max_stanza_bytes:", "between 4096 and 67108864", "got 1024"}},
 		{"limits_stanza_too_large.toml", []string{"limits.max_stanza_bytes:", "got 67108865"}},
+		{"limits_prebind_too_small.toml", []string{"limits.max_prebind_bytes:", "between 4096 and 1048576", "got 1024"}},
+		{"limits_prebind_too_large.toml", []string{"limits.max_prebind_bytes:", "got 1048577"}},
 		{"limits_depth_zero.toml", []string{"limits.max_depth:", "between 4 and 256", "got 0"}},
 		{"limits_depth_too_large.toml", []string{"limits.max_depth:", "got 257"}},
 		{"limits_attributes_too_small.toml", []string{"limits.max_attributes:", "between 4 and 1024", "got 3"}},
@@ -245,6 +248,7 @@ func TestSummaryLimits(t *testing.T) {
 	for _, want := range []string{
 		"\n[limits]\n",
 		"max_stanza_bytes = 262144  # 256 KiB\n",
+		"max_prebind_bytes = 16384  # 16 KiB\n",
 		"max_depth = 32\n",
 		"max_attributes = 64\n",
 		"auth_timeout = 30s\n",
