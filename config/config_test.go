@@ -62,6 +62,7 @@ func TestLoadGood(t *testing.T) {
 			VCardBytes:          16 * 1024,
 			PrivateBytes:        32 * 1024,
 			RosterItems:         500,
+			DirectedPresences:   50,
 		},
 		HTTP: HTTP{
 			Listen:         []string{"127.0.0.1:5280"},

@@ -89,6 +89,12 @@ type Limits struct {
 	// RosterItems is the most roster items per user, 10 to 1,000,000.
 	// Default 2000.
 	RosterItems int `toml:"roster_items"`
+	// DirectedPresences is how many entities one session may have sent
+	// directed presence to and not yet made unavailable, 1 to 100,000:
+	// each is remembered so that it learns when the session goes
+	// offline. Directed presence to one more is refused with
+	// <resource-constraint/>. Default 200.
+	DirectedPresences int `toml:"directed_presences"`
 }
 
 // DefaultLimits returns the limits used for keys the file leaves out.
@@ -115,6 +121,7 @@ func DefaultLimits() Limits {
 		VCardBytes:          64 * kib,
 		PrivateBytes:        64 * kib,
 		RosterItems:         2000,
+		DirectedPresences:   200,
 	}
 }
 
@@ -162,6 +169,7 @@ const (
 	maxStoredBytes    = 16 * mib
 	minRosterItems    = 10
 	maxRosterItems    = 1_000_000
+	maxDirected       = 100_000
 )
 
 // validate checks every limit; each error starts with "limits.<key>".
@@ -219,6 +227,7 @@ func (l Limits) validate() []error {
 	between("vcard_bytes", l.VCardBytes, minStoredBytes, maxStoredBytes)
 	between("private_bytes", l.PrivateBytes, minStoredBytes, maxStoredBytes)
 	between("roster_items", l.RosterItems, minRosterItems, maxRosterItems)
+	between("directed_presences", l.DirectedPresences, 1, maxDirected)
 	return errs
 }
 

@@ -35,6 +35,7 @@ var wantDefaultLimits = Limits{
 	VCardBytes:          65536,
 	PrivateBytes:        65536,
 	RosterItems:         2000,
+	DirectedPresences:   200,
 }
 
 func TestLimitDefaults(t *testing.T) {
@@ -268,6 +269,7 @@ func TestSummaryLimits(t *testing.T) {
 		"vcard_bytes = 65536  # 64 KiB\n",
 		"private_bytes = 65536  # 64 KiB\n",
 		"roster_items = 2000\n",
+		"directed_presences = 200\n",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("Default().Summary() lacks %q:\n%s", want, s)
