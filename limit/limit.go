@@ -1,72 +1,89 @@
-// Package limit owns keyed rate limits: a token bucket per source address
-// or per account, in bounded memory. The buckets are golang.org/x/time/rate
-// limiters; this package adds the keying and the eviction.
+// Package limit owns keyed rate limits: a token bucket per source address,
+// per account or per pair of them, in bounded memory.
+//
+// A table never refuses a key because it is full: when it holds its maximum
+// number of keys, the least recently used one is forgotten (its bucket
+// starts full again the next time). Filling a table therefore costs an
+// attacker the memory bound and nothing else: it can make the table forget
+// limits, never make it refuse someone it has not limited. Every entry has
+// the same small size whatever the key, because keys are stored as a
+// 64-bit seeded hash.
 package limit
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Keyed holds one token bucket per key. It is safe for concurrent use.
 type Keyed struct {
-	limit   rate.Limit
-	burst   int
+	rate    float64 // tokens per nanosecond
+	burst   float64
 	maxKeys int
-	refill  time.Duration // time for an empty bucket to fill up
+	seed    maphash.Seed
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
-	sweepAt time.Time
+	buckets map[uint64]*bucket
+	lru     bucket // sentinel: lru.next is the most recently used
 }
 
+// bucket is one key's tokens, linked into the table's LRU list.
 type bucket struct {
-	l    *rate.Limiter
-	last time.Time // last use
+	key        uint64
+	tokens     float64 // may be negative: debt
+	at         int64   // unix nanoseconds of the last refill
+	prev, next *bucket
 }
 
 // NewKeyed returns buckets of burst tokens refilled at perSecond, for at
-// most maxKeys keys at once.
+// most maxKeys keys at once (at least 1). A perSecond of 0 or less never
+// refills.
 func NewKeyed(perSecond float64, burst, maxKeys int) *Keyed {
 	if burst < 1 {
 		burst = 1
 	}
-	refill := time.Duration(float64(burst) / perSecond * float64(time.Second))
-	return &Keyed{
-		limit:   rate.Limit(perSecond),
-		burst:   burst,
-		maxKeys: maxKeys,
-		refill:  refill,
-		buckets: make(map[string]*bucket),
+	if maxKeys < 1 {
+		maxKeys = 1
 	}
+	if perSecond < 0 {
+		perSecond = 0
+	}
+	k := &Keyed{
+		rate:    perSecond / float64(time.Second),
+		burst:   float64(burst),
+		maxKeys: maxKeys,
+		seed:    maphash.MakeSeed(),
+		buckets: make(map[uint64]*bucket),
+	}
+	k.lru.next, k.lru.prev = &k.lru, &k.lru
+	return k
 }
 
 // Allow takes a token from key's bucket at now and reports whether there
-// was one. When the table is full of keys that are all still limited, a
-// new key is refused: the table never grows past maxKeys.
+// was one; an empty bucket stays empty (no debt).
 func (k *Keyed) Allow(key string, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	b := k.get(key, now)
-	if b == nil {
-		return false
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
 	}
-	return b.l.AllowN(now, 1)
+	return false
 }
 
 // Has reports whether key's bucket holds a token at now, without taking
-// it.
+// it. A key the table does not hold has a full bucket.
 func (k *Keyed) Has(key string, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	b, ok := k.buckets[key]
+	b, ok := k.buckets[k.hash(key)]
 	if !ok {
-		return len(k.buckets) < k.maxKeys || k.sweep(now) > 0
+		return true
 	}
-	return b.l.TokensAt(now) >= 1
+	return k.level(b, now.UnixNano()) >= 1
 }
 
 // Take removes a token from key's bucket at now, going into debt if it is
@@ -74,9 +91,7 @@ func (k *Keyed) Has(key string, now time.Time) bool {
 func (k *Keyed) Take(key string, now time.Time) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if b := k.get(key, now); b != nil {
-		b.l.ReserveN(now, 1)
-	}
+	k.get(key, now).tokens--
 }
 
 // Len returns the number of keys held.
@@ -86,36 +101,64 @@ func (k *Keyed) Len() int {
 	return len(k.buckets)
 }
 
-// get returns key's bucket, creating it, or nil when the table is full.
-func (k *Keyed) get(key string, now time.Time) *bucket {
-	b, ok := k.buckets[key]
-	if !ok {
-		if now.After(k.sweepAt) || len(k.buckets) >= k.maxKeys {
-			k.sweep(now)
-		}
-		if len(k.buckets) >= k.maxKeys {
-			return nil
-		}
-		b = &bucket{l: rate.NewLimiter(k.limit, k.burst)}
-		k.buckets[key] = b
+func (k *Keyed) hash(key string) uint64 { return maphash.String(k.seed, key) }
+
+// level returns b's tokens at now (refilled, capped at the burst) without
+// changing b.
+func (k *Keyed) level(b *bucket, now int64) float64 {
+	t := b.tokens
+	if d := now - b.at; d > 0 {
+		t += float64(d) * k.rate
 	}
-	b.last = now
+	return min(t, k.burst)
+}
+
+// get returns key's bucket refilled to now and marked most recently used,
+// creating it full. Before creating, it drops the least recently used
+// buckets that are full again (they hold nothing a fresh bucket would
+// not), and when the table is still full, the least recently used one
+// whatever its level.
+func (k *Keyed) get(key string, now time.Time) *bucket {
+	h := k.hash(key)
+	ns := now.UnixNano()
+	b, ok := k.buckets[h]
+	if ok {
+		b.tokens = k.level(b, ns)
+		if ns > b.at {
+			b.at = ns
+		}
+		k.unlink(b)
+		k.pushFront(b)
+		return b
+	}
+	for tail := k.lru.prev; tail != &k.lru && k.level(tail, ns) >= k.burst; tail = k.lru.prev {
+		k.drop(tail)
+	}
+	if len(k.buckets) >= k.maxKeys {
+		k.drop(k.lru.prev)
+	}
+	b = &bucket{key: h, tokens: k.burst, at: ns}
+	k.buckets[h] = b
+	k.pushFront(b)
 	return b
 }
 
-// sweep drops the buckets that have been unused long enough to be full
-// again: they hold no state a fresh bucket would not. It returns how many
-// it dropped.
-func (k *Keyed) sweep(now time.Time) int {
-	n := 0
-	for key, b := range k.buckets {
-		if now.Sub(b.last) > k.refill {
-			delete(k.buckets, key)
-			n++
-		}
-	}
-	k.sweepAt = now.Add(k.refill)
-	return n
+func (k *Keyed) drop(b *bucket) {
+	k.unlink(b)
+	delete(k.buckets, b.key)
+}
+
+func (k *Keyed) unlink(b *bucket) {
+	b.prev.next = b.next
+	b.next.prev = b.prev
+	b.prev, b.next = nil, nil
+}
+
+func (k *Keyed) pushFront(b *bucket) {
+	b.prev = &k.lru
+	b.next = k.lru.next
+	k.lru.next.prev = b
+	k.lru.next = b
 }
 
 // AddressKey is the key for a source address: the address itself for

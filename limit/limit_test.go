@@ -3,6 +3,8 @@ package limit
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,23 +48,71 @@ func TestHasAndTake(t *testing.T) {
 	}
 }
 
+// TestBoundedKeys fills a table with limited keys: a new key is still
+// admitted with a full bucket (the least recently used key is forgotten),
+// the table never grows past its bound, and a key in use is not the one
+// forgotten.
 func TestBoundedKeys(t *testing.T) {
 	now := time.Unix(1000, 0)
-	k := NewKeyed(1, 1, 10)
+	k := NewKeyed(1.0/60, 1, 10)
 	for i := 0; i < 10; i++ {
-		k.Allow(fmt.Sprint(i), now)
+		if !k.Allow(fmt.Sprint(i), now) {
+			t.Fatalf("key %d refused", i)
+		}
 	}
-	if k.Allow("new", now) {
-		t.Fatal("new key admitted into a full table of limited keys")
+	for i := 0; i < 1000; i++ {
+		k.Allow("hot", now) // keeps "hot" most recently used
+		if !k.Allow(fmt.Sprint("new", i), now) {
+			t.Fatalf("new key %d refused by a full table of limited keys", i)
+		}
+		if n := k.Len(); n > 10 {
+			t.Fatalf("%d keys, bound 10", n)
+		}
 	}
-	// Once the old buckets are full again they are dropped for new keys.
-	later := now.Add(2 * time.Second)
-	if !k.Allow("new", later) {
-		t.Fatal("new key refused after the old ones refilled")
+	if k.Has("hot", now) {
+		t.Fatal("the key in use was forgotten while others churned")
 	}
-	if n := k.Len(); n > 10 {
-		t.Fatalf("%d keys, bound 10", n)
+	// The forgotten keys start over with a full bucket.
+	if !k.Allow("0", now) {
+		t.Fatal("evicted key still limited")
 	}
+}
+
+// TestIdleKeysDropped checks that buckets full again leave the table when
+// new keys come, so an idle table shrinks back.
+func TestIdleKeysDropped(t *testing.T) {
+	now := time.Unix(1000, 0)
+	k := NewKeyed(1, 2, 100)
+	for i := 0; i < 50; i++ {
+		k.Take(fmt.Sprint(i), now)
+	}
+	if n := k.Len(); n != 50 {
+		t.Fatalf("%d keys, want 50", n)
+	}
+	k.Take("late", now.Add(10*time.Second))
+	if n := k.Len(); n != 1 {
+		t.Fatalf("%d keys after the others refilled, want 1", n)
+	}
+}
+
+// TestLongKeysSmall checks that a key's length costs no memory: the table
+// stores a hash.
+func TestLongKeysSmall(t *testing.T) {
+	now := time.Unix(1000, 0)
+	k := NewKeyed(1, 1, 1000)
+	long := strings.Repeat("x", 1<<20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 100; i++ {
+		k.Take(long+fmt.Sprint(i), now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Fatalf("100 keys of 1 MiB grew the heap by %d bytes", grew)
+	}
+	runtime.KeepAlive(long)
 }
 
 func TestAddressKey(t *testing.T) {
