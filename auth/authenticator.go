@@ -28,27 +28,50 @@ type Options struct {
 	// Accounts holds password accounts; nil refuses every PLAIN login.
 	Accounts AccountStore
 	// Replay remembers accepted tokens; nil gets a MemoryReplayCache of
-	// DefaultReplayEntries.
+	// DefaultReplayEntries, in front of Claims when that is set.
 	Replay ReplayCache
+	// Claims, when Replay is nil, remembers accepted tokens durably so a
+	// token used once is refused after a restart too; nil keeps them in
+	// memory only.
+	Claims ClaimStore
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
-	// Failures limits failed logins per source address and per account;
-	// the zero value does not limit.
+	// Failures limits failed logins; the zero value does not limit.
 	Failures FailureLimits
 }
 
-// FailureLimits are token buckets of failed logins: while one is empty,
-// logins from that address or to that account are refused with
-// temporary-auth-failure before any credential is checked.
+// FailureLimits are token buckets of failed logins. They never refuse a
+// valid token, and nothing done from one address can make a password
+// login from another address fail:
+//
+//   - Every failed login (token or password) takes from the bucket of its
+//     source address. While that is empty, password logins from the address
+//     are refused with temporary-auth-failure before the password is
+//     checked. Tokens are always checked: a valid one logs in.
+//   - A failed password login also takes from the bucket of the pair
+//     (address, account). While that is empty, password logins from that
+//     address to that account are refused the same way.
+//   - A failed password login also takes from the account's bucket. While
+//     that is empty, the answer to each further failed password login for
+//     the account is delayed by Delay: guessing from many addresses is
+//     slowed, and the right password is never refused or delayed.
+//
+// Every table is bounded (see limit.Keyed): filled, it forgets its least
+// recently used entries and never refuses a new one.
 type FailureLimits struct {
-	// PerAddress and PerAccount are failures allowed per second (0: no
-	// limit); Burst is the bucket size.
-	PerAddress, PerAccount float64
-	Burst                  int
+	// PerAddress, PerPair and PerAccount are failures allowed per second
+	// (0: no limit on that dimension); Burst is the size of every bucket.
+	PerAddress, PerPair, PerAccount float64
+	Burst                           int
+	// Delay is how long a failed password answer waits while the
+	// account's bucket is empty (0: no delay).
+	Delay time.Duration
 }
 
-// maxLimitKeys bounds the addresses and accounts remembered at once.
-const maxLimitKeys = 200000
+// maxLimitKeys bounds the keys each failure table remembers at once; an
+// entry is about 100 bytes whatever its key, so a full table is some
+// 7 MB.
+const maxLimitKeys = 1 << 16
 
 // Attempt is one login.
 type Attempt struct {
@@ -80,22 +103,31 @@ type Authenticator struct {
 	dummy    PasswordHash // checked for unknown users so they cost the same
 	now      func() time.Time
 
-	byAddress, byAccount *limit.Keyed // nil: not limited
+	byAddress, byPair, byAccount *limit.Keyed // nil: not limited
+	delay                        time.Duration
 }
 
 // New returns an Authenticator for opts.
 func New(opts Options) (*Authenticator, error) {
 	if opts.Replay == nil {
-		opts.Replay = NewMemoryReplayCache(DefaultReplayEntries)
+		mem := NewMemoryReplayCache(DefaultReplayEntries)
+		opts.Replay = mem
+		if opts.Claims != nil {
+			opts.Replay = NewDurableReplayCache(mem, opts.Claims)
+		}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a := &Authenticator{hosts: make(map[string]*Verifier), accounts: opts.Accounts, now: opts.Now}
-	if f := opts.Failures; f.PerAddress > 0 {
+	f := opts.Failures
+	a := &Authenticator{hosts: make(map[string]*Verifier), accounts: opts.Accounts, now: opts.Now, delay: f.Delay}
+	if f.PerAddress > 0 {
 		a.byAddress = limit.NewKeyed(f.PerAddress, f.Burst, maxLimitKeys)
 	}
-	if f := opts.Failures; f.PerAccount > 0 {
+	if f.PerPair > 0 {
+		a.byPair = limit.NewKeyed(f.PerPair, f.Burst, maxLimitKeys)
+	}
+	if f.PerAccount > 0 {
 		a.byAccount = limit.NewKeyed(f.PerAccount, f.Burst, maxLimitKeys)
 	}
 	for host, p := range opts.Hosts {
@@ -126,8 +158,10 @@ func (a *Authenticator) Serves(host string) bool {
 
 // Authenticate checks one login and returns nil or an *Error; the error
 // never contains the secret. The authzid, if any, must name the same
-// account. Failed attempts are counted per source address and per
-// account; past the limits, attempts are refused unchecked.
+// account. Failed attempts are counted as FailureLimits says: a token is
+// always checked, and a valid one always logs in; a password login may be
+// refused unchecked while its address, or its address and account
+// together, have failed too often.
 func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) error {
 	host := strings.ToLower(at.Host)
 	now := a.now()
@@ -136,18 +170,33 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) error {
 		addrKey = limit.AddressKey(at.Remote)
 	}
 	acctKey := at.Username + "@" + host
-	if (a.byAddress != nil && addrKey != "" && !a.byAddress.Has(addrKey, now)) ||
-		(a.byAccount != nil && !a.byAccount.Has(acctKey, now)) {
+	pairKey := addrKey + " " + acctKey
+	password := at.Mechanism != XToken.Name
+	if password && addrKey != "" &&
+		((a.byAddress != nil && !a.byAddress.Has(addrKey, now)) ||
+			(a.byPair != nil && !a.byPair.Has(pairKey, now))) {
 		return &Error{Reason: ReasonRateLimited}
 	}
 	err := a.check(ctx, host, at)
 	var ae *Error
-	if err != nil && errors.As(err, &ae) && ae.Reason != ReasonUnavailable && ae.Reason != ReasonMalformed {
-		if a.byAddress != nil && addrKey != "" {
-			a.byAddress.Take(addrKey, now)
-		}
-		if a.byAccount != nil {
-			a.byAccount.Take(acctKey, now)
+	if err == nil || !errors.As(err, &ae) || ae.Reason == ReasonUnavailable || ae.Reason == ReasonMalformed {
+		return err
+	}
+	if a.byAddress != nil && addrKey != "" {
+		a.byAddress.Take(addrKey, now)
+	}
+	if !password {
+		return err
+	}
+	if a.byPair != nil && addrKey != "" {
+		a.byPair.Take(pairKey, now)
+	}
+	if a.byAccount != nil && a.delay > 0 && !a.byAccount.Allow(acctKey, now) {
+		t := time.NewTimer(a.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
 		}
 	}
 	return err
@@ -166,7 +215,7 @@ func (a *Authenticator) check(ctx context.Context, host string, at Attempt) erro
 		if v == nil {
 			return &Error{Reason: ReasonNoTokens}
 		}
-		return v.Verify(at.Username, host, at.Secret)
+		return v.VerifyContext(ctx, at.Username, host, at.Secret)
 	case Plain.Name:
 		return a.checkPassword(ctx, host, at.Username, at.Secret)
 	default:

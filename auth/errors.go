@@ -9,6 +9,8 @@ type Reason string
 // The reasons a login fails.
 const (
 	ReasonMalformed      Reason = "malformed"       // payload or token not in the expected shape
+	ReasonNonceLength    Reason = "nonce length"    // the token's nonce does not have nonce_digits digits
+	ReasonNumericUser    Reason = "numeric user"    // any nonce length, and the username starts with a digit
 	ReasonExpired        Reason = "expired"         // the OTP is not valid now (expired, early, or wrong seed)
 	ReasonBadMAC         Reason = "bad MAC"         // the signature does not match
 	ReasonReplay         Reason = "replay"          // the token was already used

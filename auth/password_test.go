@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"errors"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -119,48 +118,6 @@ func TestSplitPlain(t *testing.T) {
 		if !tc.ok && !errors.Is(err, &Error{Reason: ReasonMalformed}) {
 			t.Errorf("%q: err %v is not malformed", tc.in, err)
 		}
-	}
-}
-
-func TestFailureLimits(t *testing.T) {
-	h, _ := HashPassword("right", 1000)
-	now := time.Unix(1764387007, 0)
-	a, err := New(Options{
-		Hosts:    map[string]TokenParams{"example.org": {}},
-		Accounts: mapAccounts{"alice@example.org": h, "bob@example.org": h},
-		Now:      func() time.Time { return now },
-		Failures: FailureLimits{PerAddress: 1.0 / 60, PerAccount: 1.0 / 60, Burst: 3},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	ip1, ip2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	try := func(user, pw string, ip netip.Addr) error {
-		return a.Authenticate(ctx, Attempt{Mechanism: "PLAIN", Host: "example.org", Username: user, Secret: pw, Remote: ip})
-	}
-	for i := 0; i < 3; i++ {
-		if err := try("alice", "wrong", ip1); !errors.Is(err, &Error{Reason: ReasonBadCredentials}) {
-			t.Fatalf("failure %d: %v", i, err)
-		}
-	}
-	// The account's bucket is empty: even the right password is refused
-	// unchecked, from any address.
-	if err := try("alice", "right", ip2); !errors.Is(err, &Error{Reason: ReasonRateLimited}) {
-		t.Fatalf("after 3 failures: %v, want rate limited", err)
-	}
-	// The address's bucket is empty too: another account from it is refused.
-	if err := try("bob", "right", ip1); !errors.Is(err, &Error{Reason: ReasonRateLimited}) {
-		t.Fatalf("same address: %v, want rate limited", err)
-	}
-	// Another account from another address is fine.
-	if err := try("bob", "right", ip2); err != nil {
-		t.Fatalf("bob from elsewhere: %v", err)
-	}
-	// A minute later one more attempt is allowed.
-	now = now.Add(61 * time.Second)
-	if err := try("alice", "right", ip2); err != nil {
-		t.Fatalf("after refill: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -23,6 +24,17 @@ const (
 	DefaultInterval  = 30 * time.Second
 	DefaultDeviation = 1
 
+	// DefaultNonceDigits is the nonce length mod_auth_token's README mints,
+	// and the one a token's nonce must have unless TokenParams says
+	// otherwise.
+	DefaultNonceDigits = 32
+	// AnyNonceLength in TokenParams.NonceDigits accepts a nonce of any
+	// length, as mod_auth_token does; tokens are then refused for
+	// usernames that start with a digit (see TokenParams.NonceDigits).
+	AnyNonceLength = -1
+	// MaxNonceDigits is the longest fixed nonce length TokenParams accepts.
+	MaxNonceDigits = 256
+
 	// maxTokenLen bounds the work spent on one token; real tokens are about
 	// 85 bytes (8-digit OTP, 32-digit nonce, space, 44 bytes of base64).
 	maxTokenLen = 1024
@@ -44,6 +56,18 @@ type TokenParams struct {
 	// Deviation is how many steps either side of now still verify (default 1).
 	// A negative value is treated as 0.
 	Deviation int
+	// NonceDigits is the exact length a token's nonce must have: 0 means
+	// DefaultNonceDigits (32, what mod_auth_token's README mints),
+	// AnyNonceLength any length.
+	//
+	// The MAC covers OTP + NONCE + user@host with no separator, so with
+	// nonces of any length the digits at the start of a username can move
+	// into the nonce: a token for 12345@host would also log in 2345@host
+	// with the nonce one digit longer. A fixed length pins where the nonce
+	// ends; with AnyNonceLength, usernames that start with a digit are
+	// refused instead (Mint does not mint for them, Verify does not accept
+	// them).
+	NonceDigits int
 }
 
 func (p TokenParams) withDefaults() TokenParams {
@@ -55,6 +79,9 @@ func (p TokenParams) withDefaults() TokenParams {
 	}
 	if p.Deviation < 0 {
 		p.Deviation = 0
+	}
+	if p.NonceDigits == 0 {
+		p.NonceDigits = DefaultNonceDigits
 	}
 	return p
 }
@@ -72,6 +99,9 @@ func (p TokenParams) validate() error {
 	}
 	if p.Interval < time.Second || p.Interval%time.Second != 0 {
 		return fmt.Errorf("auth: otp_interval %s must be a whole number of seconds", p.Interval)
+	}
+	if p.NonceDigits != AnyNonceLength && (p.NonceDigits < 1 || p.NonceDigits > MaxNonceDigits) {
+		return fmt.Errorf("auth: nonce_digits %d out of range 1..%d (or AnyNonceLength)", p.NonceDigits, MaxNonceDigits)
 	}
 	return nil
 }
@@ -155,7 +185,9 @@ func counterAt(t time.Time, interval time.Duration) int64 {
 
 // Mint returns a token for jid (user@host, already nodeprepped) valid at
 // now, with the given nonce (digits only; see NewNonce). It computes what
-// mod_auth_token's README Python snippet computes.
+// mod_auth_token's README Python snippet computes. The nonce must have
+// p's NonceDigits; with AnyNonceLength, a jid whose username starts with a
+// digit is refused (a verifier would refuse the token).
 func Mint(p TokenParams, jid string, now time.Time, nonce string) (string, error) {
 	p = p.withDefaults()
 	if err := p.validate(); err != nil {
@@ -165,6 +197,9 @@ func Mint(p TokenParams, jid string, now time.Time, nonce string) (string, error
 		if nonce[i] < '0' || nonce[i] > '9' {
 			return "", errors.New("auth: nonce must be decimal digits")
 		}
+	}
+	if err := p.checkNonce(len(nonce), jid); err != nil {
+		return "", fmt.Errorf("auth: %s", err.detail)
 	}
 	code, err := hotp.GenerateCodeCustom(p.OTPSeed, uint64(counterAt(now, p.Interval)), otpOpts(p))
 	if err != nil {
@@ -205,6 +240,22 @@ func RandomBase32(n int) string {
 	return string(b)
 }
 
+// checkNonce refuses a nonce of n digits for jid (user@host) when its
+// digits could have come from the username: a nonce of the wrong length,
+// or with AnyNonceLength a username that starts with a digit.
+func (p TokenParams) checkNonce(n int, jid string) *Error {
+	if p.NonceDigits == AnyNonceLength {
+		if jid != "" && jid[0] >= '0' && jid[0] <= '9' {
+			return &Error{Reason: ReasonNumericUser, detail: "a username that starts with a digit needs a fixed nonce_digits"}
+		}
+		return nil
+	}
+	if n != p.NonceDigits {
+		return &Error{Reason: ReasonNonceLength, detail: fmt.Sprintf("nonce has %d digits, want %d", n, p.NonceDigits)}
+	}
+	return nil
+}
+
 // Verifier checks tokens for one virtual host. It is safe for concurrent
 // use.
 type Verifier struct {
@@ -229,17 +280,28 @@ func NewVerifier(p TokenParams, replay ReplayCache, now func() time.Time) (*Veri
 	return &Verifier{p: p, replay: replay, now: now}, nil
 }
 
-// Verify reports whether token logs in username (nodeprepped) at domain
-// now. It returns nil exactly once per valid token; otherwise an *Error
-// whose Reason says why (malformed, expired, bad MAC, replay, unavailable).
-// The OTP and the MAC are compared in constant time, and both are always
-// computed, so the time taken does not tell which check failed.
+// Verify is VerifyContext with context.Background.
 func (v *Verifier) Verify(username, domain, token string) error {
+	return v.VerifyContext(context.Background(), username, domain, token)
+}
+
+// VerifyContext reports whether token logs in username (nodeprepped) at
+// domain now. It returns nil exactly once per valid token; otherwise an
+// *Error whose Reason says why (malformed, nonce length, numeric user,
+// expired, bad MAC, replay, unavailable). The OTP and the MAC are compared
+// in constant time, and both are always computed, so the time taken does
+// not tell which check failed. ctx bounds the replay cache's work.
+func (v *Verifier) VerifyContext(ctx context.Context, username, domain, token string) error {
 	t, err := ParseToken(token, v.p.Digits)
 	if err != nil {
 		return err
 	}
 	jid := username + "@" + domain
+	// The nonce length and the username are public: checking them first
+	// tells an attacker nothing about the secrets.
+	if err := v.p.checkNonce(len(t.Nonce), jid); err != nil {
+		return err
+	}
 	now := v.now()
 	c := counterAt(now, v.p.Interval)
 	opts := otpOpts(v.p)
@@ -267,7 +329,7 @@ func (v *Verifier) Verify(username, domain, token string) error {
 	// matched+Deviation; remember the token until then.
 	step := int64(v.p.Interval / time.Second)
 	expires := time.Unix((matched+int64(v.p.Deviation)+1)*step, 0)
-	fresh, err := v.replay.Claim(replayKey(jid, t), expires, now)
+	fresh, err := v.replay.Claim(ctx, replayKey(jid, t), expires, now)
 	if err != nil {
 		return &Error{Reason: ReasonUnavailable, err: err}
 	}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,6 +55,20 @@ func (v vectorFile) params() TokenParams {
 	}
 }
 
+// caseParams returns the parameters a vector verifies with: the file's,
+// with the nonce length of the vector's token when it is not the default
+// 32 (two valid vectors use a short and an empty nonce, which
+// mod_auth_token accepts; ottr does with nonce_digits = 0, for usernames
+// that do not start with a digit).
+func (v vectorFile) caseParams(token string) TokenParams {
+	p := v.params()
+	code, _, ok := cutCode(token)
+	if ok && len(code) >= v.OTPDigits && len(code)-v.OTPDigits != DefaultNonceDigits {
+		p.NonceDigits = AnyNonceLength
+	}
+	return p
+}
+
 // fixedClock is a settable clock for tests.
 type fixedClock struct {
 	mu  sync.Mutex
@@ -75,8 +90,8 @@ func TestVectors(t *testing.T) {
 			clock := &fixedClock{now: time.Unix(tc.VerifyUnix, 0)}
 			a, err := New(Options{
 				Hosts: map[string]TokenParams{
-					"example.org": vf.params(),
-					"example.com": vf.params(),
+					"example.org": vf.caseParams(tc.Token),
+					"example.com": vf.caseParams(tc.Token),
 				},
 				Now: clock.Now,
 			})
@@ -131,7 +146,7 @@ func TestVectorReasons(t *testing.T) {
 			continue
 		}
 		seen++
-		v, err := NewVerifier(vf.params(), NewMemoryReplayCache(64), func() time.Time { return time.Unix(tc.VerifyUnix, 0) })
+		v, err := NewVerifier(vf.caseParams(tc.Token), NewMemoryReplayCache(64), func() time.Time { return time.Unix(tc.VerifyUnix, 0) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,11 +166,11 @@ func TestVectorReasons(t *testing.T) {
 // the same JID were accepted in between.
 func TestReplay(t *testing.T) {
 	vf := loadVectors(t)
-	p := vf.params()
 	for _, tc := range vf.Cases {
 		if !tc.Valid {
 			continue
 		}
+		p := vf.caseParams(tc.Token)
 		t.Run(tc.Name, func(t *testing.T) {
 			clock := &fixedClock{now: time.Unix(tc.VerifyUnix, 0)}
 			v, err := NewVerifier(p, NewMemoryReplayCache(1024), clock.Now)
@@ -361,7 +376,7 @@ func BenchmarkReplayCacheParallel(b *testing.B) {
 			for j := 0; j < 8; j++ {
 				k[j] = byte(i >> (8 * j))
 			}
-			_, _ = c.Claim(k, exp, now)
+			_, _ = c.Claim(context.Background(), k, exp, now)
 		}
 	})
 }

@@ -197,7 +197,7 @@ func runScenario(ctx context.Context, scenario string, args []string, stdout, st
 			return bad("X-TOKEN needs -otp-seed and -token-secret (the host's)")
 		}
 		t.token = auth.TokenParams{OTPSeed: *seed, TokenSecret: *secret, Digits: *digits, Interval: *interval}
-		if _, err := auth.Mint(t.token, "a@b", time.Now(), "1"); err != nil {
+		if _, err := auth.Mint(t.token, "a@b", time.Now(), auth.NewNonce(auth.DefaultNonceDigits)); err != nil {
 			return bad("X-TOKEN parameters: %v", err)
 		}
 	case "PLAIN":
