@@ -346,7 +346,7 @@ func (h *Handler) createBOSH(r *http.Request, b *boshBody) (*boshSession, *boshR
 		maxPending: 2*h.opts.MaxStanza + boshBodySlack,
 		inWake:     make(chan struct{}),
 		outWake:    make(chan struct{}),
-		split:      newSplitter(),
+		split:      newSplitter(outputLimit(h.opts.MaxStanza)),
 		lastRID:    b.rid - 1,
 		early:      make(map[uint64]*boshRequest),
 		cache:      make(map[uint64][]byte),
@@ -742,7 +742,14 @@ func (s *boshSession) Write(p []byte) (int, error) {
 		s.mu.Unlock()
 		return 0, net.ErrClosed
 	}
-	s.split.feed(p, s.onEvent)
+	if err := s.split.feed(p, s.onEvent); err != nil {
+		// Nothing the client could parse: the session ends, with what
+		// was complete before.
+		s.h.logger.Warn("bosh session ended: server output not sent", "sid", s.sid, "remote", s.remote.String(), "err", err)
+		s.terminateLocked("internal-server-error", err)
+		s.mu.Unlock()
+		return 0, err
+	}
 	if s.streamErr == nil {
 		// (A stream error waits for the closing tag right behind it, to
 		// go in the terminate body.)

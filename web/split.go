@@ -3,6 +3,8 @@ package web
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -40,6 +42,17 @@ type streamHeader struct {
 // evElement) is only valid during the call.
 type emitFunc func(ev event, data []byte, h streamHeader) error
 
+// Errors of the splitter: c2s wrote what it never should. Either ends the
+// session.
+var (
+	// errOutputTooLarge is an element (or a run of text) of the server's
+	// output larger than the splitter's limit: it is not buffered on.
+	errOutputTooLarge = errors.New("web: an element of the server's output is over the size limit")
+	// errMarkup is markup other than an element, a comment, a CDATA
+	// section or a processing instruction (a DTD, say).
+	errMarkup = errors.New("web: markup in the server's output that XMPP does not use")
+)
+
 // splitter cuts the byte stream c2s writes, an XMPP stream exactly as over
 // TCP (an XML declaration, a stream header, top-level elements, whitespace
 // keepalives, the closing tag), into events, one complete top-level
@@ -49,8 +62,16 @@ type emitFunc func(ev event, data []byte, h streamHeader) error
 // byte scanner (tags, quoted attribute values, comments, CDATA) is enough
 // to find the element boundaries; nothing is decoded but the stream
 // header.
+//
+// The boundaries must be exactly those of an XML parser: c2s forwards the
+// children of a client's stanza as the client wrote them (once its framer
+// checked them), so a section the splitter ended early (a CDATA section
+// at "-->", say) would let a user's text reach a web client as stanzas of
+// its own. A CDATA section ends only at "]]>", a comment only at "-->"
+// (FuzzSplitter compares the splitter with encoding/xml).
 type splitter struct {
 	buf   []byte // bytes not yet handed on: the element being read
+	max   int    // the most bytes buf may hold
 	pos   int    // scanned so far
 	state splitState
 	depth int  // open elements, the stream element included
@@ -59,7 +80,8 @@ type splitter struct {
 	tag   int  // buf index of the current tag's '<'
 	end   bool // the current tag is an end tag
 	quote byte
-	bang  byte // '-' in a comment, '[' in CDATA
+	bang  string // the opening being matched after "<!": "--" or "[CDATA["
+	match int    // bytes of bang matched; in a section, its closing ']' or '-' seen in a row
 	prev  [2]byte
 	space bool // the last top-level text was whitespace, already reported
 
@@ -76,14 +98,26 @@ const (
 	stTag             // in a start or end tag
 	stAttr            // in a quoted attribute value
 	stPI              // in a processing instruction (the XML declaration)
-	stBang            // in a comment or CDATA section
+	stBang            // after "<!": matching "--" or "[CDATA["
+	stComment         // in a comment, until "-->"
+	stCDATA           // in a CDATA section, until "]]>"
 )
 
-func newSplitter() *splitter {
-	return &splitter{ns: map[string]string{"": nsClient, "stream": nsStream}}
+// outputLimit is the most bytes of one element of the server's output the
+// splitter buffers, for a max_stanza_bytes of maxStanza: room for the
+// largest stanza with what the server adds to it, and for the largest
+// results the server builds itself (a full roster).
+func outputLimit(maxStanza int) int { return 4*maxStanza + 64<<10 }
+
+// newSplitter returns a splitter that buffers at most max bytes of an
+// element not yet complete (beyond the chunk being fed).
+func newSplitter(max int) *splitter {
+	return &splitter{max: max, ns: map[string]string{"": nsClient, "stream": nsStream}}
 }
 
-// feed scans p and reports every event it completes.
+// feed scans p and reports every event it completes. It fails, and must
+// not be called again, when the output is not what c2s writes or an
+// element outgrows the limit.
 func (s *splitter) feed(p []byte, emit emitFunc) error {
 	s.buf = append(s.buf, p...)
 	consumed := 0 // buf before this is handed on
@@ -113,7 +147,7 @@ func (s *splitter) feed(p []byte, emit emitFunc) error {
 			case '?':
 				s.state = stPI
 			case '!':
-				s.state, s.bang = stBang, 0
+				s.state, s.bang, s.match = stBang, "", 0
 			default:
 				s.state = stTag
 			}
@@ -143,13 +177,42 @@ func (s *splitter) feed(p []byte, emit emitFunc) error {
 				}
 			}
 		case stBang:
-			if s.bang == 0 {
-				s.bang = c
-			} else if c == '>' && s.prev[0] == s.prev[1] && (s.prev[1] == '-' || s.prev[1] == ']') {
-				s.state = stText
-				if s.depth == s.base {
+			if s.bang == "" {
+				switch c {
+				case '-':
+					s.bang = "--"
+				case '[':
+					s.bang = "[CDATA["
+				default:
+					return fmt.Errorf("%w: <!%c", errMarkup, c)
+				}
+			}
+			if c != s.bang[s.match] {
+				return fmt.Errorf("%w: <!%s%c", errMarkup, s.bang[:s.match], c)
+			}
+			if s.match++; s.match == len(s.bang) {
+				s.state, s.match = stComment, 0
+				if s.bang[0] == '[' {
+					s.state = stCDATA
+				}
+			}
+		case stComment, stCDATA:
+			// The closing "-->" or "]]>": two of the same byte in a row,
+			// after the opening, then '>'.
+			closer := byte('-')
+			if s.state == stCDATA {
+				closer = ']'
+			}
+			switch {
+			case c == closer:
+				s.match = min(s.match+1, 2)
+			case c == '>' && s.match == 2:
+				if s.state == stComment && s.depth == s.base {
 					consumed = s.pos + 1 // a comment between elements: dropped
 				}
+				s.state, s.match = stText, 0
+			default:
+				s.match = 0
 			}
 		}
 		s.prev[0], s.prev[1] = s.prev[1], c
@@ -161,6 +224,12 @@ func (s *splitter) feed(p []byte, emit emitFunc) error {
 		s.pos -= consumed
 		s.elem -= consumed
 		s.tag -= consumed
+	}
+	if len(s.buf) > s.max {
+		return fmt.Errorf("%w (%d bytes buffered, limit %d)", errOutputTooLarge, len(s.buf), s.max)
+	}
+	if len(s.buf) == 0 && cap(s.buf) > 64<<10 {
+		s.buf = nil // an idle session keeps no large buffer
 	}
 	return nil
 }

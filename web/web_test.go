@@ -3,7 +3,9 @@ package web
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
@@ -14,7 +16,7 @@ import (
 // splitAll feeds out to a splitter in chunks of n bytes and returns the
 // events, one string each.
 func splitAll(t testing.TB, out string, n int) []string {
-	s := newSplitter()
+	s := newSplitter(1 << 20)
 	var got []string
 	emit := func(ev event, data []byte, h streamHeader) error {
 		switch ev {
@@ -31,7 +33,12 @@ func splitAll(t testing.TB, out string, n int) []string {
 	}
 	for i := 0; i < len(out); i += n {
 		if err := s.feed([]byte(out[i:min(i+n, len(out))]), emit); err != nil {
-			t.Fatal(err)
+			// The same error whatever the chunks: the kind is enough.
+			kind := "error: markup"
+			if errors.Is(err, errOutputTooLarge) {
+				kind = "error: too large"
+			}
+			return append(got, kind)
 		}
 	}
 	return got
@@ -91,7 +98,7 @@ func TestSplitter(t *testing.T) {
 }
 
 func TestSplitterBuffersLittle(t *testing.T) {
-	s := newSplitter()
+	s := newSplitter(1 << 20)
 	emit := func(event, []byte, streamHeader) error { return nil }
 	for range 1000 {
 		s.feed([]byte(`<message xmlns="jabber:client"><body>hi</body></message> `), emit)
@@ -279,19 +286,174 @@ func FuzzParseBody(f *testing.F) {
 	})
 }
 
-// FuzzSplitter checks that chunking never changes what the splitter
-// finds, on streams built from the elements of a real one.
+// fuzzHeader and fuzzBody wrap a fuzz input that is not a whole stream:
+// the input is then the content of a stanza's body, the part of the
+// server's output a client controls.
+const (
+	fuzzHeader = `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='f' from='localhost'>`
+	fuzzBody   = `<message xmlns="jabber:client" from="a@localhost/r"><body>`
+)
+
+// FuzzSplitter compares the splitter with encoding/xml: on any input, the
+// chunks do not change what it finds; on any well-formed stream it finds
+// the top-level elements encoding/xml finds, byte for byte (only the
+// namespace declarations standalone adds differ), so that no text inside
+// an element can come out as an element of its own (security review #1).
+// An input that is not a stream (it starts with neither "<stream:stream"
+// nor "<?xml") is put in the body of a message.
 func FuzzSplitter(f *testing.F) {
 	f.Add(serverStream, 5)
 	f.Add(`<stream:stream xmlns='jabber:client'><a><![CDATA[</a>]]></a><!-- x --><b/></stream:stream>`, 1)
-	f.Fuzz(func(t *testing.T, stream string, n int) {
+	f.Add(`<stream:stream xmlns='jabber:client'><a><![CDATA[ --> </a><b/><a> ]]></a><!-- ]]> <c/> --><d/></stream:stream>`, 3)
+	f.Add(`<![CDATA[ --> </body></message><message from='admin@localhost'><body>x</body></message><message><body> ]]>`, 7)
+	f.Add(`<!-- a --> x &lt; <![CDATA[<x>]]><?pi a='>'?><i a='&quot;>' b="'"/>`, 2)
+	f.Fuzz(func(t *testing.T, in string, n int) {
 		if n <= 0 || n > 1<<12 {
 			return
+		}
+		stream := in
+		if !strings.HasPrefix(in, "<stream:stream") && !strings.HasPrefix(in, "<?xml") {
+			stream = fuzzHeader + fuzzBody + in + `</body></message><presence xmlns="jabber:client"/></stream:stream>`
 		}
 		whole := splitAll(t, stream, len(stream)+1)
 		chunked := splitAll(t, stream, n)
 		if strings.Join(whole, "\x00") != strings.Join(chunked, "\x00") {
 			t.Fatalf("chunks of %d:\n%q\nwhole:\n%q", n, chunked, whole)
 		}
+		want, ok := xmlElements(stream)
+		if !ok {
+			return // not well-formed: encoding/xml has no answer
+		}
+		var got []string
+		for _, ev := range whole {
+			if ev != "space" {
+				got = append(got, ev)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("splitter:\n%q\nencoding/xml:\n%q", got, want)
+		}
+		for i := range got {
+			if !sameElement(got[i], want[i]) {
+				t.Fatalf("event %d: splitter %q, encoding/xml %q\nsplitter:\n%q\nencoding/xml:\n%q", i, got[i], want[i], got, want)
+			}
+		}
 	})
+}
+
+// xmlElements reads stream with encoding/xml and returns what the
+// splitter should find: "header" for a stream header (a restart is one
+// at stream level), each top-level element as it is in stream, "end" for
+// the stream's closing tag. It reports false when stream is not
+// well-formed, or holds what XMPP does not use (a DTD).
+func xmlElements(stream string) ([]string, bool) {
+	d := xml.NewDecoder(strings.NewReader(stream))
+	var out, open []string
+	base, start := 0, 0
+	for {
+		at := d.InputOffset()
+		tok, err := d.RawToken()
+		if err == io.EOF {
+			return out, len(open) == 0 || base == 1 && len(open) == 1 && strings.HasPrefix(open[0], "stream:stream")
+		}
+		if err != nil {
+			return nil, false
+		}
+		end := int(d.InputOffset())
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			name := tok.Name.Local
+			if tok.Name.Space != "" {
+				name = tok.Name.Space + ":" + name
+			}
+			empty := strings.HasSuffix(stream[at:end], "/>")
+			if len(open) == base && name == "stream:stream" && !empty {
+				out = append(out, "header")
+				if base == 0 {
+					open = append(open, name)
+				}
+				base = 1
+				// (A restart reads as no element: encoding/xml's empty
+				// element check below needs the End token skipped.)
+				continue
+			}
+			if len(open) == base {
+				start = int(at)
+			}
+			open = append(open, name)
+		case xml.EndElement:
+			name := tok.Name.Local
+			if tok.Name.Space != "" {
+				name = tok.Name.Space + ":" + name
+			}
+			if len(open) == 0 || open[len(open)-1] != name {
+				return nil, false
+			}
+			open = open[:len(open)-1]
+			switch {
+			case len(open) < base:
+				out = append(out, "end")
+				base = 0
+			case len(open) == base:
+				out = append(out, stream[start:end])
+			}
+		case xml.Directive:
+			return nil, false
+		}
+	}
+}
+
+// sameElement reports whether the splitter's event got is want, an event
+// of xmlElements, allowing the namespace declarations standalone adds
+// after the element's name.
+func sameElement(got, want string) bool {
+	if got == want {
+		return true
+	}
+	if !strings.HasPrefix(got, "<") || !strings.HasPrefix(want, "<") {
+		return strings.HasPrefix(got, "header") && want == "header"
+	}
+	at := 1 + strings.IndexFunc(want[1:], func(r rune) bool { return strings.ContainsRune(" \t\r\n/>", r) })
+	if at == 0 || !strings.HasPrefix(got, want[:at]) || !strings.HasSuffix(got, want[at:]) {
+		return false
+	}
+	added := got[at : len(got)-len(want)+at]
+	for added != "" {
+		rest, ok := strings.CutPrefix(added, " xmlns")
+		if !ok {
+			return false
+		}
+		_, rest, ok = strings.Cut(rest, "='")
+		if !ok {
+			return false
+		}
+		_, added, ok = strings.Cut(rest, "'")
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// attackBody is a chat message, as c2s forwards it, whose body holds a
+// CDATA section with "-->" and a whole stanza inside: security review #1.
+const attackBody = `<message xmlns="jabber:client" from="mallory@localhost/x" to="victim@localhost/web" type="chat"><body><![CDATA[ --> </body></message>` +
+	`<iq xmlns="jabber:client" from="victim@localhost" type="set" id="push"><query xmlns="jabber:iq:roster"><item jid="admin@localhost" subscription="both"/></query></iq>` +
+	`<message xmlns="jabber:client" from="admin@localhost"><body>forged</body></message><message><body> ]]></body></message>`
+
+func TestSplitterCDATA(t *testing.T) {
+	for _, n := range []int{1, 3, 4096} {
+		got := splitAll(t, `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`+attackBody+`<presence xmlns="jabber:client"/>`, n)
+		want := []string{"header id= from= to= version= lang=", attackBody, `<presence xmlns="jabber:client"/>`}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("chunks of %d:\n%s\nwant\n%s", n, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	// A comment ends at "-->" only, not at "]]>" or at its own opening
+	// dashes.
+	got := splitAll(t, `<stream:stream xmlns='jabber:client'><!-- ]]> <a> --><!--><b/>--><c/>`, 1)
+	want := []string{"header id= from= to= version= lang=", `<c xmlns='jabber:client'/>`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("comments:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

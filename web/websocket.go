@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -62,7 +63,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// error while the message streams in; this only stops a message
 	// that is nothing but whitespace.
 	ws.SetReadLimit(int64(2*h.opts.MaxStanza + 64<<10))
-	c := newWSConn(ws, localAddr(r), tcpAddr(remote), h.opts.WriteTimeout)
+	c := newWSConn(ws, localAddr(r), tcpAddr(remote), h.opts.WriteTimeout, outputLimit(h.opts.MaxStanza), h.logger)
 	h.logger.Debug("websocket session", "remote", remote.String(), "origin", r.Header.Get("Origin"))
 	if !h.opts.Serve(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
@@ -91,6 +92,7 @@ func offersXMPP(r *http.Request) bool {
 // keepalive as a WebSocket ping.
 type wsConn struct {
 	ws            *websocket.Conn
+	logger        *slog.Logger
 	local, remote net.Addr
 	rd, wd        *deadline
 	pingTimeout   time.Duration
@@ -110,9 +112,10 @@ type wsConn struct {
 
 var _ c2s.Activity = (*wsConn)(nil)
 
-func newWSConn(ws *websocket.Conn, local, remote net.Addr, pingTimeout time.Duration) *wsConn {
+func newWSConn(ws *websocket.Conn, local, remote net.Addr, pingTimeout time.Duration, maxOut int, logger *slog.Logger) *wsConn {
 	c := &wsConn{
 		ws:          ws,
+		logger:      logger,
 		local:       local,
 		remote:      remote,
 		rd:          newDeadline(),
@@ -120,7 +123,7 @@ func newWSConn(ws *websocket.Conn, local, remote net.Addr, pingTimeout time.Dura
 		pingTimeout: pingTimeout,
 		chunks:      make(chan []byte),
 		done:        make(chan struct{}),
-		out:         newSplitter(),
+		out:         newSplitter(maxOut),
 	}
 	go c.readLoop()
 	return c
@@ -330,6 +333,13 @@ func (c *wsConn) Write(p []byte) (int, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, errOutputTooLarge) || errors.Is(err, errMarkup) {
+		// Not the client's fault, and nothing it could parse: the session
+		// ends, with the reason in the close frame and the log.
+		c.logger.Warn("websocket session ended: server output not sent", "remote", c.remote.String(), "err", err)
+		c.closeWith(websocket.StatusInternalError, "server output over the size limit")
+		return 0, err
+	}
 	if err != nil {
 		if isClosed(wait) {
 			return 0, os.ErrDeadlineExceeded
@@ -361,11 +371,16 @@ func (c *wsConn) LastActivity() time.Time { return time.Unix(0, c.alive.Load()) 
 // Close ends the WebSocket with a normal closure, waiting a few seconds
 // at most for the client's close frame.
 func (c *wsConn) Close() error {
+	c.closeWith(websocket.StatusNormalClosure, "")
+	return nil
+}
+
+// closeWith ends the WebSocket with a status and a reason, once.
+func (c *wsConn) closeWith(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
 		close(c.done)
-		c.ws.Close(websocket.StatusNormalClosure, "")
+		c.ws.Close(code, reason)
 	})
-	return nil
 }
 
 func (c *wsConn) LocalAddr() net.Addr  { return c.local }
