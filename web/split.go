@@ -93,14 +93,14 @@ type splitter struct {
 type splitState uint8
 
 const (
-	stText splitState = iota
-	stLT              // after '<'
-	stTag             // in a start or end tag
-	stAttr            // in a quoted attribute value
-	stPI              // in a processing instruction (the XML declaration)
-	stBang            // after "<!": matching "--" or "[CDATA["
-	stComment         // in a comment, until "-->"
-	stCDATA           // in a CDATA section, until "]]>"
+	stText    splitState = iota
+	stLT                 // after '<'
+	stTag                // in a start or end tag
+	stAttr               // in a quoted attribute value
+	stPI                 // in a processing instruction (the XML declaration)
+	stBang               // after "<!": matching "--" or "[CDATA["
+	stComment            // in a comment, until "-->"
+	stCDATA              // in a CDATA section, until "]]>"
 )
 
 // outputLimit is the most bytes of one element of the server's output the
