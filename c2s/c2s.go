@@ -140,6 +140,9 @@ func (c *Config) WithDefaults() *Config {
 	if d.Guard == (GuardLimits{}) {
 		d.Guard = GuardLimits{MaxElement: 256 << 10, MaxDepth: 32, MaxAttributes: 64}
 	}
+	if d.Guard.MaxPrebind == 0 {
+		d.Guard.MaxPrebind = 16 << 10
+	}
 	if d.Keepalive == 0 {
 		d.Keepalive = 60 * time.Second
 	}

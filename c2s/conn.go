@@ -184,6 +184,8 @@ func (n *negotiation) fail(xs *xmpp.Session, err error) {
 		se = streamError(stream.NotWellFormed, "")
 	case isRestricted(err):
 		se = streamError(stream.RestrictedXML, "")
+	case isOtherEncoding(err):
+		se = streamError(stream.UnsupportedEncoding, "only UTF-8 is supported")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		se = streamError(stream.ConnectionTimeout, "")
 	default:
@@ -229,6 +231,13 @@ func isRestricted(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "disallowed XML") || strings.Contains(msg, "xml.ProcInst") ||
 		strings.Contains(msg, "xml.Comment") || strings.Contains(msg, "xml.Directive")
+}
+
+// isOtherEncoding recognizes encoding/xml's refusal of a declared
+// encoding other than UTF-8 (the guard refuses the usual spellings first;
+// this covers what encoding/xml reads differently).
+func isOtherEncoding(err error) bool {
+	return strings.Contains(err.Error(), "Decoder.CharsetReader is nil")
 }
 
 // readLoop reads stanzas until the stream ends and returns the stream

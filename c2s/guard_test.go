@@ -2,8 +2,11 @@ package c2s
 
 import (
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 var testLimits = GuardLimits{MaxElement: 1024, MaxDepth: 8, MaxAttributes: 8}
@@ -51,6 +54,23 @@ func TestGuard(t *testing.T) {
 		{"deep enough", header + `<message>` + strings.Repeat("<a>", 8) + strings.Repeat("</a>", 8) + `</message>`, ""},
 		{"too many attributes", header + `<message` + strings.Repeat(" a='1'", 9) + `/>`, "policy-violation"},
 		{"many small stanzas", header + strings.Repeat(`<message><body>`+strings.Repeat("x", 500)+`</body></message>`, 50), ""},
+		// Security review #10 and #11: whitespace between elements is
+		// fine, anything else outside an element is not.
+		{"whitespace between elements", " \n" + header + "\n<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\r\n\t <auth/> ", ""},
+		{"whitespace before the header", "\n\n" + `<stream:stream xmlns='jabber:client'>`, ""},
+		{"http request", "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "not-well-formed"},
+		{"tls client hello", "\x16\x03\x01\x02\x00\x01", "not-well-formed"},
+		{"text after the declaration", `<?xml version='1.0'?>hello`, "not-well-formed"},
+		{"text at stream level", header + `hello<message/>`, "bad-format"},
+		{"text in a stanza", header + `<message>hello</message>`, ""},
+		{"encoding utf-8", `<?xml version='1.0' encoding='utf-8'?>` + header[len(`<?xml version='1.0'?>`):], ""},
+		{"encoding UTF-8", `<?xml version="1.0" encoding="UTF-8" ?>` + header[len(`<?xml version='1.0'?>`):], ""},
+		{"encoding latin-1", `<?xml version='1.0' encoding='ISO-8859-1'?>` + header[len(`<?xml version='1.0'?>`):], "unsupported-encoding"},
+		{"encoding utf-16", `<?xml version='1.0' encoding="UTF-16"?>`, "unsupported-encoding"},
+		{"encoding utf-8 prefix", `<?xml version='1.0' encoding='utf-8x'?>`, "unsupported-encoding"},
+		{"encoding cut short", `<?xml version='1.0' encoding='utf'?>`, "unsupported-encoding"},
+		{"encoding-like name", `<?xml version='1.0' xencoding='latin1'?>`, ""},
+		{"whitespace flood before starttls", header + strings.Repeat("\n", 64<<10) + `<starttls/>`, "policy-violation"},
 	} {
 		for _, chunk := range []int{1, 7, 4096} {
 			_, err := scanAll(tc.in, chunk)
@@ -67,6 +87,94 @@ func TestGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardPrebind: before a resource is bound, MaxPrebind bounds an
+// element, the stream header included (security review #5).
+func TestGuardPrebind(t *testing.T) {
+	lim := GuardLimits{MaxElement: 8192, MaxDepth: 8, MaxAttributes: 8, MaxPrebind: 1024}
+	for _, tc := range []struct {
+		name, in string
+		fail     bool
+	}{
+		{"small auth", header + `<auth mechanism='PLAIN'>` + strings.Repeat("A", 900) + `</auth>`, false},
+		{"large auth", header + `<auth mechanism='PLAIN'>` + strings.Repeat("A", 1100), true},
+		{"large header attribute", `<stream:stream a='` + strings.Repeat("x", 1100), true},
+		{"whitespace run", header + strings.Repeat(" ", 1100), true},
+	} {
+		g := newGuard(nil, lim)
+		_, err := g.scan([]byte(tc.in))
+		var le *LimitError
+		if got := errors.As(err, &le) && le.Err.Err == "policy-violation"; got != tc.fail {
+			t.Errorf("%s: err %v, want a policy violation: %v", tc.name, err, tc.fail)
+		}
+	}
+	// Larger than MaxElement: MaxElement holds.
+	if got := (GuardLimits{MaxElement: 4096, MaxPrebind: 16384}).prebind().MaxElement; got != 4096 {
+		t.Errorf("prebind MaxElement = %d, want 4096", got)
+	}
+	if got := (GuardLimits{MaxElement: 4096}).prebind().MaxElement; got != 4096 {
+		t.Errorf("prebind MaxElement without MaxPrebind = %d, want 4096", got)
+	}
+}
+
+// TestGuardDropsWhitespace: mellium's decoder is not given whitespace
+// between stream-level elements (it ends negotiation on one), but gets
+// every other byte, whitespace in elements included (security review
+// #10).
+func TestGuardDropsWhitespace(t *testing.T) {
+	in := "\n" + header + "\n <starttls a=' x '/>\r\n<auth>\n A \n</auth>\t"
+	want := header + "<starttls a=' x '/><auth>\n A \n</auth>"
+	for _, tc := range []struct {
+		name string
+		read func(g *guard) (string, error)
+	}{
+		{"ReadByte", func(g *guard) (string, error) {
+			var b []byte
+			for {
+				c, err := g.ReadByte()
+				if err != nil {
+					return string(b), err
+				}
+				b = append(b, c)
+			}
+		}},
+		{"Read", func(g *guard) (string, error) {
+			var b []byte
+			p := make([]byte, 5)
+			for {
+				n, err := g.Read(p)
+				if n == 0 && err == nil {
+					return string(b), errors.New("Read returned 0, nil")
+				}
+				b = append(b, p[:n]...)
+				if err != nil {
+					return string(b), err
+				}
+			}
+		}},
+	} {
+		g := newGuard(readerConn{strings.NewReader(in)}, testLimits)
+		got, err := tc.read(g)
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if got != want {
+			t.Errorf("%s gave\n%q\nwant\n%q", tc.name, got, want)
+		}
+	}
+}
+
+// readerConn is a net.Conn that reads from a reader.
+type readerConn struct{ r io.Reader }
+
+func (c readerConn) Read(p []byte) (int, error)     { return c.r.Read(p) }
+func (readerConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (readerConn) Close() error                     { return nil }
+func (readerConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (readerConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (readerConn) SetDeadline(time.Time) error      { return nil }
+func (readerConn) SetReadDeadline(time.Time) error  { return nil }
+func (readerConn) SetWriteDeadline(time.Time) error { return nil }
 
 func TestGuardRestart(t *testing.T) {
 	g := newGuard(nil, testLimits)
@@ -101,6 +209,11 @@ func FuzzGuard(f *testing.F) {
 	f.Add(header + `<message to='a@b'><body>hi</body></message>`)
 	f.Add(header + `<message><body><![CDATA[x]]></body></message><!-- c -->`)
 	f.Add(`<?xml version='1.0'?><!DOCTYPE a>`)
+	f.Add("\n" + header + "\n <starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>\r\n")
+	f.Add("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	f.Add(`<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream>`)
+	f.Add(`<?xml version="1.0" encoding="UTF-8"?><stream:stream>`)
+	f.Add(header + `text<message/>`)
 	f.Fuzz(func(t *testing.T, in string) {
 		n1, err1 := scanAll(in, 4096)
 		n2, err2 := scanAll(in, 3)

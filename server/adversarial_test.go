@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -432,3 +433,200 @@ func manyAttrs(n int) string {
 }
 
 var authPlain = auth.Plain
+
+// TestNegotiationWhitespace logs in with whitespace between every pair of
+// elements, as RFC 6120 allows and go-sendxmpp sends it (security review
+// #10): before and after each stream header, STARTTLS, SASL and bind.
+func TestNegotiationWhitespace(t *testing.T) {
+	ts := startServer(t, nil)
+	r := xmpptest.DialRaw(t, ts.addr)
+	r.Write(" \n")
+	r.Open(testHost)
+	r.Write("\n")
+	r.StartTLS(ts.tlsConfig(), testHost)
+	r.Write("\r\n\t ")
+	if e := r.Auth("X-TOKEN", []byte("\x00spacey\x00"+ts.token(t, "spacey"))); e.XMLName.Local != "success" {
+		t.Fatalf("auth after whitespace: %s", e)
+	}
+	r.Write("\n")
+	r.Open(testHost)
+	r.Write("\n \n")
+	r.Write(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>`)
+	e := r.Read()
+	if _, ok := e.Child("bind"); !ok {
+		t.Fatalf("bind after whitespace: %s", e)
+	}
+	r.Write("\n")
+	r.Write(`<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>` + "\n")
+	if e := r.Read(); e.XMLName.Local != "iq" || attr(e, "", "type") != "result" {
+		t.Fatalf("ping after whitespace: %s", e)
+	}
+	canary(t, ts)
+}
+
+// TestNegotiationInput sends input that is not an XMPP stream, or breaks
+// a rule of one, before authentication (security review #11), over a real
+// socket, each followed by the canary: the stream error comes at once,
+// never undefined-condition and never after a wait for the auth timeout.
+func TestNegotiationInput(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.AuthTimeout = config.Duration{Duration: 30 * time.Second} })
+	const bareHeader = `<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`
+	for _, tc := range []struct {
+		name  string
+		input string
+		want  string
+	}{
+		{"http request", "GET / HTTP/1.1\r\nHost: localhost:5222\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n", "not-well-formed"},
+		{"http post", "POST /http-bind HTTP/1.1\r\nContent-Length: 10\r\n\r\n<body/>", "not-well-formed"},
+		{"tls hello on the starttls port", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "not-well-formed"},
+		{"latin-1 declaration", `<?xml version='1.0' encoding='ISO-8859-1'?>` + bareHeader, "unsupported-encoding"},
+		{"utf-16 declaration", `<?xml version="1.0" encoding="UTF-16"?>` + bareHeader, "unsupported-encoding"},
+		{"64 KiB of whitespace before starttls", bareHeader + strings.Repeat(" \n", 32<<10) + `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`, "policy-violation"},
+		{"text between elements", bareHeader + `hello<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`, "bad-format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := xmpptest.DialRaw(t, ts.addr)
+			start := time.Now()
+			// The server may close before all of it is written.
+			go r.TryWrite(tc.input)
+			if cond := r.ExpectStreamError(); cond != tc.want {
+				t.Fatalf("stream error %q, want %q", cond, tc.want)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("closed after %v, auth_timeout is 30s: the server waited for more", d)
+			}
+			canary(t, ts)
+		})
+	}
+}
+
+// TestPrebindElementLimit: before a resource is bound an element, the
+// stream header included, is cut off at max_prebind_bytes (16 KiB by
+// default), over direct TLS, without the server waiting for the rest
+// (security review #5). After bind the stanza limit applies.
+func TestPrebindElementLimit(t *testing.T) {
+	ts := startServer(t, nil)
+	if got := ts.cfg.Limits.MaxPrebindBytes; got != 16<<10 {
+		t.Fatalf("default max_prebind_bytes %d, want 16384", got)
+	}
+	for _, tc := range []struct{ name, input string }{
+		// Half of a 64 KiB attribute: the error must come before the rest.
+		{"64 KiB attribute in the stream header", `<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' x='` + strings.Repeat("x", 32<<10)},
+		{"unfinished 20 KiB auth", streamHeader + `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + strings.Repeat("A", 20<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := xmpptest.DialRawTLS(t, ts.directTLS, ts.tlsConfig())
+			go r.TryWrite(tc.input)
+			if cond := r.ExpectStreamError(); cond != "policy-violation" {
+				t.Fatalf("stream error %q, want policy-violation", cond)
+			}
+		})
+	}
+	// After bind, a stanza of 64 KiB is fine.
+	r := xmpptest.DialRaw(t, ts.addr)
+	full := r.Bind(ts.tlsConfig(), testHost, "X-TOKEN", []byte("\x00large\x00"+ts.token(t, "large")), "r")
+	body := strings.Repeat("y", 64<<10)
+	r.Write(fmt.Sprintf(`<message to='%s' type='chat'><body>%s</body></message>`, full, body))
+	if e := r.Read(); e.XMLName.Local != "message" {
+		t.Fatalf("64 KiB message after bind: got %s", e)
+	} else if b, _ := e.Child("body"); b.Text != body {
+		t.Fatalf("64 KiB message after bind came back with %d bytes", len(b.Text))
+	}
+	canary(t, ts)
+}
+
+// TestManyUnfinishedAuth: 150 unauthenticated direct-TLS connections each
+// send 250 KiB of an <auth/> that never ends (under max_stanza_bytes);
+// the server holds at most max_prebind_bytes of each and ends them with
+// policy-violation (security review #5: it held the whole element, 50 MiB
+// for these).
+func TestManyUnfinishedAuth(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) {
+		// All from 127.0.0.1: lift the per-address rate for this test.
+		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
+		c.Limits.ConnectionBurst = 100000
+	})
+	before := rssMiB(t)
+	const n = 150
+	chunk := strings.Repeat("A", 10<<10)
+	conns := make([]*xmpptest.Raw, n)
+	var wg sync.WaitGroup
+	for i := range conns {
+		r := xmpptest.DialRawTLS(t, ts.directTLS, ts.tlsConfig())
+		conns[i] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.TryWrite(streamHeader + `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>`); err != nil {
+				return
+			}
+			for range 25 { // 250 KiB
+				if _, err := r.TryWrite(chunk); err != nil {
+					return // closed by the server
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	grew := rssMiB(t) - before
+	conds := map[string]int{}
+	for _, r := range conns {
+		conds[r.ExpectStreamError()]++
+	}
+	t.Logf("RSS grew %.1f MiB for %d unauthenticated direct-TLS connections sending 250 KiB of <auth/> each (%.1f KiB each); stream errors %v", grew, n, grew*1024/n, conds)
+	if conds["policy-violation"] != n {
+		t.Fatalf("stream errors %v, want %d policy-violation", conds, n)
+	}
+	checkRSS(t, grew, 30)
+	canary(t, ts)
+}
+
+// TestRequireTLSOffWarns: a server that lets clients authenticate without
+// TLS says so at start (security review #11).
+func TestRequireTLSOffWarns(t *testing.T) {
+	for _, require := range []bool{false, true} {
+		cfg := config.Default()
+		cfg.DataDir = t.TempDir()
+		cfg.C2S.Listen = []string{"127.0.0.1:0"}
+		cfg.C2S.RequireTLS = &require
+		cfg.Hosts = []config.Host{{Name: testHost, OTPSeed: testSeed, TokenSecret: testSecret}}
+		var log lockedLog
+		srv, err := server.New(server.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+		warned := false
+		for _, line := range strings.Split(log.String(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, "require_tls") {
+				warned = true
+			}
+		}
+		if warned == require {
+			t.Errorf("require_tls = %v: warned %v; log:\n%s", require, warned, log.String())
+		}
+	}
+}
+
+// lockedLog collects log output written from several goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
