@@ -178,6 +178,7 @@ func New(opts Options) (*Server, error) {
 			MaxElement:    lim.MaxStanzaBytes,
 			MaxDepth:      lim.MaxDepth,
 			MaxAttributes: lim.MaxAttributes,
+			MaxPrebind:    lim.MaxPrebindBytes,
 		},
 		Keepalive:    lim.Keepalive.Duration,
 		IdleTimeout:  lim.IdleTimeout.Duration,
@@ -284,6 +285,10 @@ func (s *Server) Start(ctx context.Context) error {
 		for _, a := range s.cfg.HTTP.TLSListen {
 			specs = append(specs, spec{a, "https"})
 		}
+	}
+	if !s.c2s.RequireTLS && len(s.cfg.C2S.Listen) > 0 {
+		// Security review #11: say it where an operator looks.
+		s.logger.Warn("c2s.require_tls is false: clients may authenticate without TLS, sending passwords and tokens in the clear", "listen", s.cfg.C2S.Listen)
 	}
 	var opened []net.Listener
 	for _, sp := range specs {
