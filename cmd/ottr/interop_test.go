@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -146,4 +147,106 @@ func failLines(stderr string) string {
 		return "(no FAIL line on stderr)"
 	}
 	return strings.Join(fails, "\n")
+}
+
+// requireGoSendxmpp returns the path of Debian's go-sendxmpp (the go-xmpp
+// library's command line client). The test is skipped when it is missing,
+// except in CI, where .ci/run installs it and its absence is a failure.
+func requireGoSendxmpp(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("go-sendxmpp")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("go-sendxmpp is required in CI: %v", err)
+		}
+		t.Skipf("go-sendxmpp not installed (apt-get install go-sendxmpp): %v", err)
+	}
+	return path
+}
+
+// waitOutput waits up to 20 s for buf to contain want.
+func waitOutput(t *testing.T, buf *syncBuffer, want, what string, p *serveProc) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(buf.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q within 20s; got:\n%s\nserver stderr:\n%s", what, want, buf.String(), p.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestInteropGoSendxmpp logs in to a running ottr with go-sendxmpp, which
+// sends whitespace between the elements of negotiation (security review
+// #10: that ended its stream). alice listens with -l over direct TLS,
+// bob sends her a message over STARTTLS, both with PLAIN and a self-signed
+// certificate (-n); a wrong password is refused.
+func TestInteropGoSendxmpp(t *testing.T) {
+	bin := requireGoSendxmpp(t)
+	addr, tlsAddr := freeAddr(t), freeAddr(t)
+	cfg := writeConfigFile(t, func(dataDir string) string {
+		return fmt.Sprintf(`data_dir = %q
+[log]
+level = "debug"
+[c2s]
+listen = [%q]
+direct_tls = [%q]
+[[host]]
+name = "localhost"
+`, dataDir, addr, tlsAddr)
+	})
+	runOttr(t, "", "alice's password\n", "user", "add", "-c", cfg, "alice@localhost").check(t, 0, nil, nil)
+	runOttr(t, "", "bob's password\n", "user", "add", "-c", cfg, "bob@localhost").check(t, 0, nil, nil)
+	p := startServe(t, cfg, addr)
+	// No configuration file of the user running the test is read.
+	env := append(os.Environ(), "HOME="+t.TempDir())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	listener := exec.CommandContext(ctx, bin, "-u", "alice@localhost", "-p", "alice's password",
+		"-j", tlsAddr, "-t", "-n", "--timeout", "20", "-l")
+	listener.Env = env
+	heard, listenErr := new(syncBuffer), new(syncBuffer)
+	listener.Stdout, listener.Stderr = heard, listenErr
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	listenDone := make(chan struct{})
+	go func() {
+		listener.Wait()
+		close(listenDone)
+	}()
+	stopListener := sync.OnceFunc(func() {
+		listener.Process.Kill()
+		<-listenDone
+	})
+	t.Cleanup(stopListener)
+	waitOutput(t, p.stderr, "jid=alice@localhost/go-sendxmpp", "alice listening over direct TLS", p)
+
+	const body = "hello from go-sendxmpp over STARTTLS"
+	send := exec.CommandContext(ctx, bin, "-u", "bob@localhost", "-p", "bob's password",
+		"-j", addr, "-n", "--timeout", "20", "alice@localhost")
+	send.Env = env
+	send.Stdin = strings.NewReader(body + "\n")
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("go-sendxmpp as bob: %v\n%s\nserver stderr:\n%s", err, out, p.stderr.String())
+	}
+	waitOutput(t, heard, "bob@localhost: "+body, "alice's go-sendxmpp -l", p)
+	t.Logf("go-sendxmpp -l printed: %s", strings.TrimSpace(heard.String()))
+
+	bad := exec.CommandContext(ctx, bin, "-u", "bob@localhost", "-p", "wrong",
+		"-j", addr, "-n", "--timeout", "20", "alice@localhost")
+	bad.Env = env
+	bad.Stdin = strings.NewReader("must not arrive\n")
+	if out, err := bad.CombinedOutput(); err == nil {
+		t.Fatalf("go-sendxmpp with a wrong password succeeded:\n%s", out)
+	}
+	if strings.Contains(heard.String(), "must not arrive") {
+		t.Fatal("a message sent with a wrong password arrived")
+	}
+
+	stopListener()
+	if code := p.stop(t, os.Interrupt); code != 0 {
+		t.Errorf("exit code %d\nserver stderr:\n%s", code, p.stderr.String())
+	}
 }
