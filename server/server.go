@@ -58,6 +58,7 @@ type Server struct {
 	web     *web.Handler
 	webC2S  *c2s.Config
 	httpSrv *http.Server
+	proxies []netip.Prefix // http.trusted_proxies
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -70,7 +71,11 @@ type Server struct {
 	listeners []net.Listener // c2s
 	httpLns   []net.Listener // http.listen, then http.tls_listen
 	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
+	// httpOpen counts the HTTP connections open (not hijacked for a
+	// WebSocket, whose session is in conns): with conns, what
+	// limits.max_connections caps (security review #5).
+	httpOpen int
+	wg       sync.WaitGroup
 }
 
 // New prepares a server: certificate, storage, authentication, router.
@@ -218,9 +223,13 @@ func (s *Server) newWeb() error {
 		MaxWait:        h.BOSHMaxWait.Duration,
 		Inactivity:     h.BOSHInactivity.Duration,
 		MaxStanza:      s.c2s.Guard.MaxElement,
+		MaxPrebind:     s.cfg.Limits.MaxPrebindBytes,
 		WriteTimeout:   s.c2s.WriteTimeout,
-		Admit: func(a netip.Addr) bool {
-			return s.admitAddr(a, a.String())
+		Admit: func(a netip.Addr, session bool) bool {
+			if session {
+				return s.admitAddr(a, a.String())
+			}
+			return s.admitRate(a, a.String())
 		},
 		Serve:  s.serveWeb,
 		Logger: s.logger.With("component", "web"),
@@ -229,6 +238,7 @@ func (s *Server) newWeb() error {
 		return err
 	}
 	s.web = wh
+	s.proxies = proxies
 	s.httpSrv = &http.Server{
 		Handler:           wh,
 		ReadHeaderTimeout: s.c2s.NegotiateTimeout,
@@ -237,13 +247,14 @@ func (s *Server) newWeb() error {
 		IdleTimeout:    h.BOSHMaxWait.Duration + 30*time.Second,
 		MaxHeaderBytes: 32 << 10,
 		ErrorLog:       slog.NewLogLogger(s.logger.With("component", "http").Handler(), slog.LevelDebug),
+		ConnState:      s.httpConnState,
 	}
 	return nil
 }
 
 // serveWeb runs one WebSocket or BOSH session, counted and closed at
 // shutdown like a TCP connection.
-func (s *Server) serveWeb(conn net.Conn) bool {
+func (s *Server) serveWeb(conn web.Conn) bool {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -254,8 +265,81 @@ func (s *Server) serveWeb(conn net.Conn) bool {
 	s.mu.Unlock()
 	defer s.wg.Done()
 	defer s.untrack(conn)
-	c2s.Serve(s.ctx, conn, s.webC2S)
+	cfg := *s.webC2S
+	cfg.Router = boundRouter{Router: s.webC2S.Router, conn: conn}
+	c2s.Serve(s.ctx, conn, &cfg)
 	return true
+}
+
+// boundRouter tells a web session's transport when c2s bound its
+// resource, so that the pre-bind size limits give way to the stanza
+// limit.
+type boundRouter struct {
+	c2s.Router
+	conn web.Conn
+}
+
+func (r boundRouter) Bind(sess *c2s.Session) error {
+	if err := r.Router.Bind(sess); err != nil {
+		return err
+	}
+	r.conn.Bound()
+	return nil
+}
+
+// httpListener applies the connection limits to the HTTP listeners'
+// connections as they are accepted, before TLS: they count against
+// limits.max_connections with the c2s connections, and, unless they come
+// from a trusted proxy (whose clients are rated by their own address when
+// they start a session), against the per-address rate.
+type httpListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l httpListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if l.s.admitHTTP(c) {
+			return c, nil
+		}
+		c.Close()
+	}
+}
+
+// admitHTTP admits and counts an HTTP connection; httpConnState uncounts
+// it.
+func (s *Server) admitHTTP(c net.Conn) bool {
+	var addr netip.Addr
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		addr = ap.Addr().Unmap()
+	}
+	for _, p := range s.proxies {
+		if p.Contains(addr) {
+			addr = netip.Addr{} // not rated: many clients share it
+			break
+		}
+	}
+	if !s.admitAddr(addr, c.RemoteAddr().String()) {
+		return false
+	}
+	s.mu.Lock()
+	s.httpOpen++
+	s.mu.Unlock()
+	return true
+}
+
+// httpConnState uncounts an HTTP connection that closed, or that a
+// WebSocket took over (its session counts in conns from then on).
+func (s *Server) httpConnState(_ net.Conn, state http.ConnState) {
+	if state == http.StateClosed || state == http.StateHijacked {
+		s.mu.Lock()
+		s.httpOpen--
+		s.mu.Unlock()
+	}
 }
 
 // Start opens every configured listener and serves them in the
@@ -306,12 +390,14 @@ func (s *Server) Start(ctx context.Context) error {
 			direct.NextProtos = []string{"xmpp-client"}
 			l = tls.NewListener(l, direct)
 		case "https":
+			l = httpListener{Listener: l, s: s}
 			// HTTP/1.1 only: WebSocket needs it, and BOSH gains nothing
 			// from HTTP/2.
 			h := s.tls.Clone()
 			h.NextProtos = []string{"http/1.1"}
 			l = tls.NewListener(l, h)
 		case "http":
+			l = httpListener{Listener: l, s: s}
 			if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
 				s.logger.Warn("plain HTTP listener on a non-loopback address: its WebSocket and BOSH sessions count as encrypted, so put a TLS-terminating proxy in front", "addr", l.Addr().String())
 			}
@@ -403,11 +489,14 @@ func (s *Server) HTTPAddrs() (plain, secure []net.Addr) {
 }
 
 // OpenConnections returns the number of client connections open now,
-// negotiating or bound.
+// negotiating or bound: c2s connections, HTTP connections and web
+// sessions (a WebSocket's connection counts once, as its session; a BOSH
+// session counts besides its HTTP connections). limits.max_connections
+// caps it.
 func (s *Server) OpenConnections() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return len(s.conns) + s.httpOpen
 }
 
 // Router returns the server's router (for tests and metrics).
@@ -463,15 +552,18 @@ func (s *Server) admit(c net.Conn) bool {
 }
 
 // admitAddr applies the connection limits to a new connection or web
-// session from addr (the zero Addr when unknown); remote is for the log.
+// session from addr (the zero Addr when unknown, or not to be rated);
+// remote is for the log.
 func (s *Server) admitAddr(addr netip.Addr, remote string) bool {
-	s.mu.Lock()
-	open := len(s.conns)
-	s.mu.Unlock()
-	if open >= s.cfg.Limits.MaxConnections {
+	if open := s.OpenConnections(); open >= s.cfg.Limits.MaxConnections {
 		s.refusedLog("connection cap reached", remote, "open", open)
 		return false
 	}
+	return s.admitRate(addr, remote)
+}
+
+// admitRate applies the rate of new connections per source address.
+func (s *Server) admitRate(addr netip.Addr, remote string) bool {
 	if addr.IsValid() && !s.perIP.Allow(limit.AddressKey(addr), time.Now()) {
 		s.refusedLog("connection rate from one address exceeded", remote)
 		return false

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -851,4 +853,240 @@ func TestWebShutdown(t *testing.T) {
 		t.Errorf("bosh: %s, want a system-shutdown terminate", e)
 	}
 	wg.Wait()
+}
+
+// forgedCDATA is the body of a chat message an attacker sends to a web
+// user: a real CDATA section (which c2s forwards as the client wrote it)
+// holding "-->" and whole stanzas, which a splitter that ends CDATA at
+// "-->" would hand on as stanzas of their own (security review #1).
+const forgedCDATA = `<![CDATA[ --> </body></message>` +
+	`<iq xmlns='jabber:client' from='victim@localhost' type='set' id='push'><query xmlns='jabber:iq:roster'><item jid='admin@localhost' subscription='both'/></query></iq>` +
+	`<message xmlns='jabber:client' from='admin@localhost'><body>forged</body></message><message><body> ]]>`
+
+// forgedText is the text of forgedCDATA's body.
+var forgedText = strings.TrimSuffix(strings.TrimPrefix(forgedCDATA, "<![CDATA["), "]]>")
+
+// TestWebForgedStanza: a TCP user sends a web user a chat message with a
+// CDATA section that holds "-->" and stanzas; the WebSocket victim gets
+// exactly that one message, body intact, and nothing forged.
+func TestWebForgedStanza(t *testing.T) {
+	ws := startWeb(t, nil)
+	c, _, err := ws.dialWS(t, ws.https, testOrigin, "xmpp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := &wsRaw{t: t, c: c}
+	if full := victim.login("X-TOKEN", xtokenPayload(ws.testServer, t, "victim"), "web"); full != "victim@localhost/web" {
+		t.Fatalf("bound %q", full)
+	}
+	mallory := xmpptest.DialRaw(t, ws.addr)
+	mallory.Bind(ws.tlsConfig(), testHost, "X-TOKEN", xtokenPayload(ws.testServer, t, "mallory"), "x")
+	mallory.Write(`<message to='victim@localhost/web' type='chat' id='m1'><body>` + forgedCDATA + `</body></message>`)
+	mallory.Write(`<message to='victim@localhost/web' type='chat' id='m2'><body>after</body></message>`)
+
+	raw, m := victim.recv()
+	if m.XMLName.Local != "message" || attr(m, "", "id") != "m1" || attr(m, "", "from") != "mallory@localhost/x" {
+		t.Fatalf("first message: %s", raw)
+	}
+	if body, _ := m.Child("body"); body.Text != forgedText {
+		t.Fatalf("body %q, want %q (message %s)", body.Text, forgedText, raw)
+	}
+	if raw, m := victim.recv(); attr(m, "", "id") != "m2" || attr(m, "", "from") != "mallory@localhost/x" {
+		t.Fatalf("after the message, got %s, want the next message from mallory", raw)
+	}
+}
+
+// httpAddr is the plain HTTP listener's address.
+func (ws *webServer) httpAddr() string { return strings.TrimPrefix(ws.http, "http://") }
+
+// dialTCP connects to addr; the connection closes when the test ends.
+func dialTCP(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestWebConnectionLimits: HTTP connections count against
+// limits.max_connections together with c2s connections (a WebSocket
+// session once), and against the same rate per address (security review
+// #5).
+func TestWebConnectionLimits(t *testing.T) {
+	t.Run("total cap", func(t *testing.T) {
+		ws := startWeb(t, func(c *config.Config) { c.Limits.MaxConnections = 5 })
+		var conns []net.Conn
+		for range 3 {
+			conns = append(conns, dialTCP(t, ws.httpAddr()))
+		}
+		for range 2 {
+			conns = append(conns, dialTCP(t, ws.addr))
+		}
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 5 })
+		if !closedByServer(dialTCP(t, ws.httpAddr())) {
+			t.Fatal("HTTP connection over the cap was served")
+		}
+		if !closedByServer(dialTCP(t, ws.addr)) {
+			t.Fatal("c2s connection over the cap was served")
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 0 })
+		// A WebSocket session counts once, not as its connection too.
+		c, _, err := ws.dialWS(t, ws.http, "", "xmpp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &wsRaw{t: t, c: c}
+		r.login("X-TOKEN", xtokenPayload(ws.testServer, t, "alice"), "ws")
+		if n := ws.srv.OpenConnections(); n != 1 {
+			t.Fatalf("%d connections counted for one WebSocket session", n)
+		}
+	})
+	t.Run("rate per address", func(t *testing.T) {
+		ws := startWeb(t, func(c *config.Config) {
+			c.Limits.ConnectionRate = config.Rate{N: 1, Per: time.Minute}
+			c.Limits.ConnectionBurst = 3
+		})
+		refused := 0
+		for i, addr := range []string{ws.httpAddr(), ws.addr, ws.httpAddr(), ws.httpAddr(), ws.addr} {
+			c := dialTCP(t, addr)
+			if addr == ws.addr {
+				c.Write([]byte(streamHeader))
+			}
+			if closedByServer(c) {
+				refused++
+				if i < 3 {
+					t.Errorf("connection %d refused within the burst", i)
+				}
+			}
+		}
+		if refused != 2 {
+			t.Fatalf("%d of 5 connections refused, want 2 (burst 3, shared by HTTP and c2s)", refused)
+		}
+	})
+}
+
+// boshCreateStart is the start of a session creation request.
+const boshCreateStart = `<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' rid='1' to='localhost' wait='10' hold='1' xmpp:version='1.0'>`
+
+// postHead is the head of a request to the BOSH endpoint announcing a body
+// of n bytes.
+func postHead(n int) string {
+	return fmt.Sprintf("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: %d\r\n\r\n", n)
+}
+
+// TestBOSHPrebindBody: before a resource is bound, a request body over
+// max_prebind_bytes (and the <body/> wrapper) is refused with 413 and
+// policy-violation as soon as that much arrived, without waiting for the
+// rest (security review #5); once bound, a body holds a stanza up to
+// max_stanza_bytes.
+func TestBOSHPrebindBody(t *testing.T) {
+	ws := startWeb(t, nil)
+
+	// A creation request announcing 300 KiB, of which 32 KiB are sent.
+	c := dialTCP(t, ws.httpAddr())
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, postHead(300<<10)+boshCreateStart+strings.Repeat(" ", 32<<10)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer while the body is unfinished: %v", err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(data), "policy-violation") {
+		t.Fatalf("unfinished 300 KiB body: %d %s, want 413 with policy-violation", resp.StatusCode, data)
+	}
+
+	// A session not bound yet: a 20 KiB <auth/> ends it.
+	b := ws.bosh(t, ws.https)
+	b.create(10)
+	code, raw, e := b.do(b.body("", `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>`+strings.Repeat("A", 20<<10)+`</auth>`))
+	if code != http.StatusRequestEntityTooLarge || attr(e, "", "condition") != "policy-violation" {
+		t.Fatalf("20 KiB before bind: %d %s", code, raw)
+	}
+	if _, e := b.send("", ""); attr(e, "", "type") != "terminate" {
+		t.Fatalf("the session goes on after an oversized request: %s", e)
+	}
+
+	// Bound: a 64 KiB message goes through.
+	bob := ws.online(t, "bob", "tcp")
+	b = ws.bosh(t, ws.https)
+	b.login("alice", "bosh", 2)
+	text := strings.Repeat("x", 64<<10)
+	b.send("", `<message xmlns='jabber:client' to='bob@localhost/tcp' type='chat'><body>`+text+`</body></message>`)
+	if m := bob.NextNamed("message", "chat"); m.Body != text {
+		t.Fatalf("bob got a body of %d bytes, want %d", len(m.Body), len(text))
+	}
+}
+
+// TestWebSocketPrebindLimit: before a resource is bound a 64 KiB message
+// ends the stream with policy-violation (security review #5); once
+// bound, a 64 KiB stanza goes through.
+func TestWebSocketPrebindLimit(t *testing.T) {
+	ws := startWeb(t, nil)
+	for _, msg := range []string{
+		`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>` + strings.Repeat("A", 64<<10) + `</auth>`,
+		strings.Repeat(" ", 64<<10),
+	} {
+		c, _, err := ws.dialWS(t, ws.https, testOrigin, "xmpp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &wsRaw{t: t, c: c}
+		r.open()
+		r.send(msg)
+		if cond := r.expectStreamError(); cond != "policy-violation" {
+			t.Fatalf("64 KiB message %.20q... before bind: %q, want policy-violation", msg, cond)
+		}
+	}
+
+	bob := ws.online(t, "bob", "tcp")
+	c, _, err := ws.dialWS(t, ws.https, testOrigin, "xmpp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &wsRaw{t: t, c: c}
+	r.login("X-TOKEN", xtokenPayload(ws.testServer, t, "alice"), "ws")
+	text := strings.Repeat("x", 64<<10)
+	r.send(`<message xmlns='jabber:client' to='bob@localhost/tcp' type='chat'><body>` + text + `</body></message>`)
+	if m := bob.NextNamed("message", "chat"); m.Body != text {
+		t.Fatalf("bob got a body of %d bytes, want %d", len(m.Body), len(text))
+	}
+}
+
+// TestManyUnfinishedBOSHBodies: 300 HTTP connections each send 250 KiB of
+// a 320 KiB session creation request and stall. Before a resource is
+// bound a body is read only to the pre-bind limit, so memory stays
+// bounded (security review #5: 113 MiB before).
+func TestManyUnfinishedBOSHBodies(t *testing.T) {
+	ws := startWeb(t, func(c *config.Config) {
+		// All from 127.0.0.1: lift the per-address rate for this test.
+		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
+		c.Limits.ConnectionBurst = 100000
+	})
+	before := rssMiB(t)
+	const n = 300
+	req := []byte(postHead(320<<10) + boshCreateStart + strings.Repeat("x", 250<<10))
+	var wg sync.WaitGroup
+	for range n {
+		c := dialTCP(t, ws.httpAddr())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			c.Write(req) // refused early, the write may fail
+		}()
+	}
+	wg.Wait()
+	// What the server read it has now, or soon: let it land.
+	time.Sleep(500 * time.Millisecond)
+	grew := rssMiB(t) - before
+	t.Logf("RSS grew %.1f MiB for %d HTTP connections with unfinished BOSH bodies (%.1f KiB each)", grew, n, grew*1024/n)
+	checkRSS(t, grew, 40)
+	canary(t, ws.testServer)
 }

@@ -28,6 +28,10 @@ const (
 	// boshBodySlack is what a request body may hold beyond one element
 	// at the size limit: the <body/> wrapper and more small stanzas.
 	boshBodySlack = 64 << 10
+	// boshPrebindSlack is what a request body of a session not bound yet
+	// (or a session creation) may hold beyond one element at the pre-bind
+	// limit: the <body/> wrapper.
+	boshPrebindSlack = 2 << 10
 	// maxRID is the largest rid XEP-0124 §14 lets a client start with
 	// (2^53 - 1), far from overflowing the window arithmetic.
 	maxRID = 1<<53 - 1
@@ -161,6 +165,9 @@ type boshSession struct {
 	rd, wd        *deadline
 	maxPending    int
 	lastSeen      atomic.Int64 // last request, unix nanoseconds
+	// bound is set once c2s bound a resource: requests may then be as
+	// large as a stanza, not only as the pre-bind limit.
+	bound atomic.Bool
 
 	mu        sync.Mutex
 	in        []byte        // client bytes for c2s
@@ -199,7 +206,10 @@ func newRequest(b *boshBody) *boshRequest {
 	return &boshRequest{rid: b.rid, body: b, resp: make(chan []byte, 1)}
 }
 
-var _ c2s.Activity = (*boshSession)(nil)
+var (
+	_ c2s.Activity = (*boshSession)(nil)
+	_ Conn         = (*boshSession)(nil)
+)
 
 // serveBOSH handles one BOSH request: CORS, session creation, or a request
 // of an existing session, held until there is something to answer.
@@ -233,7 +243,26 @@ func (h *Handler) serveBOSH(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(h.opts.WriteTimeout))
 	limit := int64(h.opts.MaxStanza + boshBodySlack)
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body := http.MaxBytesReader(w, r.Body, limit)
+	// Until its session is bound a request is small (security review #5):
+	// read that much, and the rest only for a bound session's request.
+	small := int64(h.opts.MaxPrebind + boshPrebindSlack)
+	data, err := io.ReadAll(io.LimitReader(body, small+1))
+	if err == nil && int64(len(data)) > small {
+		if s := h.sessionOf(data); s == nil || !s.bound.Load() {
+			if s != nil {
+				s.terminate("policy-violation", "request body over the pre-bind limit")
+			}
+			h.logger.Info("bosh request too large before bind", "remote", h.clientAddr(r).String(), "limit", small)
+			w.Header().Set("Connection", "close")
+			writeBOSH(w, rc, h.opts.WriteTimeout, http.StatusRequestEntityTooLarge, terminateBody("policy-violation", nil))
+			rc.SetReadDeadline(time.Now()) // nor is the rest read
+			return
+		}
+		var rest []byte
+		rest, err = io.ReadAll(body)
+		data = append(data, rest...)
+	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
@@ -278,6 +307,32 @@ func (h *Handler) serveBOSH(w http.ResponseWriter, r *http.Request) {
 	writeBOSH(w, rc, h.opts.WriteTimeout, http.StatusOK, answer)
 }
 
+// sessionOf returns the session named by the sid of the <body/> start tag
+// at the beginning of data (a request's first bytes), or nil.
+func (h *Handler) sessionOf(data []byte) *boshSession {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := d.RawToken()
+		if err != nil {
+			return nil
+		}
+		switch t := tok.(type) {
+		case xml.ProcInst, xml.CharData:
+		case xml.StartElement:
+			for _, a := range t.Attr {
+				if a.Name.Space == "" && a.Name.Local == "sid" {
+					h.mu.Lock()
+					defer h.mu.Unlock()
+					return h.bosh[a.Value]
+				}
+			}
+			return nil
+		default:
+			return nil
+		}
+	}
+}
+
 func writeBOSH(w http.ResponseWriter, rc *http.ResponseController, timeout time.Duration, code int, body []byte) {
 	rc.SetWriteDeadline(time.Now().Add(timeout))
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
@@ -320,7 +375,7 @@ func (h *Handler) createBOSH(r *http.Request, b *boshBody) (*boshSession, *boshR
 	if closed {
 		return nil, nil, terminateBody("system-shutdown", nil)
 	}
-	if !h.opts.Admit(remote.Addr()) {
+	if !h.opts.Admit(remote.Addr(), true) {
 		return nil, nil, terminateBody("policy-violation", nil)
 	}
 	wait := time.Duration(b.wait) * time.Second
@@ -458,7 +513,11 @@ func (s *boshSession) processLocked(req *boshRequest) {
 		// stream header for c2s.
 		s.in = append(s.in, s.streamHeader()...)
 	}
-	if len(s.in) > s.maxPending {
+	maxIn := s.maxPending
+	if !s.bound.Load() {
+		maxIn = 2 * (s.h.opts.MaxPrebind + boshPrebindSlack)
+	}
+	if len(s.in) > maxIn {
 		s.terminateLocked("policy-violation", "client input piling up")
 		return
 	}
@@ -780,6 +839,10 @@ func (s *boshSession) Close() error {
 	s.terminateLocked("", "connection closed")
 	return nil
 }
+
+// Bound lifts the pre-bind limit on request bodies: c2s bound a
+// resource.
+func (s *boshSession) Bound() { s.bound.Store(true) }
 
 // LastActivity is the time of the client's last request: a poll shows it
 // alive.

@@ -53,21 +53,42 @@ type Options struct {
 	// with no request pending for that long.
 	MaxWait, Inactivity time.Duration
 	// MaxStanza is the c2s limit on one stream-level element: it sizes
-	// the WebSocket message limit and the BOSH request body limit (the
-	// c2s guard applies the limit itself to the bytes inside).
+	// the WebSocket message limit and the BOSH request body limit once a
+	// resource is bound (the c2s guard applies the limit itself to the
+	// bytes inside).
 	MaxStanza int
+	// MaxPrebind is the c2s limit on one element before a resource is
+	// bound (limits.max_prebind_bytes): until then it sizes the WebSocket
+	// message limit and the BOSH request body limit, so that a client
+	// that has not logged in holds little memory. 0 means 16 KiB.
+	MaxPrebind int
 	// WriteTimeout bounds the write of one response or message.
 	WriteTimeout time.Duration
 
-	// Admit applies the server's connection limits to a new session from
-	// addr; nil admits every session.
-	Admit func(addr netip.Addr) bool
+	// Admit applies the server's connection limits to a request from
+	// addr (after X-Forwarded-For). With session true it starts a BOSH
+	// session, which outlives its HTTP connections and counts against
+	// the connection cap on its own; with session false it is a
+	// WebSocket upgrade through a trusted proxy, whose connection was
+	// counted when accepted (but not rated per address: it came from
+	// the proxy), so only the rate per address applies. nil admits
+	// everything.
+	Admit func(addr netip.Addr, session bool) bool
 	// Serve runs one client session over conn until it ends, closing
-	// conn. It reports false, without using conn, when the server is
-	// shutting down.
-	Serve func(conn net.Conn) bool
+	// conn, and calls conn.Bound once c2s bound a resource. It reports
+	// false, without using conn, when the server is shutting down.
+	Serve func(conn Conn) bool
 	// Logger receives the transport's logs; nil is slog.Default().
 	Logger *slog.Logger
+}
+
+// Conn is the virtual connection of one WebSocket or BOSH session, which
+// Options.Serve runs c2s over.
+type Conn interface {
+	net.Conn
+	// Bound tells the transport that c2s bound a resource: the pre-bind
+	// size limits (Options.MaxPrebind) give way to the stanza limit.
+	Bound()
 }
 
 // Handler is the http.Handler of the web transports.
@@ -115,11 +136,15 @@ func New(opts Options) (*Handler, error) {
 	if h.opts.MaxStanza <= 0 {
 		h.opts.MaxStanza = 256 << 10
 	}
+	if h.opts.MaxPrebind <= 0 {
+		h.opts.MaxPrebind = 16 << 10
+	}
+	h.opts.MaxPrebind = min(h.opts.MaxPrebind, h.opts.MaxStanza)
 	if h.opts.WriteTimeout <= 0 {
 		h.opts.WriteTimeout = 30 * time.Second
 	}
 	if h.opts.Admit == nil {
-		h.opts.Admit = func(netip.Addr) bool { return true }
+		h.opts.Admit = func(netip.Addr, bool) bool { return true }
 	}
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc(PathWebSocket, h.serveWebSocket)
@@ -227,6 +252,13 @@ func (h *Handler) clientAddr(r *http.Request) netip.AddrPort {
 		}
 	}
 	return ap
+}
+
+// proxied reports whether r came through a trusted proxy, so that the
+// client's address is not the peer's.
+func (h *Handler) proxied(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && h.trusted(ap.Addr().Unmap())
 }
 
 func (h *Handler) trusted(a netip.Addr) bool {

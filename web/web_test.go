@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -11,6 +12,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"ottr.im/ottr/c2s"
 )
 
 // splitAll feeds out to a splitter in chunks of n bytes and returns the
@@ -455,5 +461,75 @@ func TestSplitterCDATA(t *testing.T) {
 	want := []string{"header id= from= to= version= lang=", `<c xmlns='jabber:client'/>`}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("comments:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestWebSocketMessageLimit: until the session is bound a message over
+// the pre-bind limit ends the input with policy-violation; after Bound
+// the stanza limit applies (security review #5).
+func TestWebSocketMessageLimit(t *testing.T) {
+	for _, bound := range []bool{false, true} {
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		h, err := New(Options{MaxPrebind: 16 << 10, MaxStanza: 256 << 10, Serve: func(c Conn) bool {
+			defer c.Close()
+			if bound {
+				c.Bound()
+			}
+			n, err := io.Copy(io.Discard, c)
+			done <- result{int(n), err}
+			return true
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+PathWebSocket, &websocket.DialOptions{Subprotocols: []string{"xmpp"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := strings.Repeat(" ", 64<<10)
+		if err := ws.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		ws.Close(websocket.StatusNormalClosure, "")
+		var r result
+		select {
+		case r = <-done:
+		case <-ctx.Done():
+			t.Fatal("the session did not end")
+		}
+		var le *c2s.LimitError
+		switch {
+		case !bound && (!errors.As(r.err, &le) || le.Err.Err != "policy-violation"):
+			t.Errorf("64 KiB before bind: read %d bytes, then %v; want policy-violation", r.n, r.err)
+		case !bound && r.n > 32<<10:
+			t.Errorf("64 KiB before bind: %d bytes passed on", r.n)
+		case bound && (r.err != nil || r.n != len(msg)):
+			t.Errorf("64 KiB after bind: read %d bytes, then %v; want all of it", r.n, r.err)
+		}
+	}
+}
+
+// TestSplitterLimit: an element of the server's output that outgrows the
+// limit, or markup c2s never writes, is an error, not a growing buffer.
+func TestSplitterLimit(t *testing.T) {
+	emit := func(event, []byte, streamHeader) error { return nil }
+	s := newSplitter(1 << 10)
+	if err := s.feed([]byte(`<stream:stream xmlns='jabber:client'><message><body>`+strings.Repeat("x", 900)), emit); err != nil {
+		t.Fatalf("under the limit: %v", err)
+	}
+	if err := s.feed([]byte(strings.Repeat("x", 200)), emit); !errors.Is(err, errOutputTooLarge) {
+		t.Fatalf("over the limit: %v", err)
+	}
+	s = newSplitter(1 << 10)
+	if err := s.feed([]byte(`<stream:stream xmlns='jabber:client'><!DOCTYPE x>`), emit); !errors.Is(err, errMarkup) {
+		t.Fatalf("a DTD: %v", err)
 	}
 }

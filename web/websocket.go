@@ -46,7 +46,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remote := h.clientAddr(r)
-	if !h.opts.Admit(remote.Addr()) {
+	// The connection was admitted when accepted; a client behind a
+	// trusted proxy is rated by its own address here.
+	if h.proxied(r) && !h.opts.Admit(remote.Addr(), false) {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -60,15 +62,19 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The c2s guard refuses an element over the limit with a stream
-	// error while the message streams in; this only stops a message
-	// that is nothing but whitespace.
-	ws.SetReadLimit(int64(2*h.opts.MaxStanza + 64<<10))
-	c := newWSConn(ws, localAddr(r), tcpAddr(remote), h.opts.WriteTimeout, outputLimit(h.opts.MaxStanza), h.logger)
+	// error while the message streams in, and readMessage a message over
+	// the limit of the moment (see wsConn.limit); this is a backstop.
+	ws.SetReadLimit(int64(wsMessageLimit(h.opts.MaxStanza)))
+	c := h.newWSConn(ws, localAddr(r), tcpAddr(remote))
 	h.logger.Debug("websocket session", "remote", remote.String(), "origin", r.Header.Get("Origin"))
 	if !h.opts.Serve(c) {
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 	}
 }
+
+// wsMessageLimit is the largest message read for an element limit of
+// max: the element and some whitespace around it.
+func wsMessageLimit(max int) int { return max + 4<<10 }
 
 // offersXMPP reports whether the client asked for the xmpp subprotocol.
 func offersXMPP(r *http.Request) bool {
@@ -97,6 +103,11 @@ type wsConn struct {
 	rd, wd        *deadline
 	pingTimeout   time.Duration
 
+	// limit is the most bytes of one message: small until c2s bound a
+	// resource (security review #5), then boundLimit.
+	limit      atomic.Int64
+	boundLimit int64
+
 	chunks  chan []byte // from the reader goroutine; closed when it ends
 	readErr error       // why it ended, set before chunks is closed
 	pending []byte      // the rest of the last chunk
@@ -110,21 +121,26 @@ type wsConn struct {
 	alive   atomic.Int64 // when a ping was last answered, unix nanoseconds
 }
 
-var _ c2s.Activity = (*wsConn)(nil)
+var (
+	_ c2s.Activity = (*wsConn)(nil)
+	_ Conn         = (*wsConn)(nil)
+)
 
-func newWSConn(ws *websocket.Conn, local, remote net.Addr, pingTimeout time.Duration, maxOut int, logger *slog.Logger) *wsConn {
+func (h *Handler) newWSConn(ws *websocket.Conn, local, remote net.Addr) *wsConn {
 	c := &wsConn{
 		ws:          ws,
-		logger:      logger,
+		logger:      h.logger,
 		local:       local,
 		remote:      remote,
 		rd:          newDeadline(),
 		wd:          newDeadline(),
-		pingTimeout: pingTimeout,
+		pingTimeout: h.opts.WriteTimeout,
+		boundLimit:  int64(wsMessageLimit(h.opts.MaxStanza)),
 		chunks:      make(chan []byte),
 		done:        make(chan struct{}),
-		out:         newSplitter(maxOut),
+		out:         newSplitter(outputLimit(h.opts.MaxStanza)),
 	}
+	c.limit.Store(int64(wsMessageLimit(h.opts.MaxPrebind)))
 	go c.readLoop()
 	return c
 }
@@ -153,7 +169,12 @@ func (c *wsConn) readLoop() {
 const openMax = 4 << 10
 
 func (c *wsConn) readMessage(r io.Reader) error {
-	buf := make([]byte, openMax)
+	// Read one byte past the limit of the moment: a message that has it
+	// is refused with policy-violation, after what came before it.
+	limit := c.limit.Load()
+	r = io.LimitReader(r, limit+1)
+	read := int64(0)
+	buf := make([]byte, min(openMax, limit+1))
 	n, err := io.ReadFull(r, buf)
 	switch {
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -165,9 +186,13 @@ func (c *wsConn) readMessage(r io.Reader) error {
 	if err := c.send(buf); err != nil {
 		return err
 	}
+	read += int64(len(buf))
 	for {
 		buf := make([]byte, 16<<10)
 		n, err := r.Read(buf)
+		if read += int64(n); read > limit {
+			return &c2s.LimitError{Err: stream.PolicyViolation, Reason: fmt.Sprintf("WebSocket message over %d bytes", limit)}
+		}
 		if n > 0 {
 			if err := c.send(buf[:n]); err != nil {
 				return err
@@ -364,6 +389,10 @@ func (c *wsConn) ping() {
 		}
 	}()
 }
+
+// Bound raises the message limit to the stanza limit: c2s bound a
+// resource.
+func (c *wsConn) Bound() { c.limit.Store(c.boundLimit) }
 
 // LastActivity is when the client last answered a ping.
 func (c *wsConn) LastActivity() time.Time { return time.Unix(0, c.alive.Load()) }
