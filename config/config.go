@@ -28,6 +28,9 @@ const (
 	DefaultOTPDigits    = 8
 	DefaultOTPInterval  = 30 * time.Second
 	DefaultOTPDeviation = 1
+	// DefaultNonceDigits is the nonce length tokens must have, the one
+	// mod_auth_token's README mints.
+	DefaultNonceDigits = 32
 )
 
 // Other defaults used when a key is left out of the file.
@@ -45,7 +48,14 @@ const (
 	minOTPInterval  = time.Second
 	maxOTPInterval  = 10 * time.Minute
 	maxOTPDeviation = 10
+	maxNonceDigits  = 256
 	minSeedBytes    = 10
+	// minSecretBytes is the shortest token_secret accepted. One observed
+	// token is an HMAC of known text, so a short secret can be searched
+	// for offline; 16 characters are 80 bits even as random base32 (the
+	// same floor as otp_seed's 10 bytes), and the secrets in
+	// mod_auth_token's README and from "ottr secrets" have 32.
+	minSecretBytes = 16
 )
 
 // logLevels lists the accepted values of log.level.
@@ -128,6 +138,13 @@ type Token struct {
 	// OTPDeviation is how many time steps before and after the current one
 	// are accepted, 0 to 10. Nil means the default, 1.
 	OTPDeviation *int `toml:"otp_deviation"`
+	// NonceDigits is the exact number of nonce digits a token must have,
+	// 0 to 256. Nil means the default, 32 (what mod_auth_token's README
+	// mints). 0 accepts any length, as mod_auth_token does, and then
+	// refuses X-TOKEN for usernames that start with a digit: the MAC has
+	// no separator between nonce and username, so with nonces of any
+	// length a token for 12345 would also log in 2345.
+	NonceDigits *int `toml:"nonce_digits"`
 }
 
 // Digits returns the number of TOTP digits, DefaultOTPDigits when unset.
@@ -155,6 +172,15 @@ func (t Token) Deviation() int {
 	return *t.OTPDeviation
 }
 
+// NonceLen returns the number of nonce digits tokens must have (0: any),
+// DefaultNonceDigits when unset.
+func (t Token) NonceLen() int {
+	if t.NonceDigits == nil {
+		return DefaultNonceDigits
+	}
+	return *t.NonceDigits
+}
+
 // Host is one served XMPP domain.
 type Host struct {
 	// Name is the domain, a valid XMPP domainpart such as "example.com".
@@ -163,8 +189,8 @@ type Host struct {
 	// lowercase and missing padding are accepted). Empty means the host
 	// refuses X-TOKEN.
 	OTPSeed string `toml:"otp_seed"`
-	// TokenSecret is the HMAC key, used as its ASCII bytes. Required when
-	// OTPSeed is set, and only then.
+	// TokenSecret is the HMAC key, used as its ASCII bytes, at least 16
+	// bytes long. Required when OTPSeed is set, and only then.
 	TokenSecret string `toml:"token_secret"`
 	// Token overrides the top-level [token] settings for this host; zero
 	// fields inherit.
@@ -187,10 +213,15 @@ func (h Host) EffectiveToken(defaults Token) Token {
 	if h.Token.OTPDeviation != nil {
 		deviation = *h.Token.OTPDeviation
 	}
+	nonce := defaults.NonceLen()
+	if h.Token.NonceDigits != nil {
+		nonce = *h.Token.NonceDigits
+	}
 	return Token{
 		OTPDigits:    digits,
 		OTPInterval:  Duration{interval},
 		OTPDeviation: &deviation,
+		NonceDigits:  &nonce,
 	}
 }
 
@@ -273,6 +304,10 @@ func applyDefaults(c *Config, md *toml.MetaData) {
 	if c.Token.OTPDeviation == nil {
 		d := DefaultOTPDeviation
 		c.Token.OTPDeviation = &d
+	}
+	if c.Token.NonceDigits == nil {
+		n := DefaultNonceDigits
+		c.Token.NonceDigits = &n
 	}
 	if !defined("host") {
 		c.Hosts = []Host{{Name: DefaultHost}}
@@ -458,6 +493,8 @@ func (c *Config) Validate() error {
 			}
 			if h.TokenSecret == "" {
 				add("%stoken_secret: required when otp_seed is set", p)
+			} else if len(h.TokenSecret) < minSecretBytes {
+				add("%stoken_secret: too short: %d bytes, need at least %d (\"ottr secrets\" makes 32)", p, len(h.TokenSecret), minSecretBytes)
 			}
 		} else if h.TokenSecret != "" {
 			add("%sotp_seed: required when token_secret is set", p)
@@ -485,6 +522,9 @@ func (t Token) validate(prefix string) []error {
 	}
 	if d := t.OTPDeviation; d != nil && (*d < 0 || *d > maxOTPDeviation) {
 		errs = append(errs, fmt.Errorf("%sotp_deviation: must be between 0 and %d, got %d", prefix, maxOTPDeviation, *d))
+	}
+	if n := t.NonceDigits; n != nil && (*n < 0 || *n > maxNonceDigits) {
+		errs = append(errs, fmt.Errorf("%snonce_digits: must be between 0 (any length) and %d, got %d", prefix, maxNonceDigits, *n))
 	}
 	return errs
 }
@@ -603,6 +643,7 @@ func writeToken(b *strings.Builder, t Token) {
 	fmt.Fprintf(b, "otp_digits = %d\n", t.Digits())
 	fmt.Fprintf(b, "otp_interval = %q\n", t.Interval().String())
 	fmt.Fprintf(b, "otp_deviation = %d\n", t.Deviation())
+	fmt.Fprintf(b, "nonce_digits = %d\n", t.NonceLen())
 }
 
 // redact hides a secret, telling only whether it is set.

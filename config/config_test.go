@@ -30,14 +30,14 @@ func TestLoadGood(t *testing.T) {
 			RequireTLS: ptr(false),
 		},
 		TLS:   TLS{Cert: "/etc/ottr/cert.pem", Key: "/etc/ottr/key.pem"},
-		Token: Token{OTPDigits: 6, OTPInterval: Duration{time.Minute}, OTPDeviation: ptr(0)},
+		Token: Token{OTPDigits: 6, OTPInterval: Duration{time.Minute}, OTPDeviation: ptr(0), NonceDigits: ptr(32)},
 		Hosts: []Host{
 			{Name: "example.com", OTPSeed: "xvgr73kmzh2m4xmy", TokenSecret: "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"},
 			{
 				Name:        "Chat.Example.org",
 				OTPSeed:     "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
-				TokenSecret: "another secret",
-				Token:       Token{OTPDigits: 10, OTPDeviation: ptr(2)},
+				TokenSecret: "another secret, longer",
+				Token:       Token{OTPDigits: 10, OTPDeviation: ptr(2), NonceDigits: ptr(20)},
 			},
 		},
 		Limits: Limits{
@@ -56,12 +56,19 @@ func TestLoadGood(t *testing.T) {
 			SendQueueBytes:      1 << 20,
 			MaxAuthAttempts:     3,
 			AuthFailuresAddress: Rate{100, time.Hour},
+			AuthFailuresPair:    Rate{3, time.Minute},
 			AuthFailuresAccount: Rate{5, time.Minute},
+			AuthFailureDelay:    Duration{500 * time.Millisecond},
 			AuthFailureBurst:    3,
 			OfflineMessages:     0,
+			OfflineBytes:        2 << 20,
 			VCardBytes:          16 * 1024,
 			PrivateBytes:        32 * 1024,
+			PrivateDocuments:    20,
+			PrivateTotalBytes:   256 * 1024,
 			RosterItems:         500,
+			RosterBytes:         512 * 1024,
+			BlockedItems:        200,
 			DirectedPresences:   50,
 		},
 		HTTP: HTTP{
@@ -89,6 +96,16 @@ func TestLoadGood(t *testing.T) {
 	if eff.Digits() != 6 || eff.Interval() != time.Minute || eff.Deviation() != 0 {
 		t.Errorf("host[0] effective token = %d/%v/%d, want 6/1m0s/0", eff.Digits(), eff.Interval(), eff.Deviation())
 	}
+	// nonce_digits is host-overridable, 0 (any length) included.
+	if n := got.Hosts[1].EffectiveToken(got.Token).NonceLen(); n != 20 {
+		t.Errorf("host[1] nonce_digits = %d, want 20", n)
+	}
+	if n := got.Hosts[0].EffectiveToken(got.Token).NonceLen(); n != 32 {
+		t.Errorf("host[0] nonce_digits = %d, want 32 (the default)", n)
+	}
+	if n := (Host{Token: Token{NonceDigits: ptr(0)}}).EffectiveToken(got.Token).NonceLen(); n != 0 {
+		t.Errorf("a host's nonce_digits = 0 gave %d", n)
+	}
 }
 
 func TestLoadBad(t *testing.T) {
@@ -107,6 +124,8 @@ func TestLoadBad(t *testing.T) {
 		{"no_listeners.toml", []string{"c2s.listen", "c2s.direct_tls"}},
 		{"bad_seed.toml", []string{"host[0].otp_seed", "not valid base32"}},
 		{"short_seed.toml", []string{"host[0].otp_seed", "too short"}},
+		{"short_secret.toml", []string{"host[0].token_secret", "too short", "15 bytes", "at least 16"}},
+		{"nonce_digits_out_of_range.toml", []string{"token.nonce_digits", "got 257", "host[0].token.nonce_digits", "got -1"}},
 		{"seed_without_secret.toml", []string{"host[0].token_secret", "required"}},
 		{"secret_without_seed.toml", []string{"host[0].otp_seed", "required"}},
 		{"duplicate_host.toml", []string{"host[1].name", "already host[0]"}},
@@ -238,6 +257,7 @@ func TestDefaults(t *testing.T) {
 		{"token.otp_digits", d.Token.Digits(), 8},
 		{"token.otp_interval", d.Token.Interval(), 30 * time.Second},
 		{"token.otp_deviation", d.Token.Deviation(), 1},
+		{"token.nonce_digits", d.Token.NonceLen(), 32},
 		{"host", d.Hosts, []Host{{Name: "localhost"}}},
 	}
 	for _, c := range checks {
@@ -393,7 +413,7 @@ func TestSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := c.Summary()
-	for _, secret := range []string{"xvgr73kmzh2m4xmy", "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7", "JBSWY3DP", "another secret"} {
+	for _, secret := range []string{"xvgr73kmzh2m4xmy", "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7", "JBSWY3DP", "another secret, longer"} {
 		if strings.Contains(s, secret) {
 			t.Errorf("Summary leaks %q:\n%s", secret, s)
 		}
@@ -411,6 +431,8 @@ func TestSummary(t *testing.T) {
 		"otp_digits = 10",
 		`otp_interval = "1m0s"`,
 		"otp_deviation = 2",
+		"nonce_digits = 20",
+		"nonce_digits = 32",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("Summary lacks %q:\n%s", want, s)

@@ -68,27 +68,61 @@ type Limits struct {
 	// MaxAuthAttempts is the most SASL attempts on one stream, 1 to 20.
 	// Default 5.
 	MaxAuthAttempts int `toml:"max_auth_attempts"`
-	// AuthFailuresAddress is the sustained rate of failed logins allowed per
-	// source address. Default 30/min.
+	// AuthFailuresAddress is the sustained rate of failed logins (token or
+	// password) allowed per source address (IPv4 address or IPv6 /64);
+	// past it, password logins from the address are refused unchecked.
+	// A token is always checked: a valid one logs in. Default 30/min.
 	AuthFailuresAddress Rate `toml:"auth_failures_per_address"`
-	// AuthFailuresAccount is the sustained rate of failed logins allowed per
-	// account. Default 10/min.
+	// AuthFailuresPair is the sustained rate of failed password logins
+	// allowed per source address and account together; past it, password
+	// logins from that address to that account are refused unchecked.
+	// Default 10/min.
+	AuthFailuresPair Rate `toml:"auth_failures_per_address_account"`
+	// AuthFailuresAccount is the sustained rate of failed password logins
+	// per account from all addresses together past which each further
+	// failed answer waits AuthFailureDelay. It never refuses a login, and
+	// never delays a right password. Default 10/min.
 	AuthFailuresAccount Rate `toml:"auth_failures_per_account"`
+	// AuthFailureDelay is how long a failed password answer waits once the
+	// account is past AuthFailuresAccount, 0s (no delay) to 30s.
+	// Default 2s.
+	AuthFailureDelay Duration `toml:"auth_failure_delay"`
 	// AuthFailureBurst is how many failed logins are allowed at once above
 	// those rates, at least 1. Default 10.
 	AuthFailureBurst int `toml:"auth_failure_burst"`
 	// OfflineMessages is how many messages are stored per user while they
 	// are offline, 0 to 1,000,000; 0 turns offline storage off. Default 1000.
 	OfflineMessages int `toml:"offline_messages"`
+	// OfflineBytes is how many bytes of messages are stored per user while
+	// they are offline, all messages together, 1 KiB to 1 GiB; a message
+	// that would pass it is refused like one beyond OfflineMessages.
+	// Default 4194304 (4 MiB): a thousand ordinary messages take about 1 MiB.
+	OfflineBytes int `toml:"offline_bytes"`
 	// VCardBytes is the largest vCard stored, 1 KiB to 16 MiB.
 	// Default 65536 (64 KiB).
 	VCardBytes int `toml:"vcard_bytes"`
 	// PrivateBytes is the largest private XML document stored (XEP-0049),
 	// 1 KiB to 16 MiB. Default 65536 (64 KiB).
 	PrivateBytes int `toml:"private_bytes"`
+	// PrivateDocuments is how many private XML documents (XEP-0049) a user
+	// may store, 1 to 100,000. Default 100.
+	PrivateDocuments int `toml:"private_documents"`
+	// PrivateTotalBytes is how many bytes of private XML a user may store,
+	// all documents together, 1 KiB to 1 GiB and at least PrivateBytes.
+	// Default 1048576 (1 MiB).
+	PrivateTotalBytes int `toml:"private_total_bytes"`
 	// RosterItems is the most roster items per user, 10 to 1,000,000.
 	// Default 2000.
 	RosterItems int `toml:"roster_items"`
+	// RosterBytes is how many bytes one user's roster entries may take
+	// together (contacts, names, groups and unanswered subscription
+	// requests with their status text), 16 KiB to 1 GiB. Default 1048576
+	// (1 MiB).
+	RosterBytes int `toml:"roster_bytes"`
+	// BlockedItems is how many JIDs a user may block (XEP-0191), 10 to
+	// 1,000,000; a block request with more items is refused whole.
+	// Default 1000.
+	BlockedItems int `toml:"blocked_items"`
 	// DirectedPresences is how many entities one session may have sent
 	// directed presence to and not yet made unavailable, 1 to 100,000:
 	// each is remembered so that it learns when the session goes
@@ -115,12 +149,19 @@ func DefaultLimits() Limits {
 		SendQueueBytes:      4 * mib,
 		MaxAuthAttempts:     5,
 		AuthFailuresAddress: Rate{N: 30, Per: time.Minute},
+		AuthFailuresPair:    Rate{N: 10, Per: time.Minute},
 		AuthFailuresAccount: Rate{N: 10, Per: time.Minute},
+		AuthFailureDelay:    Duration{2 * time.Second},
 		AuthFailureBurst:    10,
 		OfflineMessages:     1000,
+		OfflineBytes:        4 * mib,
 		VCardBytes:          64 * kib,
 		PrivateBytes:        64 * kib,
+		PrivateDocuments:    100,
+		PrivateTotalBytes:   mib,
 		RosterItems:         2000,
+		RosterBytes:         mib,
+		BlockedItems:        1000,
 		DirectedPresences:   200,
 	}
 }
@@ -169,7 +210,15 @@ const (
 	maxStoredBytes    = 16 * mib
 	minRosterItems    = 10
 	maxRosterItems    = 1_000_000
+	maxQuotaBytes     = 1 << 30
+	minRosterBytes    = 16 * kib
+	maxPrivateDocs    = 100_000
+	minBlockedItems   = 10
+	maxBlockedItems   = 1_000_000
 	maxDirected       = 100_000
+	// maxAuthFailureDelay bounds limits.auth_failure_delay: a delayed
+	// answer holds its connection.
+	maxAuthFailureDelay = 30 * time.Second
 )
 
 // validate checks every limit; each error starts with "limits.<key>".
@@ -221,12 +270,25 @@ func (l Limits) validate() []error {
 	}
 	between("max_auth_attempts", l.MaxAuthAttempts, 1, maxAuthAttempts)
 	rate("auth_failures_per_address", l.AuthFailuresAddress)
+	rate("auth_failures_per_address_account", l.AuthFailuresPair)
 	rate("auth_failures_per_account", l.AuthFailuresAccount)
+	if d := l.AuthFailureDelay.Duration; d < 0 || d > maxAuthFailureDelay {
+		add("auth_failure_delay", "must be between 0s and %v, got %v", maxAuthFailureDelay, d)
+	}
 	atLeast("auth_failure_burst", l.AuthFailureBurst, 1)
 	between("offline_messages", l.OfflineMessages, 0, maxOffline)
+	between("offline_bytes", l.OfflineBytes, minStoredBytes, maxQuotaBytes)
 	between("vcard_bytes", l.VCardBytes, minStoredBytes, maxStoredBytes)
 	between("private_bytes", l.PrivateBytes, minStoredBytes, maxStoredBytes)
+	between("private_documents", l.PrivateDocuments, 1, maxPrivateDocs)
+	between("private_total_bytes", l.PrivateTotalBytes, minStoredBytes, maxQuotaBytes)
+	if l.PrivateTotalBytes >= minStoredBytes && l.PrivateTotalBytes < l.PrivateBytes {
+		// A document of the largest size allowed could never be stored.
+		add("private_total_bytes", "must be at least limits.private_bytes (%d), got %d", l.PrivateBytes, l.PrivateTotalBytes)
+	}
 	between("roster_items", l.RosterItems, minRosterItems, maxRosterItems)
+	between("roster_bytes", l.RosterBytes, minRosterBytes, maxQuotaBytes)
+	between("blocked_items", l.BlockedItems, minBlockedItems, maxBlockedItems)
 	between("directed_presences", l.DirectedPresences, 1, maxDirected)
 	return errs
 }

@@ -29,12 +29,19 @@ var wantDefaultLimits = Limits{
 	SendQueueBytes:      4194304,
 	MaxAuthAttempts:     5,
 	AuthFailuresAddress: Rate{N: 30, Per: time.Minute},
+	AuthFailuresPair:    Rate{N: 10, Per: time.Minute},
 	AuthFailuresAccount: Rate{N: 10, Per: time.Minute},
+	AuthFailureDelay:    Duration{2 * time.Second},
 	AuthFailureBurst:    10,
 	OfflineMessages:     1000,
+	OfflineBytes:        4194304,
 	VCardBytes:          65536,
 	PrivateBytes:        65536,
+	PrivateDocuments:    100,
+	PrivateTotalBytes:   1048576,
 	RosterItems:         2000,
+	RosterBytes:         1048576,
+	BlockedItems:        1000,
 	DirectedPresences:   200,
 }
 
@@ -123,6 +130,13 @@ func TestLoadBadLimits(t *testing.T) {
 		{"limits_vcard_too_large.toml", []string{"limits.vcard_bytes:", "between 1024 and 16777216", "got 16777217"}},
 		{"limits_private_too_small.toml", []string{"limits.private_bytes:", "got 512"}},
 		{"limits_roster_too_small.toml", []string{"limits.roster_items:", "between 10 and 1000000", "got 5"}},
+		{"limits_store_quotas.toml", []string{
+			"limits.offline_bytes:", "between 1024 and 1073741824", "got 1073741825",
+			"limits.private_documents:", "between 1 and 100000", "got 0",
+			"limits.private_total_bytes:", "at least limits.private_bytes (65536), got 4096",
+			"limits.roster_bytes:", "between 16384 and 1073741824", "got 1024",
+			"limits.blocked_items:", "between 10 and 1000000", "got 9",
+		}},
 		{"limits_many_errors.toml", []string{
 			"limits.max_stanza_bytes:", "limits.max_depth:", "limits.keepalive:",
 			"limits.send_queue:", "limits.vcard_bytes:", "limits.roster_items:",
@@ -145,7 +159,7 @@ func TestValidateZeroLimits(t *testing.T) {
 		t.Fatal("Validate() with zero limits = nil, want errors")
 	}
 	for _, key := range limitKeys() {
-		if key == "offline_messages" {
+		if key == "offline_messages" || key == "auth_failure_delay" {
 			continue
 		}
 		if !strings.Contains(err.Error(), "limits."+key+":") {
@@ -154,6 +168,9 @@ func TestValidateZeroLimits(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "limits.offline_messages") {
 		t.Errorf("Validate() refuses offline_messages = 0:\n%v", err)
+	}
+	if strings.Contains(err.Error(), "limits.auth_failure_delay") {
+		t.Errorf("Validate() refuses auth_failure_delay = 0s:\n%v", err)
 	}
 }
 

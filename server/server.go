@@ -103,6 +103,7 @@ func New(opts Options) (*Server, error) {
 			Digits:      t.Digits(),
 			Interval:    t.Interval(),
 			Deviation:   t.Deviation(),
+			NonceDigits: auth.ConfigNonceDigits(t.NonceLen()),
 		}
 	}
 	var cert tls.Certificate
@@ -125,10 +126,13 @@ func New(opts Options) (*Server, error) {
 	authn, err := auth.New(auth.Options{
 		Hosts:    hosts,
 		Accounts: store,
+		Claims:   store, // used tokens stay refused after a restart
 		Now:      opts.Now,
 		Failures: auth.FailureLimits{
 			PerAddress: lim.AuthFailuresAddress.PerSecond(),
+			PerPair:    lim.AuthFailuresPair.PerSecond(),
 			PerAccount: lim.AuthFailuresAccount.PerSecond(),
+			Delay:      lim.AuthFailureDelay.Duration,
 			Burst:      lim.AuthFailureBurst,
 		},
 	})
@@ -143,6 +147,16 @@ func New(opts Options) (*Server, error) {
 		VCardMax:   lim.VCardBytes,
 		PrivateMax: lim.PrivateBytes,
 		RosterMax:  lim.RosterItems,
+
+		OfflineBytes:   lim.OfflineBytes,
+		RosterBytes:    lim.RosterBytes,
+		PrivateDocs:    lim.PrivateDocuments,
+		PrivateTotal:   lim.PrivateTotalBytes,
+		BlockMax:       lim.BlockedItems,
+		SendQueue:      lim.SendQueue,
+		SendQueueBytes: lim.SendQueueBytes,
+
+		DirectedMax: lim.DirectedPresences,
 	}, logger.With("component", "router"))
 	if err := registerCore(iq); err == nil {
 		err = router.registerIM(iq, time.Now())

@@ -101,7 +101,7 @@ const (
 	testSeed    = "XVGR73KMZH2M4XMY"
 	testSecret  = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
 	otherSeed   = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-	otherSecret = "another secret"
+	otherSecret = "another secret, longer"
 )
 
 // writeConfig writes a configuration into a fresh temporary directory,

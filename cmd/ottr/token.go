@@ -11,16 +11,14 @@ import (
 	"ottr.im/ottr/config"
 )
 
-// nonceLen is the number of random nonce digits in a minted token, as in
-// mod_auth_token's README.
-const nonceLen = 32
-
 // runToken implements "ottr token": it prints one X-TOKEN token for
-// user@host, valid now, and nothing else on stdout.
+// user@host, valid now, and nothing else on stdout. The nonce has the
+// host's nonce_digits (32 random digits by default, and also when any
+// length is accepted).
 func runToken(_ context.Context, e *env, args []string) error {
 	f := newFlagSet("token", "[-c FILE] [-nonce DIGITS] user@host")
 	cfgPath := f.configFlag()
-	nonce := f.String("nonce", "", "use `DIGITS` as the nonce instead of 32 random digits")
+	nonce := f.String("nonce", "", "use `DIGITS` as the nonce instead of random digits (exactly the host's token.nonce_digits, 32 by default)")
 	if err := f.parse(e, args); err != nil {
 		return err
 	}
@@ -31,9 +29,6 @@ func runToken(_ context.Context, e *env, args []string) error {
 	f.Visit(func(fl *flag.Flag) { nonceSet = nonceSet || fl.Name == "nonce" })
 	if nonceSet && !isDigits(*nonce) {
 		return f.usageErr("-nonce %q: must be decimal digits", *nonce)
-	}
-	if !nonceSet {
-		*nonce = auth.NewNonce(nonceLen)
 	}
 	user, hostName, err := splitJID(f.Arg(0))
 	if err != nil {
@@ -57,6 +52,18 @@ func runToken(_ context.Context, e *env, args []string) error {
 	if h.OTPSeed == "" {
 		return fmt.Errorf("host %q has no otp_seed: it does not accept X-TOKEN (set otp_seed and token_secret in its [[host]] table; \"ottr secrets\" makes them)", h.Name)
 	}
+	n := h.EffectiveToken(cfg.Token).NonceLen()
+	switch {
+	case n == 0 && user[0] >= '0' && user[0] <= '9':
+		return fmt.Errorf("host %q accepts nonces of any length (token.nonce_digits = 0), so it refuses tokens for usernames that start with a digit such as %q: set nonce_digits to the length your tokens use", h.Name, user)
+	case n > 0 && nonceSet && len(*nonce) != n:
+		return fmt.Errorf("-nonce %q has %d digits: host %q needs exactly %d (token.nonce_digits)", *nonce, len(*nonce), h.Name, n)
+	case !nonceSet:
+		if n == 0 {
+			n = auth.DefaultNonceDigits
+		}
+		*nonce = auth.NewNonce(n)
+	}
 	tok, err := mintToken(cfg, h, user, *nonce, time.Now())
 	if err != nil {
 		return err
@@ -75,6 +82,7 @@ func mintToken(cfg *config.Config, h config.Host, user, nonce string, now time.T
 		Digits:      t.Digits(),
 		Interval:    t.Interval(),
 		Deviation:   t.Deviation(),
+		NonceDigits: auth.ConfigNonceDigits(t.NonceLen()),
 	}
 	tok, err := auth.Mint(p, user+"@"+strings.ToLower(h.Name), now, nonce)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,14 +76,13 @@ func TestToken(t *testing.T) {
 		params auth.TokenParams
 		user   string // as the server passes it: nodeprepped
 		domain string // lowercased
-		nonce  string // "" means random: nonceLen digits
+		nonce  string // "" means random: 32 digits
 	}{
 		{"default settings", []string{"alice@example.com"}, example, "alice", "example.com", ""},
 		{"username nodeprepped", []string{"Alice@example.com"}, example, "alice", "example.com", ""},
 		{"host case-insensitive", []string{"bob@EXAMPLE.COM"}, example, "bob", "example.com", ""},
 		{"host overrides", []string{"carol@chat.example.org"}, chat, "carol", "chat.example.org", ""},
-		{"given nonce", []string{"-nonce", "0123456789", "dave@example.com"}, example, "dave", "example.com", "0123456789"},
-		{"empty nonce", []string{"-nonce=", "erin@example.com"}, example, "erin", "example.com", "-"},
+		{"given nonce", []string{"-nonce", "01234567890123456789012345678901", "dave@example.com"}, example, "dave", "example.com", "01234567890123456789012345678901"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,8 +101,8 @@ func TestToken(t *testing.T) {
 			}
 			switch tt.nonce {
 			case "":
-				if len(parsed.Nonce) != nonceLen {
-					t.Errorf("nonce %q has %d digits, want %d", parsed.Nonce, len(parsed.Nonce), nonceLen)
+				if len(parsed.Nonce) != auth.DefaultNonceDigits {
+					t.Errorf("nonce %q has %d digits, want %d", parsed.Nonce, len(parsed.Nonce), auth.DefaultNonceDigits)
 				}
 			case "-":
 				if parsed.Nonce != "" {
@@ -252,5 +252,85 @@ func TestTokenWithConfigGeneratesNothing(t *testing.T) {
 	runOttr(t, "", "", "token", "-c", cfg, "alice@nosecret.example").check(t, 1, nil, nil)
 	if _, err := os.Stat(filepath.Join(filepath.Dir(cfg), "data")); !os.IsNotExist(err) {
 		t.Errorf("data_dir created with -c: %v", err)
+	}
+}
+
+// TestTokenNonceDigits: "ottr token" mints nonces of the host's
+// token.nonce_digits, refuses a -nonce of another length, and with any
+// length refuses usernames that start with a digit (security review #2).
+func TestTokenNonceDigits(t *testing.T) {
+	cfg := writeConfigFile(t, func(dataDir string) string {
+		return fmt.Sprintf(`data_dir = %q
+
+[[host]]
+name = "example.com"
+otp_seed = %q
+token_secret = %q
+
+[[host]]
+name = "ten.example"
+otp_seed = %q
+token_secret = %q
+[host.token]
+nonce_digits = 10
+
+[[host]]
+name = "any.example"
+otp_seed = %q
+token_secret = %q
+[host.token]
+nonce_digits = 0
+`, dataDir, testSeed, testSecret, testSeed, testSecret, testSeed, testSecret)
+	})
+	params := func(nonceDigits int) auth.TokenParams {
+		return auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret, NonceDigits: nonceDigits}
+	}
+	ok := []struct {
+		name   string
+		args   []string
+		params auth.TokenParams
+		user   string
+		domain string
+		nonce  int // digits expected
+	}{
+		{"fixed length, random", []string{"alice@ten.example"}, params(10), "alice", "ten.example", 10},
+		{"fixed length, given", []string{"-nonce", "0123456789", "12345@ten.example"}, params(10), "12345", "ten.example", 10},
+		{"default, numeric user", []string{"12345@example.com"}, params(0), "12345", "example.com", 32},
+		{"any length, random", []string{"alice@any.example"}, params(auth.AnyNonceLength), "alice", "any.example", 32},
+		{"any length, short", []string{"-nonce", "77", "alice@any.example"}, params(auth.AnyNonceLength), "alice", "any.example", 2},
+		{"any length, empty", []string{"-nonce=", "a1@any.example"}, params(auth.AnyNonceLength), "a1", "any.example", 0},
+	}
+	for _, tt := range ok {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runOttr(t, "", "", append([]string{"token", "-c", cfg}, tt.args...)...)
+			r.check(t, 0, nil, nil)
+			tok := strings.TrimSuffix(r.stdout, "\n")
+			parsed, err := auth.ParseToken(tok, auth.DefaultDigits)
+			if err != nil {
+				t.Fatalf("ParseToken(%q): %v", tok, err)
+			}
+			if len(parsed.Nonce) != tt.nonce {
+				t.Errorf("nonce %q has %d digits, want %d", parsed.Nonce, len(parsed.Nonce), tt.nonce)
+			}
+			verifyOnce(t, newVerifier(t, tt.params), tt.user, tt.domain, tok)
+		})
+	}
+	bad := []struct {
+		name   string
+		args   []string
+		stderr []string
+	}{
+		{"default, short nonce", []string{"-nonce", "77", "12345@example.com"}, []string{`-nonce "77"`, "exactly 32", "token.nonce_digits"}},
+		{"fixed length, long nonce", []string{"-nonce", "01234567890", "alice@ten.example"}, []string{"11 digits", "exactly 10"}},
+		{"any length, numeric user", []string{"-nonce", "77", "12345@any.example"}, []string{`"any.example"`, "nonce_digits = 0", `"12345"`}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runOttr(t, "", "", append([]string{"token", "-c", cfg}, tt.args...)...)
+			r.check(t, 1, nil, tt.stderr)
+			if r.stdout != "" {
+				t.Errorf("stdout not empty: %q", r.stdout)
+			}
+		})
 	}
 }
