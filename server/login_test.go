@@ -3,11 +3,13 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"mellium.im/sasl"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
@@ -301,5 +303,164 @@ func TestPortInUse(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), l.Addr().String()) {
 		t.Fatalf("error %q does not name the address", err)
+	}
+}
+
+// loginFrom is ts.login from the local address local (another loopback
+// address is another client address to the server's limits).
+func (ts *testServer) loginFrom(t *testing.T, local, user string, mech sasl.Mechanism, secret string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := d.DialContext(ctx, "tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	origin, err := jid.New(user, testHost, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := xmpp.NewClientSession(ctx, origin, conn,
+		xmpp.StartTLS(ts.tlsConfig()), xmpp.SASL("", secret, mech), xmpptest.BindResource(""))
+	if err != nil {
+		return err
+	}
+	return sess.Close()
+}
+
+// Two client addresses: every loopback address reaches the server.
+const (
+	addrA = "127.0.0.1"
+	addrB = "127.0.0.2"
+)
+
+// shiftDigits moves the first k digits of user into the end of tok's
+// nonce: the MAC's input OTP+NONCE+user@host is unchanged.
+func shiftDigits(tok, user string, k int) string {
+	code, mac, _ := strings.Cut(tok, " ")
+	return code + user[:k] + " " + mac
+}
+
+func wantCondition(t *testing.T, what string, err error, cond string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s logged in, want <%s/>", what, cond)
+	}
+	if !strings.Contains(err.Error(), cond) {
+		t.Fatalf("%s: %v, want <%s/>", what, err, cond)
+	}
+}
+
+// TestTokenDigitsCannotMove is security review #2 over real sockets: a
+// token for 12345 must not log in 2345 or 45 with the username's digits
+// moved into the nonce. With the default nonce_digits (32) the longer
+// nonce is refused and the token still logs in 12345; with
+// nonce_digits = 0 (any length) the review's exact attack, a token for
+// 12345 with nonce 77, is refused for all three names, and a username
+// that starts with a letter still logs in with a short nonce.
+func TestTokenDigitsCannotMove(t *testing.T) {
+	params := func(nonceDigits int) auth.TokenParams {
+		return auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret, NonceDigits: nonceDigits}
+	}
+	mint := func(t *testing.T, p auth.TokenParams, user, nonce string) string {
+		t.Helper()
+		tok, err := auth.Mint(p, user+"@"+testHost, time.Now(), nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	t.Run("default", func(t *testing.T) {
+		ts := startServer(t, nil)
+		tok := mint(t, params(0), "12345", auth.NewNonce(32))
+		for _, k := range []int{1, 3} {
+			_, err := ts.login(t, "12345"[k:], "", auth.XToken, shiftDigits(tok, "12345", k))
+			wantCondition(t, "token for 12345 as "+"12345"[k:], err, "not-authorized")
+		}
+		exact := mint(t, params(2), "12345", "77")
+		for _, k := range []int{0, 1, 3} {
+			_, err := ts.login(t, "12345"[k:], "", auth.XToken, shiftDigits(exact, "12345", k))
+			wantCondition(t, "nonce-77 token for 12345 as "+"12345"[k:], err, "not-authorized")
+		}
+		c, err := ts.login(t, "12345", "", auth.XToken, tok)
+		if err != nil {
+			t.Fatalf("token for 12345: %v", err)
+		}
+		if got := c.JID.Bare().String(); got != "12345@"+testHost {
+			t.Fatalf("bound %s", got)
+		}
+	})
+	t.Run("any length", func(t *testing.T) {
+		ts := startServer(t, func(c *config.Config) {
+			anyLength := 0
+			c.Token.NonceDigits = &anyLength
+		})
+		exact := mint(t, params(2), "12345", "77")
+		for _, k := range []int{0, 1, 3} {
+			_, err := ts.login(t, "12345"[k:], "", auth.XToken, shiftDigits(exact, "12345", k))
+			wantCondition(t, "nonce-77 token for 12345 as "+"12345"[k:], err, "not-authorized")
+		}
+		c, err := ts.login(t, "alice", "", auth.XToken, mint(t, params(auth.AnyNonceLength), "alice", "77"))
+		if err != nil {
+			t.Fatalf("alice with nonce 77: %v", err)
+		}
+		if got := c.JID.Bare().String(); got != "alice@"+testHost {
+			t.Fatalf("bound %s", got)
+		}
+	})
+}
+
+// TestBadTokensDoNotLockOut is security review #4 over real sockets: a
+// dozen bad tokens for alice from address A do not stop alice's valid
+// token, from A or from B.
+func TestBadTokensDoNotLockOut(t *testing.T) {
+	ts := startServer(t, nil)
+	good := ts.token(t, "alice")
+	bad := good[:len(good)-4] + "AAA="
+	for i := 0; i < 12; i++ {
+		wantCondition(t, fmt.Sprint("bad token ", i), ts.loginFrom(t, addrA, "alice", auth.XToken, bad), "not-authorized")
+	}
+	for _, from := range []string{addrA, addrB} {
+		if err := ts.loginFrom(t, from, "alice", auth.XToken, ts.token(t, "alice")); err != nil {
+			t.Fatalf("alice's valid token from %s after 12 bad ones: %v", from, err)
+		}
+	}
+}
+
+// TestBadPasswordsDoNotLockOut is security review #4 over real sockets:
+// 20 wrong passwords for bob from address A refuse bob's right password
+// from A, but from B it logs in at once; a wrong one from B is answered
+// only after auth_failure_delay.
+func TestBadPasswordsDoNotLockOut(t *testing.T) {
+	ts := startServer(t, nil)
+	delay := ts.cfg.Limits.AuthFailureDelay.Duration
+	addAccount(t, ts, "bob", "the right password")
+	refused := 0
+	for i := 0; i < 20; i++ {
+		err := ts.loginFrom(t, addrA, "bob", auth.Plain, "wrong")
+		if err == nil {
+			t.Fatalf("wrong password %d logged in", i)
+		}
+		if strings.Contains(err.Error(), "temporary-auth-failure") {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("20 wrong passwords from one address were never refused")
+	}
+	wantCondition(t, "bob's right password from A", ts.loginFrom(t, addrA, "bob", auth.Plain, "the right password"), "temporary-auth-failure")
+	start := time.Now()
+	if err := ts.loginFrom(t, addrB, "bob", auth.Plain, "the right password"); err != nil {
+		t.Fatalf("bob's right password from B: %v", err)
+	}
+	if d := time.Since(start); d >= delay {
+		t.Fatalf("bob's right password from B took %v (auth_failure_delay %v)", d, delay)
+	}
+	start = time.Now()
+	wantCondition(t, "a wrong password for bob from B", ts.loginFrom(t, addrB, "bob", auth.Plain, "wrong"), "not-authorized")
+	if d := time.Since(start); d < delay {
+		t.Fatalf("a wrong password for bob from B answered after %v, want at least %v", d, delay)
 	}
 }

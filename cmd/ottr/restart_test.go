@@ -108,3 +108,55 @@ func dataDirTLS(t *testing.T, dataDir string) *tls.Config {
 	}
 	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
 }
+
+// TestRestartRefusesUsedToken is security review #8: a token used once is
+// refused after the server restarts (stopped cleanly or killed) within the
+// token's validity, with not-authorized; a fresh token logs in.
+func TestRestartRefusesUsedToken(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			addr := freeAddr(t)
+			cfg := writeInteropConfig(t, addr)
+			dataDir := filepath.Join(filepath.Dir(cfg), "data")
+			mint := func() string {
+				t.Helper()
+				tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, "alice@localhost", time.Now(), auth.NewNonce(32))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tok
+			}
+			p := startServe(t, cfg, addr)
+			tlsCfg := dataDirTLS(t, dataDir)
+			used := mint()
+			c, err := xmpptest.Login(t, addr, tlsCfg, "alice", "localhost", "", auth.XToken, used)
+			if err != nil {
+				t.Fatalf("first use: %v\nserver:\n%s", err, p.stderr.String())
+			}
+			c.Close()
+			if _, err := xmpptest.Login(t, addr, tlsCfg, "alice", "localhost", "", auth.XToken, used); err == nil || !strings.Contains(err.Error(), "not-authorized") {
+				t.Fatalf("second use before the restart: %v, want not-authorized", err)
+			}
+
+			if sig == syscall.SIGKILL {
+				if err := p.cmd.Process.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				<-p.done
+			} else if code := p.stop(t, sig); code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			p = startServe(t, cfg, addr)
+			_, err = xmpptest.Login(t, addr, tlsCfg, "alice", "localhost", "", auth.XToken, used)
+			if err == nil {
+				t.Fatal("the used token logged in again after the restart")
+			}
+			if !strings.Contains(err.Error(), "not-authorized") {
+				t.Fatalf("used token after the restart: %v, want not-authorized", err)
+			}
+			if _, err := xmpptest.Login(t, addr, tlsCfg, "alice", "localhost", "", auth.XToken, mint()); err != nil {
+				t.Fatalf("fresh token after the restart: %v\nserver:\n%s", err, p.stderr.String())
+			}
+		})
+	}
+}
