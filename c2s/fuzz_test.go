@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,13 @@ func FuzzStream(f *testing.F) {
 	f.Add(header + `<!-- x -->`)
 	f.Add(`<?xml version='1.0'?><!DOCTYPE a>`)
 	f.Add(login + `<message>` + "\xff" + `</message>`)
+	// Security review #10, #11, #5: whitespace between every element,
+	// input that is not XML, another encoding, an oversized header.
+	f.Add(" \n" + strings.ReplaceAll(login, "><", ">\n <") + "\n<presence/>\n")
+	f.Add("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	f.Add(`<?xml version='1.0' encoding='ISO-8859-1'?>` + header[len(`<?xml version='1.0'?>`):])
+	f.Add(header + strings.Repeat(" ", 5000) + `<auth/>`)
+	f.Add(`<stream:stream xmlns='jabber:client' to='localhost' x='` + strings.Repeat("x", 5000) + `'>`)
 	cfg := (&Config{
 		Serves:           func(d string) bool { return d == "localhost" },
 		RequireTLS:       false,
