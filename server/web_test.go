@@ -894,6 +894,24 @@ func TestWebForgedStanza(t *testing.T) {
 	if raw, m := victim.recv(); attr(m, "", "id") != "m2" || attr(m, "", "from") != "mallory@localhost/x" {
 		t.Fatalf("after the message, got %s, want the next message from mallory", raw)
 	}
+
+	// A BOSH victim: the two messages, in bodies, and nothing else.
+	b := ws.bosh(t, ws.https)
+	if full := b.login("victim", "bosh", 2); full != "victim@localhost/bosh" {
+		t.Fatalf("bound %q", full)
+	}
+	mallory.Write(`<message to='victim@localhost/bosh' type='chat' id='b1'><body>` + forgedCDATA + `</body></message>`)
+	mallory.Write(`<message to='victim@localhost/bosh' type='chat' id='b2'><body>after</body></message>`)
+	var got []xmpptest.Element
+	for len(got) < 2 {
+		got = append(got, recvBody(t, b.poll(), 5*time.Second).Children...)
+	}
+	if len(got) != 2 || attr(got[0], "", "id") != "b1" || attr(got[1], "", "id") != "b2" {
+		t.Fatalf("BOSH victim got %v, want messages b1 and b2", got)
+	}
+	if body, _ := got[0].Child("body"); body.Text != forgedText || attr(got[0], "", "from") != "mallory@localhost/x" {
+		t.Fatalf("BOSH victim got %s", got[0])
+	}
 }
 
 // httpAddr is the plain HTTP listener's address.
