@@ -308,7 +308,8 @@ func (h *Handler) serveBOSH(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionOf returns the session named by the sid of the <body/> start tag
-// at the beginning of data (a request's first bytes), or nil.
+// at the beginning of data (a request's first bytes), or nil. It reads
+// the sid parseBody reads from the whole body (FuzzParseBody checks).
 func (h *Handler) sessionOf(data []byte) *boshSession {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	for {
@@ -319,14 +320,16 @@ func (h *Handler) sessionOf(data []byte) *boshSession {
 		switch t := tok.(type) {
 		case xml.ProcInst, xml.CharData:
 		case xml.StartElement:
+			// The last sid, as parseBody reads it.
+			sid := ""
 			for _, a := range t.Attr {
 				if a.Name.Space == "" && a.Name.Local == "sid" {
-					h.mu.Lock()
-					defer h.mu.Unlock()
-					return h.bosh[a.Value]
+					sid = a.Value
 				}
 			}
-			return nil
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.bosh[sid]
 		default:
 			return nil
 		}

@@ -284,10 +284,23 @@ func FuzzParseBody(f *testing.F) {
 	f.Add([]byte(`<body xmlns='http://jabber.org/protocol/httpbind' rid='1' sid='x'><presence xmlns='jabber:client'/></body>`))
 	f.Add([]byte(`<body xmlns='http://jabber.org/protocol/httpbind' rid='1' to='localhost' xmlns:xmpp='urn:xmpp:xbosh' xmpp:restart='true'/>`))
 	f.Add([]byte(`<?xml version='1.0'?><body xmlns='http://jabber.org/protocol/httpbind'><![CDATA[x]]></body>`))
+	f.Add([]byte(`<body xmlns='http://jabber.org/protocol/httpbind' rid='1' sid='x' sid=''/>`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := parseBody(data)
 		if err == nil && !bytes.Contains(data, b.payload) {
 			t.Fatalf("payload %q is not in the input", b.payload)
+		}
+		// The sid that decides the size limit, read from the first
+		// bytes only, is the one the request goes to.
+		if err == nil && b.sid != "" {
+			h, _ := New(Options{})
+			s := &boshSession{sid: b.sid}
+			h.bosh[b.sid] = s
+			for _, n := range []int{len(data), min(len(data), 1<<10)} {
+				if got := h.sessionOf(data[:n]); got != nil && got != s || got == nil && n == len(data) {
+					t.Fatalf("sessionOf(%q) = %v, want the session of sid %q", data[:n], got, b.sid)
+				}
+			}
 		}
 	})
 }
