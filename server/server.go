@@ -259,7 +259,9 @@ func (s *Server) newWeb() error {
 		// Longer than a held BOSH request, so that a poller's keep-alive
 		// connection is not closed between two requests.
 		IdleTimeout:    h.BOSHMaxWait.Duration + 30*time.Second,
-		MaxHeaderBytes: 32 << 10,
+		// A request's head is read before anything is known of the
+		// client: the pre-bind limit, as for a stream header.
+		MaxHeaderBytes: s.cfg.Limits.MaxPrebindBytes,
 		ErrorLog:       slog.NewLogLogger(s.logger.With("component", "http").Handler(), slog.LevelDebug),
 		ConnState:      s.httpConnState,
 	}

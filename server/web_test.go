@@ -997,7 +997,8 @@ func postHead(n int) string {
 	return fmt.Sprintf("POST /http-bind HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: %d\r\n\r\n", n)
 }
 
-// TestBOSHPrebindBody: before a resource is bound, a request body over
+// TestBOSHPrebindBody: a request head is limited to max_prebind_bytes;
+// before a resource is bound, a request body over
 // max_prebind_bytes (and the <body/> wrapper) is refused with 413 and
 // policy-violation as soon as that much arrived, without waiting for the
 // rest (security review #5); once bound, a body holds a stanza up to
@@ -1005,13 +1006,25 @@ func postHead(n int) string {
 func TestBOSHPrebindBody(t *testing.T) {
 	ws := startWeb(t, nil)
 
+	// A request head over the limit.
+	req, _ := http.NewRequest(http.MethodGet, ws.http+"/http-bind", nil)
+	req.Header.Set("X-Padding", strings.Repeat("p", 24<<10))
+	resp, err := ws.client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("24 KiB of headers: %s, want 431", resp.Status)
+	}
+
 	// A creation request announcing 300 KiB, of which 32 KiB are sent.
 	c := dialTCP(t, ws.httpAddr())
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, postHead(300<<10)+boshCreateStart+strings.Repeat(" ", 32<<10)); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err = http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatalf("no answer while the body is unfinished: %v", err)
 	}
