@@ -40,8 +40,9 @@ type Limits struct {
 	// AuthTimeout is how long a connection has from connect to bound
 	// resource, 1s to 24h. Default 30s.
 	AuthTimeout Duration `toml:"auth_timeout"`
-	// MaxConnections is the most open c2s connections in total, 1 to
-	// 10,000,000. Default 10000.
+	// MaxConnections is the most open client connections in total, c2s
+	// and HTTP connections and BOSH sessions together, 1 to 10,000,000.
+	// Default 10000.
 	MaxConnections int `toml:"max_connections"`
 	// ConnectionRate is the sustained rate of new connections per source
 	// address. Default 100/s.
