@@ -41,3 +41,30 @@ type Account struct {
 	// Created is when the account was first stored.
 	Created time.Time
 }
+
+// AccountDeletion records one account deleted with everything stored for
+// it, for a running server (possibly another process than the one that
+// deleted it) to end the account's sessions and tell its contacts.
+type AccountDeletion struct {
+	// Seq orders the deletions of a store; it increases and is never
+	// reused.
+	Seq int64
+	// Host and Username name the deleted account, as stored.
+	Host, Username string
+	// Deleted is when it was deleted.
+	Deleted time.Time
+}
+
+// DeletedContact is a user whose roster held a deleted account: their
+// entry's subscription state before the deletion, which downgraded the
+// entry to no subscription (or removed it when it was not shown in the
+// roster), and their roster version after it.
+type DeletedContact struct {
+	// Host and Username name the user, as stored.
+	Host, Username string
+	// To, From, PendingOut, PendingIn and InRoster are the entry's flags
+	// before the deletion (see RosterItem).
+	To, From, PendingOut, PendingIn, InRoster bool
+	// Version is the user's roster version after the deletion.
+	Version int64
+}

@@ -102,20 +102,39 @@ func (s *Store) PasswordHash(ctx context.Context, host, username string) (string
 	return hash, nil
 }
 
-// DeleteAccount removes the account. It returns an error wrapping
-// [storage.ErrNotFound] if there is no such account.
+// DeleteAccount removes the account and everything stored for it: its
+// roster, offline messages, vCard and private XML, block list and last
+// activity. Every other user's entry for it, on any host, is downgraded as
+// a server-side unsubscribe would leave it: no subscription either way and
+// nothing pending, or removed when it was not shown in the roster; their
+// roster versions are bumped. The deletion is recorded (see
+// [Store.AccountDeletions]) with those users, for a running server to act
+// on. All of it is one transaction. It returns an error wrapping
+// [storage.ErrNotFound] if there is no such account, changing nothing.
+//
+// The account's roster version is kept and bumped, so that a client that
+// cached the old account's roster never takes a new account's for it.
 func (s *Store) DeleteAccount(ctx context.Context, host, username string) error {
-	res, err := s.db.ExecContext(ctx,
-		`DELETE FROM accounts WHERE host = ? AND username = ?`, host, username)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`DELETE FROM accounts WHERE host = ? AND username = ?`, host, username)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return storage.ErrNotFound
+		}
+		if err := deleteUserData(ctx, tx, host, username); err != nil {
+			return err
+		}
+		return recordDeletion(ctx, tx, host, username, s.now())
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: delete account %s@%s: %w", username, host, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("sqlite: delete account %s@%s: %w", username, host, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: delete account %s@%s: %w", username, host, storage.ErrNotFound)
 	}
 	return nil
 }

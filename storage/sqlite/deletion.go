@@ -1,0 +1,188 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"ottr.im/ottr/storage"
+)
+
+// deletionKept is how long a deletion stays recorded for a running server
+// to act on; a server polls every second or so.
+const deletionKept = 24 * time.Hour
+
+// userTables are the tables whose rows belong to one user by (host,
+// username) and go with the account. roster_versions is not among them:
+// the version goes on increasing (deleteUserData bumps it).
+var userTables = []string{"roster_items", "offline_messages", "user_xml", "block_list", "last_activity"}
+
+// deleteUserData removes every row stored for the user in tx and bumps
+// the user's roster version if they had one.
+func deleteUserData(ctx context.Context, tx *sql.Tx, host, username string) error {
+	for _, table := range userTables {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE host = ? AND username = ?`, host, username); err != nil {
+			return fmt.Errorf("delete from %s: %w", table, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE roster_versions SET version = version + 1 WHERE host = ? AND username = ?`, host, username); err != nil {
+		return fmt.Errorf("bump roster version: %w", err)
+	}
+	return nil
+}
+
+// recordDeletion downgrades every other user's entry for the deleted
+// account, records the deletion with those users, and prunes old records.
+func recordDeletion(ctx context.Context, tx *sql.Tx, host, username string, now time.Time) error {
+	bare := username + "@" + host
+	var seq int64
+	err := tx.QueryRowContext(ctx,
+		`INSERT INTO account_deletions (host, username, deleted_at) VALUES (?, ?, ?) RETURNING seq`,
+		host, username, now.Unix()).Scan(&seq)
+	if err != nil {
+		return fmt.Errorf("record deletion: %w", err)
+	}
+	// The users whose roster holds the account, before the change.
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO account_deletion_contacts
+			(seq, host, username, sub_to, sub_from, pending_out, pending_in, in_roster, version)
+		SELECT ?, host, username, sub_to, sub_from, pending_out, pending_in, in_roster, 0
+		FROM roster_items WHERE contact = ?`,
+		seq, bare)
+	if err != nil {
+		return fmt.Errorf("record contacts: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`DELETE FROM roster_items WHERE contact = ? AND in_roster = 0`, bare)
+	if err != nil {
+		return fmt.Errorf("remove hidden entries: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`UPDATE roster_items SET sub_to = 0, sub_from = 0, pending_out = 0, pending_in = 0,
+			pending_in_stanza = NULL, approved = 0
+		WHERE contact = ?`, bare)
+	if err != nil {
+		return fmt.Errorf("downgrade entries: %w", err)
+	}
+	// Every changed roster gets a new version, recorded for the pushes.
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO roster_versions (host, username, version)
+		SELECT host, username, 1 FROM account_deletion_contacts WHERE seq = ?
+		ON CONFLICT (host, username) DO UPDATE SET version = version + 1`, seq)
+	if err != nil {
+		return fmt.Errorf("bump contacts' roster versions: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`UPDATE account_deletion_contacts SET version = (
+			SELECT v.version FROM roster_versions v
+			WHERE v.host = account_deletion_contacts.host AND v.username = account_deletion_contacts.username)
+		WHERE seq = ?`, seq)
+	if err != nil {
+		return fmt.Errorf("record contacts' roster versions: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`DELETE FROM account_deletions WHERE deleted_at < ?`, now.Add(-deletionKept).Unix())
+	if err != nil {
+		return fmt.Errorf("prune old deletions: %w", err)
+	}
+	return nil
+}
+
+// LastAccountDeletion returns the Seq of the latest deletion recorded, or
+// 0 when there is none: a server starting reads it to act only on the
+// deletions made after.
+func (s *Store) LastAccountDeletion(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM account_deletions`).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: last account deletion: %w", err)
+	}
+	return seq, nil
+}
+
+// AccountDeletions returns at most max deletions recorded after the one
+// numbered after, oldest first. Records are kept for a day.
+func (s *Store) AccountDeletions(ctx context.Context, after int64, max int) ([]storage.AccountDeletion, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT seq, host, username, deleted_at FROM account_deletions WHERE seq > ? ORDER BY seq LIMIT ?`,
+		after, max)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: account deletions: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.AccountDeletion
+	for rows.Next() {
+		var (
+			d  storage.AccountDeletion
+			at int64
+		)
+		if err := rows.Scan(&d.Seq, &d.Host, &d.Username, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: account deletions: %w", err)
+		}
+		d.Deleted = time.Unix(at, 0).UTC()
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: account deletions: %w", err)
+	}
+	return out, nil
+}
+
+// DeletedContacts returns at most max of the users whose roster held the
+// account of deletion seq, ordered by host then username, starting after
+// the user named by afterHost and afterUser (both empty: from the first).
+func (s *Store) DeletedContacts(ctx context.Context, seq int64, afterHost, afterUser string, max int) ([]storage.DeletedContact, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT host, username, sub_to, sub_from, pending_out, pending_in, in_roster, version
+		FROM account_deletion_contacts
+		WHERE seq = ? AND (host, username) > (?, ?)
+		ORDER BY host, username LIMIT ?`,
+		seq, afterHost, afterUser, max)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: contacts of deletion %d: %w", seq, err)
+	}
+	defer rows.Close()
+	var out []storage.DeletedContact
+	for rows.Next() {
+		var c storage.DeletedContact
+		if err := rows.Scan(&c.Host, &c.Username, &c.To, &c.From, &c.PendingOut, &c.PendingIn, &c.InRoster, &c.Version); err != nil {
+			return nil, fmt.Errorf("sqlite: contacts of deletion %d: %w", seq, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: contacts of deletion %d: %w", seq, err)
+	}
+	return out, nil
+}
+
+// PurgeDeleted removes what is stored for an account that has no row
+// (what the sessions of a deleted account wrote while they were being
+// ended), as DeleteAccount does, and reports whether it did: an account
+// that exists (created again since) is left alone. Others' entries for it
+// are not touched.
+func (s *Store) PurgeDeleted(ctx context.Context, host, username string) (bool, error) {
+	errExists := errors.New("account exists")
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var exists bool
+		err := tx.QueryRowContext(ctx,
+			`SELECT EXISTS (SELECT 1 FROM accounts WHERE host = ? AND username = ?)`, host, username).Scan(&exists)
+		if err != nil {
+			return err
+		}
+		if exists {
+			return errExists
+		}
+		return deleteUserData(ctx, tx, host, username)
+	})
+	if errors.Is(err, errExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlite: purge deleted account %s@%s: %w", username, host, err)
+	}
+	return true, nil
+}
