@@ -481,6 +481,8 @@ func TestNegotiationInput(t *testing.T) {
 		{"tls hello on the starttls port", "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "not-well-formed"},
 		{"latin-1 declaration", `<?xml version='1.0' encoding='ISO-8859-1'?>` + bareHeader, "unsupported-encoding"},
 		{"utf-16 declaration", `<?xml version="1.0" encoding="UTF-16"?>` + bareHeader, "unsupported-encoding"},
+		// The guard passes this one; encoding/xml reads it as an encoding.
+		{"encoding inside another name", `<?xml version='1.0' xencoding='latin1'?>` + bareHeader, "unsupported-encoding"},
 		{"64 KiB of whitespace before starttls", bareHeader + strings.Repeat(" \n", 32<<10) + `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`, "policy-violation"},
 		{"text between elements", bareHeader + `hello<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`, "bad-format"},
 	} {
