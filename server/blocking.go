@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"encoding/xml"
+	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/storage"
 )
 
 const (
@@ -64,6 +67,16 @@ func (c *blockCache) forget(user jid.JID) {
 		delete(c.online, key)
 		c.remember(key, l)
 	}
+	c.mu.Unlock()
+}
+
+// drop forgets user's list altogether (the account was deleted): the
+// next look-up reads storage.
+func (c *blockCache) drop(user jid.JID) {
+	key := user.Bare().String()
+	c.mu.Lock()
+	delete(c.online, key)
+	delete(c.recent, key)
 	c.mu.Unlock()
 }
 
@@ -125,16 +138,17 @@ func (c *blockCache) blocks(user, other jid.JID) bool {
 		return false
 	}
 	l, err := c.get(user)
-	if err != nil || len(l) == 0 {
+	if err != nil || l == nil {
 		return false
 	}
+	// update changes lists in place under c.mu.
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return l[other.String()] || l[other.Bare().String()] || l[other.Domainpart()] ||
 		(other.Resourcepart() != "" && l[other.Domainpart()+"/"+other.Resourcepart()])
 }
 
-// update replaces user's in-memory list after a change was stored.
+// update changes user's in-memory list after a change was stored.
 func (c *blockCache) update(user jid.JID, add []string, remove []string, all bool) {
 	key := user.Bare().String()
 	c.mu.Lock()
@@ -148,15 +162,14 @@ func (c *blockCache) update(user jid.JID, add []string, remove []string, all boo
 			return
 		}
 	}
-	if l == nil || all {
-		l = make(map[string]bool)
-	} else {
-		// Copy on write: readers may hold the old map.
-		n := make(map[string]bool, len(l)+len(add))
-		for k := range l {
-			n[k] = true
-		}
-		l = n
+	// Changed in place, under c.mu like every read of a list: a change
+	// costs what it adds or removes, not a copy of the list (security
+	// review #6).
+	if all {
+		l = nil
+	}
+	if l == nil && len(add) > 0 {
+		l = make(map[string]bool, len(add))
 	}
 	for _, j := range add {
 		l[j] = true
@@ -227,6 +240,11 @@ func (r *Router) handleBlocking(ctx context.Context, req IQRequest) (xml.TokenRe
 	default:
 		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
 	}
+	if len(q.Items) > r.blockMax() {
+		// More than a list may hold (blocked_items): refused whole.
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable,
+			Text: map[string]string{"": "more than " + strconv.Itoa(r.blockMax()) + " items"}}
+	}
 	var jids []string
 	for _, it := range q.Items {
 		j, err := jid.Parse(it.JID)
@@ -239,53 +257,103 @@ func (r *Router) handleBlocking(ctx context.Context, req IQRequest) (xml.TokenRe
 		if len(jids) == 0 {
 			return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
 		}
-		if err := r.store.Block(ctx, host, name, jids); err != nil {
+		err := r.store.Block(ctx, host, name, jids, r.blockMax())
+		if errors.Is(err, storage.ErrQuota) {
+			// The list would pass blocked_items: nothing was added.
+			return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
+		}
+		if err != nil {
 			return nil, err
 		}
 		r.blocks.update(user, jids, nil, false)
 		// Blocked contacts stop seeing the user online (XEP-0191 §3.3).
-		for _, j := range jids {
-			if bj, err := jid.Parse(j); err == nil {
-				r.sendPresenceFromAllForced(user, bj)
-			}
-		}
+		r.presenceAfterBlock(user)
 	} else {
+		wasBlocked := r.blockedContacts(user)
 		if err := r.store.Unblock(ctx, host, name, jids); err != nil {
 			return nil, err
 		}
 		r.blocks.update(user, nil, jids, len(jids) == 0)
+		r.presenceAfterUnblock(user, wasBlocked)
 	}
 	r.blockPush(user, q.XMLName.Local, jids)
 	return nil, nil
 }
 
-// sendPresenceFromAllForced sends unavailable presence from the user's
-// available resources to a newly blocked entity, which no longer passes
-// the block check.
-func (r *Router) sendPresenceFromAllForced(user, blocked jid.JID) {
-	if !r.Serves(blocked.Domainpart()) || blocked.Localpart() == "" {
-		return
+// presenceAfterBlock makes the user unavailable to the entities its
+// block list now matches (XEP-0191 §3.3): every available resource of a
+// contact subscribed to the user's presence, or sent directed presence by
+// one of its resources, that is now blocked gets unavailable presence from
+// each available resource of the user. The block check stops everything
+// after that, so the directed presence records go too.
+func (r *Router) presenceAfterBlock(user jid.JID) {
+	audience := map[string]jid.JID{}
+	for _, item := range r.rosterItems(user) {
+		if c, err := jid.Parse(item.Contact); err == nil && item.From {
+			audience[c.String()] = c
+		}
 	}
-	r.mu.RLock()
+	r.mu.Lock()
 	var from []jid.JID
 	for _, res := range r.users[user.String()] {
+		for k, j := range res.directed {
+			if r.blocks.blocks(user, j) {
+				delete(res.directed, k)
+				audience[j.Bare().String()] = j.Bare()
+			}
+		}
 		if res.available {
 			from = append(from, res.sess.JID())
 		}
 	}
-	r.mu.RUnlock()
-	for _, f := range from {
-		p := &element.Stanza{Name: "presence", Type: "unavailable", From: f, To: blocked}
-		if blocked.Resourcepart() != "" {
-			if t := r.session(blocked); t != nil {
-				r.deliver(t, p)
-			}
+	r.mu.Unlock()
+	if len(from) == 0 {
+		return
+	}
+	for _, contact := range audience {
+		if !r.Serves(contact.Domainpart()) {
 			continue
 		}
-		for _, t := range r.available(blocked.Bare(), false) {
-			out := p.Clone()
-			out.To = t.JID()
-			r.deliver(t, out)
+		for _, t := range r.available(contact, false) {
+			if !r.blocks.blocks(user, t.JID()) {
+				continue
+			}
+			for _, f := range from {
+				r.deliver(t, &element.Stanza{Name: "presence", Type: "unavailable", From: f, To: t.JID()})
+			}
+		}
+	}
+}
+
+// blockedContacts returns the roster entries of user whose contact the
+// user's block list matches, by bare JID.
+func (r *Router) blockedContacts(user jid.JID) map[string]RosterItem {
+	out := map[string]RosterItem{}
+	for _, item := range r.rosterItems(user) {
+		if c, err := jid.Parse(item.Contact); err == nil && (item.To || item.From) && r.blocks.blocks(user, c) {
+			out[c.String()] = item
+		}
+	}
+	return out
+}
+
+// presenceAfterUnblock restores presence between the user and the
+// contacts an unblock freed (XEP-0191 §3.4): a contact subscribed to the
+// user gets the user's current presence, and the user's available
+// resources get the presence of a contact the user is subscribed to.
+func (r *Router) presenceAfterUnblock(user jid.JID, wasBlocked map[string]RosterItem) {
+	for _, item := range wasBlocked {
+		contact, err := jid.Parse(item.Contact)
+		if err != nil || r.blocks.blocks(user, contact) {
+			continue
+		}
+		if item.From {
+			r.sendPresenceFromAll(user, contact, false)
+		}
+		if item.To && r.Serves(contact.Domainpart()) {
+			for _, s := range r.available(user, false) {
+				r.sendPresenceOf(contact, s)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"ottr.im/ottr/config"
 	"ottr.im/ottr/storage"
 )
 
@@ -26,8 +27,10 @@ type RosterStore interface {
 	// RosterItem returns one entry; ok is false when there is none.
 	RosterItem(ctx context.Context, host, user, contact string) (item RosterItem, ok bool, err error)
 	// PutRosterItem creates or replaces the entry for item.Contact and
-	// returns the new roster version (previous + 1).
-	PutRosterItem(ctx context.Context, host, user string, item RosterItem) (ver int64, err error)
+	// returns the new roster version (previous + 1), unless that breaks q
+	// (storage.Quota, each entry counting as its Size): then it changes
+	// nothing and returns an error wrapping storage.ErrQuota.
+	PutRosterItem(ctx context.Context, host, user string, item RosterItem, q storage.Quota) (ver int64, err error)
 	// DeleteRosterItem removes the entry (no error if absent) and returns
 	// the new roster version.
 	DeleteRosterItem(ctx context.Context, host, user, contact string) (ver int64, err error)
@@ -40,12 +43,15 @@ type OfflineMessage = storage.OfflineMessage
 // OfflineStore holds messages for users with no available resource
 // (offline messages feature).
 type OfflineStore interface {
-	// StoreOffline appends a message unless the user already has max
-	// messages stored, in which case it returns an error wrapping
-	// storage.ErrQuota.
-	StoreOffline(ctx context.Context, host, user string, stanza []byte, stored time.Time, max int) error
-	// OfflineMessages returns the user's messages, oldest first.
-	OfflineMessages(ctx context.Context, host, user string) ([]OfflineMessage, error)
+	// StoreOffline appends a message unless that breaks q (count of
+	// messages, bytes of their stanzas), in which case it stores nothing
+	// and returns an error wrapping storage.ErrQuota. The check is part
+	// of the insert's transaction.
+	StoreOffline(ctx context.Context, host, user string, stanza []byte, stored time.Time, q storage.Quota) error
+	// OfflinePage returns the user's oldest messages with an ID above
+	// after, at most maxCount of them and maxBytes of stanzas together
+	// (but at least one, if there is one).
+	OfflinePage(ctx context.Context, host, user string, after int64, maxCount int, maxBytes int64) ([]OfflineMessage, error)
 	// DeleteOffline removes messages by id (after they were delivered).
 	DeleteOffline(ctx context.Context, host, user string, ids []int64) error
 	// CountOffline returns how many messages the user has stored.
@@ -59,16 +65,21 @@ type XMLStore interface {
 	// GetXML returns the stored document; ok is false when there is none.
 	GetXML(ctx context.Context, host, user, key string) (doc []byte, ok bool, err error)
 	// PutXML stores doc under key, replacing any previous one; an empty
-	// doc deletes it.
-	PutXML(ctx context.Context, host, user, key string, doc []byte) error
+	// doc deletes it. q bounds the documents of key's scope (the keys
+	// sharing its text up to the first ':', such as every "private:" key);
+	// beyond it PutXML stores nothing and returns an error wrapping
+	// storage.ErrQuota.
+	PutXML(ctx context.Context, host, user, key string, doc []byte, q storage.Quota) error
 }
 
 // BlockStore holds block lists (XEP-0191 blocking command).
 type BlockStore interface {
 	// BlockList returns the blocked JIDs, sorted.
 	BlockList(ctx context.Context, host, user string) ([]string, error)
-	// Block adds JIDs (already present ones are ignored).
-	Block(ctx context.Context, host, user string, jids []string) error
+	// Block adds JIDs (already present ones are ignored), all or none:
+	// if the list would then hold more than max it stores nothing and
+	// returns an error wrapping storage.ErrQuota.
+	Block(ctx context.Context, host, user string, jids []string, max int) error
 	// Unblock removes JIDs; no JIDs means all.
 	Unblock(ctx context.Context, host, user string, jids []string) error
 }
@@ -100,4 +111,36 @@ type Store interface {
 	ActivityStore
 	AccountStore
 	Close() error
+}
+
+// The per-user quotas in force: the router's limits, or the config
+// defaults where they are 0 (security review #6).
+
+// rosterQuota bounds one user's roster entries, hidden ones included.
+func (r *Router) rosterQuota() storage.Quota {
+	def := config.DefaultLimits()
+	return storage.Quota{Count: orDefault(r.limits.RosterMax, def.RosterItems), Bytes: int64(orDefault(r.limits.RosterBytes, def.RosterBytes))}
+}
+
+// offlineQuota bounds one user's offline messages.
+func (r *Router) offlineQuota() storage.Quota {
+	return storage.Quota{Count: r.limits.OfflineMax, Bytes: int64(orDefault(r.limits.OfflineBytes, config.DefaultLimits().OfflineBytes))}
+}
+
+// privateQuota bounds one user's private XML documents (XEP-0049).
+func (r *Router) privateQuota() storage.Quota {
+	def := config.DefaultLimits()
+	return storage.Quota{Count: orDefault(r.limits.PrivateDocs, def.PrivateDocuments), Bytes: int64(orDefault(r.limits.PrivateTotal, def.PrivateTotalBytes))}
+}
+
+// blockMax is the most JIDs on one block list.
+func (r *Router) blockMax() int {
+	return orDefault(r.limits.BlockMax, config.DefaultLimits().BlockedItems)
+}
+
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
 }

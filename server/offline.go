@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/c2s"
+	"ottr.im/ottr/config"
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/storage"
 )
@@ -22,7 +23,9 @@ var errEOF = io.EOF
 
 // storeOffline keeps a chat or normal message for an account with no
 // available resource (XEP-0160). An account that does not exist gets
-// service-unavailable, a full store resource-constraint.
+// service-unavailable; a message that would take the account past its
+// quota (offline_messages, offline_bytes: checked by the store in the
+// insert's transaction) resource-constraint.
 func (r *Router) storeOffline(s *c2s.Session, st *element.Stanza) {
 	owner := st.To.Bare()
 	if r.limits.OfflineMax == 0 || !r.accountExists(owner) {
@@ -37,7 +40,7 @@ func (r *Router) storeOffline(s *c2s.Session, st *element.Stanza) {
 	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	err = r.store.StoreOffline(ctx, owner.Domainpart(), owner.Localpart(), b, r.now(), r.limits.OfflineMax)
+	err = r.store.StoreOffline(ctx, owner.Domainpart(), owner.Localpart(), b, r.now(), r.offlineQuota())
 	switch {
 	case errors.Is(err, storage.ErrQuota):
 		r.bounce(s, st, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint})
@@ -47,64 +50,175 @@ func (r *Router) storeOffline(s *c2s.Session, st *element.Stanza) {
 	}
 }
 
-// deliverOffline sends s its user's stored messages, each with an
-// XEP-0203 delay stamp, and deletes them once they were written to the
-// socket; messages the session could not take stay stored for the next
-// login.
+// Offline delivery reads the queue in pages of at most offlinePageCount
+// messages and offlinePageBytes bytes, so that a login holds one page in
+// memory however much is stored.
+const (
+	offlinePageCount = 64
+	offlinePageBytes = 256 << 10
+)
+
+// deliverOffline sends s its user's stored messages, oldest first, each
+// with an XEP-0203 delay stamp, and deletes them once they were written to
+// the socket; messages the session could not take stay stored for the
+// next login. It returns at once: the delivery runs in its own goroutine,
+// paced by the session's writer, so that a backlog never overflows the
+// send queue, however slowly the client reads (security review #6).
 func (r *Router) deliverOffline(s *c2s.Session) {
+	r.background.Add(1)
+	go func() {
+		defer r.background.Done()
+		r.offlineDelivery(s)
+	}()
+}
+
+// offlineWindow bounds the offline messages queued to a session and not
+// yet written: at most half of its send queue, in count and in bytes, so
+// that the rest of its traffic keeps room. One message is always let
+// through when none is in flight, however large.
+type offlineWindow struct {
+	mu       sync.Mutex
+	cond     sync.Cond
+	n, bytes int
+	maxN     int
+	maxBytes int
+	stopped  bool    // a message was not written: the session is going
+	written  []int64 // ids written and not yet deleted
+	failed   []int64 // ids queued and not written: they stay stored
+}
+
+func newOfflineWindow(queue, queueBytes int) *offlineWindow {
+	w := &offlineWindow{maxN: max(1, queue/2), maxBytes: max(1, queueBytes/2)}
+	w.cond.L = &w.mu
+	return w
+}
+
+// acquire waits until a message of size bytes may be queued and counts
+// it; it reports false, counting nothing, once the delivery stopped.
+func (w *offlineWindow) acquire(size int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for !w.stopped && w.n > 0 && (w.n >= w.maxN || w.bytes+size > w.maxBytes) {
+		w.cond.Wait()
+	}
+	if w.stopped {
+		return false
+	}
+	w.n++
+	w.bytes += size
+	return true
+}
+
+// done is the written callback of one message: it frees its room and
+// records the outcome. It runs on the session's writer and never blocks
+// for long.
+func (w *offlineWindow) done(id int64, size int, ok bool) {
+	w.mu.Lock()
+	w.n--
+	w.bytes -= size
+	if ok {
+		w.written = append(w.written, id)
+	} else {
+		w.stopped = true
+		w.failed = append(w.failed, id)
+	}
+	w.mu.Unlock()
+	w.cond.Broadcast()
+}
+
+// discard records a message that is deleted without being sent.
+func (w *offlineWindow) discard(id int64) {
+	w.mu.Lock()
+	w.written = append(w.written, id)
+	w.mu.Unlock()
+}
+
+// takeWritten returns the ids written since the last call; with wait, it
+// first waits for every queued message to be written or dropped.
+func (w *offlineWindow) takeWritten(wait bool) []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for wait && w.n > 0 {
+		w.cond.Wait()
+	}
+	ids := w.written
+	w.written = nil
+	return ids
+}
+
+// offlineDelivery is deliverOffline's goroutine. It reads a page, queues
+// its messages one by one as the window allows, and deletes what was
+// written after each page. A message another delivery holds (a second
+// session of the user logging in meanwhile) is skipped, so none is sent
+// twice; one that was not written (the session closed) is released and
+// stays stored, so none is lost.
+func (r *Router) offlineDelivery(s *c2s.Session) {
 	user := s.JID().Bare()
-	ctx, cancel := r.ctx()
-	defer cancel()
-	msgs, err := r.store.OfflineMessages(ctx, user.Domainpart(), user.Localpart())
-	if err != nil {
-		r.logger.Error("reading offline messages failed", "jid", user.String(), "err", err)
-		return
-	}
-	// A message another session of the user is delivering (or whose
-	// deletion is under way) is not sent twice.
-	msgs = r.claimOffline(msgs)
-	if len(msgs) == 0 {
-		return
-	}
-	// Written messages are deleted in one batch once the last callback
-	// has run, off the session's writer goroutine.
-	var mu sync.Mutex
-	var written []int64
-	pending := len(msgs)
-	done := func(id int64, ok bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if ok {
-			written = append(written, id)
-		} else {
-			r.releaseOffline([]int64{id})
-		}
-		if pending--; pending == 0 && len(written) > 0 {
-			ids := written
-			r.background.Add(1)
-			go func() {
-				defer r.background.Done()
-				r.deleteOffline(user, ids)
-				r.releaseOffline(ids)
-			}()
-		}
-	}
-	for _, m := range msgs {
-		st, err := element.Unmarshal(m.Stanza)
+	host, name := user.Domainpart(), user.Localpart()
+	def := config.DefaultLimits()
+	w := newOfflineWindow(orDefault(r.limits.SendQueue, def.SendQueue), orDefault(r.limits.SendQueueBytes, def.SendQueueBytes))
+	var after int64
+	for {
+		ctx, cancel := r.ctx()
+		page, err := r.store.OfflinePage(ctx, host, name, after, offlinePageCount, offlinePageBytes)
+		cancel()
 		if err != nil {
-			r.logger.Error("a stored offline message does not parse; dropping it", "jid", user.String(), "id", m.ID, "err", err)
-			done(m.ID, true)
-			continue
+			r.logger.Error("reading offline messages failed", "jid", user.String(), "err", err)
+			break
 		}
-		st.To = s.JID()
-		if err := st.Append(delayStamp(user.Domain(), m.Stored)); err != nil {
-			r.logger.Error("stamping an offline message failed", "err", err)
+		if len(page) == 0 {
+			break
 		}
-		id := m.ID
-		if !s.DeliverThen(st, func(ok bool) { done(id, ok) }) {
-			done(id, false)
+		after = page[len(page)-1].ID
+		claimed := r.claimOffline(page)
+		sent := 0
+		for _, m := range claimed {
+			st, err := element.Unmarshal(m.Stanza)
+			if err != nil {
+				r.logger.Error("a stored offline message does not parse; dropping it", "jid", user.String(), "id", m.ID, "err", err)
+				w.discard(m.ID)
+				sent++
+				continue
+			}
+			st.To = s.JID()
+			if err := st.Append(delayStamp(user.Domain(), m.Stored)); err != nil {
+				r.logger.Error("stamping an offline message failed", "err", err)
+			}
+			size := len(m.Stanza)
+			if !w.acquire(size) {
+				break
+			}
+			id := m.ID
+			if !s.DeliverThen(st, func(ok bool) { w.done(id, size, ok) }) {
+				w.done(id, size, false)
+				break
+			}
+			sent++
 		}
+		// What was never queued is free for another delivery.
+		var unsent []int64
+		for _, m := range claimed[sent:] {
+			unsent = append(unsent, m.ID)
+		}
+		r.releaseOffline(unsent)
+		if sent < len(claimed) {
+			break
+		}
+		r.finishOffline(user, w.takeWritten(false))
 	}
+	r.finishOffline(user, w.takeWritten(true))
+	// Every callback has run: nothing touches failed anymore.
+	r.releaseOffline(w.failed)
+}
+
+// finishOffline deletes written messages, then lets go of them; written
+// but undeleted, they would come again at the next login.
+func (r *Router) finishOffline(user jid.JID, ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	r.deleteOffline(user, ids)
+	r.releaseOffline(ids)
 }
 
 // claimOffline returns the messages no other delivery holds, marking

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/storage"
 )
 
 const nsRoster = "jabber:iq:roster"
@@ -30,15 +33,26 @@ func (r *Router) rosterItems(user jid.JID) []RosterItem {
 	return items
 }
 
-// rosterItem returns the user's entry for contact.
+// rosterItem returns the user's entry for contact, for a read that may
+// treat a storage failure (logged) as no entry. A read-modify-write uses
+// loadRosterItem instead.
 func (r *Router) rosterItem(user, contact jid.JID) (RosterItem, bool) {
+	item, ok, _ := r.loadRosterItem(user, contact)
+	return item, ok
+}
+
+// loadRosterItem returns the user's entry for contact; a storage failure
+// is logged and returned, so that a read-modify-write stops instead of
+// writing a zero entry over the stored one (security review #11).
+func (r *Router) loadRosterItem(user, contact jid.JID) (RosterItem, bool, error) {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	item, ok, err := r.store.RosterItem(ctx, user.Domainpart(), user.Localpart(), contact.Bare().String())
 	if err != nil {
-		r.logger.Error("reading a roster item failed", "jid", user.String(), "err", err)
+		r.logger.Error("reading a roster item failed", "jid", user.String(), "contact", contact.Bare().String(), "err", err)
+		return RosterItem{}, false, fmt.Errorf("reading the roster item of %s for %s: %w", user, contact.Bare(), err)
 	}
-	return item, ok
+	return item, ok, nil
 }
 
 func itemsEqual(a, b RosterItem) bool {
@@ -50,10 +64,14 @@ func itemsEqual(a, b RosterItem) bool {
 
 // updateItem stores a changed entry (or deletes one that no longer means
 // anything) and pushes it to the user's interested resources when it is
-// or was in the roster. The caller holds the user's lock.
-func (r *Router) updateItem(user jid.JID, before, after RosterItem) {
+// or was in the roster. The caller holds the user's lock. A storage
+// failure is logged and returned. Every roster write goes through here,
+// so the roster quota (roster_items, roster_bytes) is checked, by the
+// store in the write's transaction, on every path: a change beyond it
+// returns an error wrapping storage.ErrQuota and stores nothing.
+func (r *Router) updateItem(user jid.JID, before, after RosterItem) error {
 	if itemsEqual(before, after) {
-		return
+		return nil
 	}
 	ctx, cancel := r.ctx()
 	defer cancel()
@@ -63,15 +81,20 @@ func (r *Router) updateItem(user jid.JID, before, after RosterItem) {
 	if !after.InRoster && !after.PendingIn && !after.Approved && !after.To && !after.From && !after.PendingOut {
 		ver, err = r.store.DeleteRosterItem(ctx, host, name, after.Contact)
 	} else {
-		ver, err = r.store.PutRosterItem(ctx, host, name, after)
+		ver, err = r.store.PutRosterItem(ctx, host, name, after, r.rosterQuota())
+	}
+	if errors.Is(err, storage.ErrQuota) {
+		r.logger.Info("roster quota reached: change refused", "jid", user.String(), "contact", after.Contact, "err", err)
+		return fmt.Errorf("storing the roster item of %s for %s: %w", user, after.Contact, err)
 	}
 	if err != nil {
 		r.logger.Error("storing a roster item failed", "jid", user.String(), "err", err)
-		return
+		return fmt.Errorf("storing the roster item of %s for %s: %w", user, after.Contact, err)
 	}
 	if (before.InRoster || after.InRoster) && !sameVisible(before, after) {
 		r.rosterPush(user, after, !after.InRoster, ver)
 	}
+	return nil
 }
 
 // sameVisible reports whether a client would see no difference between
@@ -243,7 +266,11 @@ func (r *Router) handleRoster(ctx context.Context, req IQRequest) (xml.TokenRead
 	}
 	contact = contact.Bare()
 	if in.Subscription == "remove" {
-		if !r.removeContact(user, contact) {
+		found, err := r.removeContact(user, contact)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
 			return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 		}
 		return nil, nil
@@ -266,41 +293,44 @@ func (r *Router) handleRoster(ctx context.Context, req IQRequest) (xml.TokenRead
 	}
 	unlock := r.locks.lock(user)
 	defer unlock()
-	item, ok := r.rosterItem(user, contact)
-	if !ok || !item.InRoster {
-		all, _, err := r.store.Roster(ctx, host, name)
-		if err != nil {
-			return nil, err
-		}
-		if len(all) >= r.limits.RosterMax {
-			return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
-		}
+	item, _, err := r.loadRosterItem(user, contact)
+	if err != nil {
+		return nil, err
 	}
 	before := item
 	item.Contact, item.Name, item.Groups, item.InRoster = contact.String(), in.Name, groups, true
-	r.updateItem(user, before, item)
+	if err := r.updateItem(user, before, item); errors.Is(err, storage.ErrQuota) {
+		// RFC 6121 §2.3.3: the roster is full (roster_items, or
+		// roster_bytes with this entry).
+		return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
+	} else if err != nil {
+		return nil, err
+	}
 	return nil, nil
 }
 
 // removeContact removes a contact from the roster, cancelling the
 // subscriptions both ways (RFC 6121 §2.5.2). It reports false when the
-// roster had no such entry.
-func (r *Router) removeContact(user, contact jid.JID) bool {
+// roster had no such entry, and changes nothing when it could not be read.
+func (r *Router) removeContact(user, contact jid.JID) (bool, error) {
 	unlock := r.locks.lock(user)
-	item, ok := r.rosterItem(user, contact)
-	if !ok {
+	item, ok, err := r.loadRosterItem(user, contact)
+	if err != nil || !ok {
 		unlock()
-		return false
+		return false, err
 	}
 	before := item
 	wasTo, wasFrom := item.To || item.PendingOut, item.From || item.PendingIn
-	r.updateItem(user, before, RosterItem{Contact: contact.String()})
+	err = r.updateItem(user, before, RosterItem{Contact: contact.String()})
 	unlock()
+	if err != nil {
+		return false, err
+	}
 	if wasFrom {
 		r.sendPresenceFromAll(user, contact, true)
 	}
 	if !r.Serves(contact.Domainpart()) {
-		return true
+		return true, nil
 	}
 	if wasTo {
 		r.inboundSubscription(&element.Stanza{Name: "presence", Type: "unsubscribe", From: user, To: contact})
@@ -308,5 +338,25 @@ func (r *Router) removeContact(user, contact jid.JID) bool {
 	if wasFrom {
 		r.inboundSubscription(&element.Stanza{Name: "presence", Type: "unsubscribed", From: user, To: contact})
 	}
-	return true
+	return true, nil
+}
+
+// refuseSubscription answers a subscription request that the owner's
+// roster has no room for (roster_items or roster_bytes) with an error
+// presence, as Prosody answers a full roster: the request is neither
+// stored nor shown to the owner, and the sender learns why instead of
+// waiting for an answer that cannot come. st is the request, from the
+// sender's bare JID to the owner's.
+func (r *Router) refuseSubscription(st *element.Stanza) {
+	sender := st.From.Bare()
+	if !r.Serves(sender.Domainpart()) {
+		return
+	}
+	e := stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
+	reply, err := element.New("presence", "error", st.To.Bare(), sender, st.ID, e.TokenReader())
+	if err != nil {
+		r.logger.Error("building a subscription error failed", "err", err)
+		return
+	}
+	r.deliverAll(reply, sender, false)
 }

@@ -60,7 +60,8 @@ type resource struct {
 	rosterRequested    bool
 	blocklistRequested bool
 	// directed holds the JIDs this resource sent directed presence to,
-	// which get its unavailable presence when it goes offline.
+	// which get its unavailable presence when it goes offline; at most
+	// IMLimits.DirectedMax of them.
 	directed map[string]jid.JID
 }
 
@@ -75,11 +76,31 @@ type IMLimits struct {
 	PrivateMax int
 	// RosterMax is the most roster entries per user.
 	RosterMax int
+	// Per-user quotas of the stores (security review #6); 0 is the
+	// config default: OfflineBytes for offline messages, RosterBytes for
+	// roster entries, PrivateDocs and PrivateTotal for private XML,
+	// BlockMax for the block list.
+	OfflineBytes, RosterBytes, PrivateDocs, PrivateTotal, BlockMax int
+	// SendQueue and SendQueueBytes are the sessions' send queue bounds:
+	// offline delivery keeps at most half of each in flight. 0 is the
+	// config default.
+	SendQueue, SendQueueBytes int
+	// DirectedMax is the most entities one session may have sent
+	// directed presence to and not yet made unavailable; directed
+	// presence to one more is refused. 0 is DefaultDirectedMax.
+	DirectedMax int
 }
+
+// DefaultDirectedMax is the directed presence cap of a router whose
+// IMLimits leave it 0 (config's default too).
+const DefaultDirectedMax = 200
 
 // NewRouter returns a router for the given local domains that keeps
 // user data in store and answers iq requests with iq.
 func NewRouter(domains []string, iq *iqMux, store Store, limits IMLimits, logger *slog.Logger) *Router {
+	if limits.DirectedMax <= 0 {
+		limits.DirectedMax = DefaultDirectedMax
+	}
 	r := &Router{
 		logger:  logger,
 		domains: make(map[string]bool),
@@ -256,6 +277,12 @@ func (r *Router) toAccount(s *c2s.Session, st *element.Stanza, bare jid.JID) {
 		// The server answers for the account.
 		if self {
 			r.handleIQ(s, st, r.iq.self)
+			return
+		}
+		if st.IsIQRequest() && r.blocks.blocks(bare, s.JID()) {
+			// Nothing the account holds (vCard, last activity, disco)
+			// is answered to an entity it blocked (XEP-0191 §3.5).
+			r.bounce(s, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
 			return
 		}
 		r.handleIQ(s, st, r.iq.account)

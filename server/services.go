@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/storage"
 )
 
 // Namespaces of the small services every client asks for.
@@ -207,7 +209,8 @@ func (r *Router) handleVCard(ctx context.Context, req IQRequest) (xml.TokenReade
 	if len(doc) > r.limits.VCardMax {
 		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable, Text: map[string]string{"": "vCard larger than " + strconv.Itoa(r.limits.VCardMax) + " bytes"}}
 	}
-	return nil, r.store.PutXML(ctx, host, user, "vcard", doc)
+	// One vCard per user: the key "vcard" is its own quota scope.
+	return nil, r.store.PutXML(ctx, host, user, "vcard", doc, storage.Quota{Count: 1, Bytes: int64(r.limits.VCardMax)})
 }
 
 // handlePrivate answers XEP-0049 private XML storage on the user's own
@@ -269,5 +272,11 @@ func (r *Router) handlePrivate(ctx context.Context, req IQRequest) (xml.TokenRea
 	if buf.Len() > r.limits.PrivateMax {
 		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable}
 	}
-	return nil, r.store.PutXML(ctx, host, name, key, buf.Bytes())
+	// Every "private:" document counts against private_documents and
+	// private_total_bytes (security review #6).
+	err := r.store.PutXML(ctx, host, name, key, buf.Bytes(), r.privateQuota())
+	if errors.Is(err, storage.ErrQuota) {
+		return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint}
+	}
+	return nil, err
 }

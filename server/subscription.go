@@ -1,10 +1,14 @@
 package server
 
 import (
+	"errors"
+
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/storage"
 )
 
 // outboundSubscription handles a subscription presence the user sent
@@ -17,10 +21,29 @@ func (r *Router) outboundSubscription(s *c2s.Session, st *element.Stanza) {
 	}
 	// RFC 6121 §3.1.2: the server stamps the bare JID.
 	st.From, st.To = user, contact
+	if err := r.subscriptionFromUser(user, contact, st); err != nil {
+		// Logged where it happened; nothing changed or was forwarded.
+		cond := stanza.InternalServerError
+		if errors.Is(err, storage.ErrQuota) {
+			cond = stanza.ResourceConstraint // the user's roster is full
+		}
+		r.bounce(s, st, stanza.Error{Type: stanza.Wait, Condition: cond})
+	}
+}
+
+// subscriptionFromUser applies a subscription presence st (from user's
+// bare JID to contact's) to the user's roster, then hands it to the
+// contact's side. When the user's entry cannot be read or written it
+// changes nothing, forwards nothing and returns the error.
+func (r *Router) subscriptionFromUser(user, contact jid.JID, st *element.Stanza) error {
 	var forward, sendPresence, sendUnavailable bool
 
 	unlock := r.locks.lock(user)
-	item, _ := r.rosterItem(user, contact)
+	item, _, err := r.loadRosterItem(user, contact)
+	if err != nil {
+		unlock()
+		return err
+	}
 	item.Contact = contact.String()
 	before := item
 	switch st.Type {
@@ -53,8 +76,11 @@ func (r *Router) outboundSubscription(s *c2s.Session, st *element.Stanza) {
 			item.From, item.PendingIn, item.PendingInStanza, item.Approved = false, false, nil, false
 		}
 	}
-	r.updateItem(user, before, item)
+	err = r.updateItem(user, before, item)
 	unlock()
+	if err != nil {
+		return err
+	}
 
 	if sendUnavailable {
 		r.sendPresenceFromAll(user, contact, true)
@@ -65,6 +91,7 @@ func (r *Router) outboundSubscription(s *c2s.Session, st *element.Stanza) {
 	if sendPresence {
 		r.sendPresenceFromAll(user, contact, false)
 	}
+	return nil
 }
 
 // inboundSubscription handles a subscription presence arriving for a
@@ -85,7 +112,12 @@ func (r *Router) inboundSubscription(st *element.Stanza) {
 	var deliver, autoApprove, sendUnavailable bool
 
 	unlock := r.locks.lock(owner)
-	item, _ := r.rosterItem(owner, other)
+	item, _, err := r.loadRosterItem(owner, other)
+	if err != nil {
+		// Logged; the stored entry stays as it was (security review #11).
+		unlock()
+		return
+	}
 	item.Contact = other.String()
 	before := item
 	switch st.Type {
@@ -121,8 +153,14 @@ func (r *Router) inboundSubscription(st *element.Stanza) {
 			deliver = true
 		}
 	}
-	r.updateItem(owner, before, item)
+	err = r.updateItem(owner, before, item)
 	unlock()
+	if err != nil {
+		if errors.Is(err, storage.ErrQuota) && st.Type == "subscribe" {
+			r.refuseSubscription(st) // security review #6
+		}
+		return
+	}
 
 	if deliver {
 		r.deliverAll(st, owner, false)

@@ -2,12 +2,45 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
 // ErrQuota is wrapped by implementations when a write would take a user past
 // a limit the caller set, such as the number of offline messages.
 var ErrQuota = errors.New("storage: quota exceeded")
+
+// Quota bounds what one user keeps in one store: at most Count entries (roster
+// items, offline messages, documents) of at most Bytes bytes together, each
+// entry counting as its Size (see the store's documentation).
+//
+// A write that would add an entry while Count or more are stored, or that
+// would make the total larger than it was and larger than Bytes, stores
+// nothing and returns an error wrapping [ErrQuota]. A write that adds no entry
+// and does not grow the total always succeeds, so that a user over a quota
+// lowered since can still shrink what they keep. The check and the write run
+// in one transaction: writers that race never take a user past the quota.
+// A Count or Bytes below 1 refuses every new entry.
+type Quota struct {
+	// Count is the most entries.
+	Count int
+	// Bytes is the most bytes of all the entries together.
+	Bytes int64
+}
+
+// Check returns an error wrapping [ErrQuota] if a write that takes a user from
+// n entries of total bytes to n+added entries of total+grow bytes (grow may
+// be negative) breaks q. Backends call it inside the transaction of the
+// write, after counting.
+func (q Quota) Check(n, added int, total, grow int64) error {
+	if added > 0 && n+added > q.Count {
+		return fmt.Errorf("%d stored, %d more would pass the limit of %d: %w", n, added, q.Count, ErrQuota)
+	}
+	if grow > 0 && total+grow > q.Bytes {
+		return fmt.Errorf("%d bytes stored, %d more would pass the limit of %d: %w", total, grow, q.Bytes, ErrQuota)
+	}
+	return nil
+}
 
 // RosterItem is one roster entry and its subscription state (RFC 6121
 // Appendix A), with the pending-in request that has not been answered.
@@ -33,6 +66,16 @@ type RosterItem struct {
 	// InRoster is false for an entry that exists only to remember a
 	// pending-in request or a pre-approval: it is not shown in the roster.
 	InRoster bool
+}
+
+// Size is what the entry counts against a roster [Quota]: the bytes of its
+// contact, name, groups and pending-in stanza.
+func (it RosterItem) Size() int64 {
+	n := len(it.Contact) + len(it.Name) + len(it.PendingInStanza)
+	for _, g := range it.Groups {
+		n += len(g)
+	}
+	return int64(n)
 }
 
 // OfflineMessage is one stored message (XEP-0160).

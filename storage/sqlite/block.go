@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"ottr.im/ottr/storage"
 )
 
 // BlockList returns the JIDs the user blocked, sorted in byte order, or nil
@@ -31,12 +33,22 @@ func (s *Store) BlockList(ctx context.Context, host, user string) ([]string, err
 }
 
 // Block adds jids to the user's block list, all or none; JIDs already on it,
-// or repeated in jids, are ignored.
-func (s *Store) Block(ctx context.Context, host, user string, jids []string) error {
+// or repeated in jids, are ignored. If the list would then hold more than
+// max JIDs it stores nothing and returns an error wrapping
+// [storage.ErrQuota]; a call that adds nothing new always succeeds. The
+// count and the inserts run in one transaction.
+func (s *Store) Block(ctx context.Context, host, user string, jids []string, max int) error {
 	if len(jids) == 0 {
 		return nil
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		var before int
+		err := tx.QueryRowContext(ctx,
+			`SELECT count(*) FROM block_list WHERE host = ? AND username = ?`,
+			host, user).Scan(&before)
+		if err != nil {
+			return fmt.Errorf("count: %w", err)
+		}
 		stmt, err := tx.PrepareContext(ctx,
 			`INSERT INTO block_list (host, username, jid) VALUES (?, ?, ?)
 			ON CONFLICT (host, username, jid) DO NOTHING`)
@@ -44,9 +56,20 @@ func (s *Store) Block(ctx context.Context, host, user string, jids []string) err
 			return err
 		}
 		defer stmt.Close()
+		added := 0
 		for _, j := range jids {
-			if _, err := stmt.ExecContext(ctx, host, user, j); err != nil {
+			res, err := stmt.ExecContext(ctx, host, user, j)
+			if err != nil {
 				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			added += int(n)
+			if added > 0 && before+added > max {
+				// The transaction rolls back what was inserted.
+				return fmt.Errorf("%d JIDs blocked, adding %d or more would pass the limit of %d: %w", before, added, max, storage.ErrQuota)
 			}
 		}
 		return nil

@@ -14,6 +14,9 @@ import (
 	"ottr.im/ottr/storage/storagetest"
 )
 
+// roomy is a quota the tests here never reach.
+var roomy = storage.Quota{Count: 1000, Bytes: 1 << 20}
+
 // newTestStore opens an empty store in the test's temporary directory.
 func newTestStore(t *testing.T) *Store {
 	return openTest(t, filepath.Join(t.TempDir(), "ottr.db"))
@@ -64,16 +67,16 @@ func TestIMReopen(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
-	_, err = s.PutRosterItem(ctx, "example.com", "alice", item)
+	_, err = s.PutRosterItem(ctx, "example.com", "alice", item, roomy)
 	must("PutRosterItem", err)
-	_, err = s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "carol@example.com"})
+	_, err = s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "carol@example.com"}, roomy)
 	must("PutRosterItem", err)
 	_, err = s.DeleteRosterItem(ctx, "example.com", "alice", "carol@example.com")
 	must("DeleteRosterItem", err)
-	must("StoreOffline", s.StoreOffline(ctx, "example.com", "alice", []byte("<m>1</m>"), at, 10))
-	must("StoreOffline", s.StoreOffline(ctx, "example.com", "alice", []byte("<m>2</m>"), at.Add(time.Nanosecond), 10))
-	must("PutXML", s.PutXML(ctx, "example.com", "alice", "vcard", []byte("<vCard/>")))
-	must("Block", s.Block(ctx, "example.com", "alice", []string{"eve@example.com", "mallory@example.com"}))
+	must("StoreOffline", s.StoreOffline(ctx, "example.com", "alice", []byte("<m>1</m>"), at, storage.Quota{Count: 10, Bytes: 1 << 20}))
+	must("StoreOffline", s.StoreOffline(ctx, "example.com", "alice", []byte("<m>2</m>"), at.Add(time.Nanosecond), storage.Quota{Count: 10, Bytes: 1 << 20}))
+	must("PutXML", s.PutXML(ctx, "example.com", "alice", "vcard", []byte("<vCard/>"), roomy))
+	must("Block", s.Block(ctx, "example.com", "alice", []string{"eve@example.com", "mallory@example.com"}, 100))
 	must("SetLastActivity", s.SetLastActivity(ctx, "example.com", "alice", at, "bye"))
 	_, err = s.EnsureAccount(ctx, "example.com", "alice")
 	must("EnsureAccount", err)
@@ -87,7 +90,7 @@ func TestIMReopen(t *testing.T) {
 		!items[0].Approved || items[0].InRoster {
 		t.Errorf("Roster after reopen = %+v, version %d; want [%+v], version 3", items, ver, item)
 	}
-	ver, err = s.PutRosterItem(ctx, "example.com", "alice", item)
+	ver, err = s.PutRosterItem(ctx, "example.com", "alice", item, roomy)
 	must("PutRosterItem", err)
 	if ver != 4 {
 		t.Errorf("PutRosterItem after reopen: version %d, want 4", ver)
@@ -137,7 +140,7 @@ func TestOfflineQuotaAcrossStores(t *testing.T) {
 	for i := range errs {
 		go func() {
 			<-start
-			errs[i] = stores[i%len(stores)].StoreOffline(ctx, "example.com", "alice", fmt.Appendf(nil, "<m>%d</m>", i), time.Now(), max)
+			errs[i] = stores[i%len(stores)].StoreOffline(ctx, "example.com", "alice", fmt.Appendf(nil, "<m>%d</m>", i), time.Now(), storage.Quota{Count: max, Bytes: 1 << 20})
 			done <- i
 		}()
 	}
@@ -196,7 +199,7 @@ func TestUpgradeFromAccountsOnly(t *testing.T) {
 	if h, err := s.PasswordHash(ctx, "example.com", "alice"); err != nil || h != "hash" {
 		t.Errorf("PasswordHash after upgrade = %q, %v", h, err)
 	}
-	if _, err := s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "bob@example.com"}); err != nil {
+	if _, err := s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "bob@example.com"}, roomy); err != nil {
 		t.Errorf("PutRosterItem after upgrade: %v", err)
 	}
 }
@@ -206,16 +209,16 @@ func TestUpgradeFromAccountsOnly(t *testing.T) {
 func TestIMRowsNeedNoAccount(t *testing.T) {
 	ctx := t.Context()
 	s := newTestStore(t)
-	if _, err := s.PutRosterItem(ctx, "example.com", "ghost", storage.RosterItem{Contact: "bob@example.com"}); err != nil {
+	if _, err := s.PutRosterItem(ctx, "example.com", "ghost", storage.RosterItem{Contact: "bob@example.com"}, roomy); err != nil {
 		t.Errorf("PutRosterItem: %v", err)
 	}
-	if err := s.StoreOffline(ctx, "example.com", "ghost", []byte("<m/>"), time.Now(), 1); err != nil {
+	if err := s.StoreOffline(ctx, "example.com", "ghost", []byte("<m/>"), time.Now(), storage.Quota{Count: 1, Bytes: 1 << 20}); err != nil {
 		t.Errorf("StoreOffline: %v", err)
 	}
-	if err := s.PutXML(ctx, "example.com", "ghost", "vcard", []byte("<vCard/>")); err != nil {
+	if err := s.PutXML(ctx, "example.com", "ghost", "vcard", []byte("<vCard/>"), roomy); err != nil {
 		t.Errorf("PutXML: %v", err)
 	}
-	if err := s.Block(ctx, "example.com", "ghost", []string{"eve@example.com"}); err != nil {
+	if err := s.Block(ctx, "example.com", "ghost", []string{"eve@example.com"}, 100); err != nil {
 		t.Errorf("Block: %v", err)
 	}
 	if err := s.SetLastActivity(ctx, "example.com", "ghost", time.Now(), ""); err != nil {

@@ -66,10 +66,21 @@ func (s *Store) RosterItem(ctx context.Context, host, user, contact string) (ite
 	return item, true, nil
 }
 
+// rosterItemSize is the SQL for [storage.RosterItem.Size] of a row: the
+// bytes of contact, name, each group and the pending-in stanza.
+const rosterItemSize = `length(CAST(contact AS BLOB)) + length(CAST(name AS BLOB))
+	+ coalesce((SELECT sum(length(CAST(value AS BLOB))) FROM json_each(groups)), 0)
+	+ coalesce(length(pending_in_stanza), 0)`
+
 // PutRosterItem creates or replaces, every field of it, the user's entry for
 // item.Contact, and returns the new roster version: the previous one plus
 // one, bumped in the same transaction.
-func (s *Store) PutRosterItem(ctx context.Context, host, user string, item storage.RosterItem) (ver int64, err error) {
+//
+// q bounds the user's entries, shown in the roster or not, each counting as
+// its [storage.RosterItem.Size]: a new entry beyond q.Count, or a change that
+// grows the roster past q.Bytes, stores nothing and returns an error wrapping
+// [storage.ErrQuota]. The check runs in the transaction of the write.
+func (s *Store) PutRosterItem(ctx context.Context, host, user string, item storage.RosterItem, q storage.Quota) (ver int64, err error) {
 	groups, err := encodeGroups(item.Groups)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: put roster item %s of %s@%s: %w", item.Contact, user, host, err)
@@ -79,7 +90,28 @@ func (s *Store) PutRosterItem(ctx context.Context, host, user string, item stora
 		stanza = item.PendingInStanza
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx,
+		var (
+			n             int
+			total, before int64
+			exists        bool
+		)
+		err := tx.QueryRowContext(ctx,
+			`SELECT count(*), coalesce(sum(size), 0), coalesce(max(contact = ?1), 0),
+				coalesce(sum(CASE WHEN contact = ?1 THEN size END), 0)
+			FROM (SELECT contact, `+rosterItemSize+` AS size
+				FROM roster_items WHERE host = ?2 AND username = ?3)`,
+			item.Contact, host, user).Scan(&n, &total, &exists, &before)
+		if err != nil {
+			return fmt.Errorf("measure roster: %w", err)
+		}
+		added := 1
+		if exists {
+			added = 0
+		}
+		if err := q.Check(n, added, total, item.Size()-before); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
 			`INSERT INTO roster_items (host, username, `+rosterColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (host, username, contact) DO UPDATE SET

@@ -32,8 +32,11 @@ type RosterStore interface {
 	// RosterItem returns one entry; ok is false when there is none.
 	RosterItem(ctx context.Context, host, user, contact string) (item storage.RosterItem, ok bool, err error)
 	// PutRosterItem creates or replaces every field of the entry for
-	// item.Contact and returns the new version, the previous one plus one.
-	PutRosterItem(ctx context.Context, host, user string, item storage.RosterItem) (ver int64, err error)
+	// item.Contact and returns the new version, the previous one plus one,
+	// unless that breaks q (see storage.Quota; an entry counts as its
+	// Size): then it changes nothing and returns an error wrapping
+	// storage.ErrQuota.
+	PutRosterItem(ctx context.Context, host, user string, item storage.RosterItem, q storage.Quota) (ver int64, err error)
 	// DeleteRosterItem removes the entry and returns the new version, the
 	// previous one plus one. Deleting an absent entry is no error and
 	// bumps the version all the same: every call is a change as far as
@@ -44,14 +47,18 @@ type RosterStore interface {
 
 // OfflineStore is the offline message storage the suite exercises.
 type OfflineStore interface {
-	// StoreOffline appends a message unless the user already has max (or
-	// more) messages stored: then it stores nothing and returns an error
-	// wrapping storage.ErrQuota. Concurrent calls never take a user past
-	// max.
-	StoreOffline(ctx context.Context, host, user string, stanza []byte, stored time.Time, max int) error
+	// StoreOffline appends a message unless that breaks q (see
+	// storage.Quota; a message counts as the length of its stanza): then it
+	// stores nothing and returns an error wrapping storage.ErrQuota.
+	// Concurrent calls never take a user past q.
+	StoreOffline(ctx context.Context, host, user string, stanza []byte, stored time.Time, q storage.Quota) error
 	// OfflineMessages returns the user's messages in the order they were
 	// stored (by increasing ID, whatever their Stored times).
 	OfflineMessages(ctx context.Context, host, user string) ([]storage.OfflineMessage, error)
+	// OfflinePage returns, in the same order, the user's messages with an
+	// ID above after: at most maxCount of them and at most maxBytes of
+	// stanzas together, but always the first one if there is any.
+	OfflinePage(ctx context.Context, host, user string, after int64, maxCount int, maxBytes int64) ([]storage.OfflineMessage, error)
 	// DeleteOffline removes the user's messages with the given IDs,
 	// ignoring IDs that name none of them.
 	DeleteOffline(ctx context.Context, host, user string, ids []int64) error
@@ -65,16 +72,21 @@ type XMLStore interface {
 	// there is none.
 	GetXML(ctx context.Context, host, user, key string) (doc []byte, ok bool, err error)
 	// PutXML stores doc under key, replacing any previous one; an empty or
-	// nil doc deletes it.
-	PutXML(ctx context.Context, host, user, key string, doc []byte) error
+	// nil doc deletes it. q bounds the documents in key's scope (the keys
+	// sharing its text up to the first ':', or key alone without one), each
+	// counting as its length: a write that breaks q (see storage.Quota)
+	// stores nothing and returns an error wrapping storage.ErrQuota.
+	PutXML(ctx context.Context, host, user, key string, doc []byte, q storage.Quota) error
 }
 
 // BlockStore is the block list storage the suite exercises.
 type BlockStore interface {
 	// BlockList returns the blocked JIDs sorted in byte order.
 	BlockList(ctx context.Context, host, user string) ([]string, error)
-	// Block adds JIDs, ignoring those already present or repeated.
-	Block(ctx context.Context, host, user string, jids []string) error
+	// Block adds JIDs, ignoring those already present or repeated, all or
+	// none: when the list would then hold more than max it stores nothing
+	// and returns an error wrapping storage.ErrQuota.
+	Block(ctx context.Context, host, user string, jids []string, max int) error
 	// Unblock removes JIDs, ignoring absent ones; no JIDs (nil or empty)
 	// removes all.
 	Unblock(ctx context.Context, host, user string, jids []string) error
@@ -104,6 +116,15 @@ const (
 	offlineRacers  = 10
 	offlineRaceMax = 5
 )
+
+// roomy is a quota that the cases not about quotas never reach, and
+// roomyCount its count.
+var roomy = storage.Quota{Count: roomyCount, Bytes: 1 << 40}
+
+const roomyCount = 1_000_000
+
+// counted is a quota of max entries and no byte bound that matters.
+func counted(max int) storage.Quota { return storage.Quota{Count: max, Bytes: roomy.Bytes} }
 
 // suiteCase is one case of a suite over stores of type S; run gets a fresh,
 // empty store.
@@ -341,7 +362,7 @@ var rosterCases = []suiteCase[RosterStore]{
 		errs := raceN(concurrency, func(i int) error {
 			var err error
 			if i%2 == 0 {
-				vers[i], err = s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: fmt.Sprintf("c%d@x", i), InRoster: true})
+				vers[i], err = s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: fmt.Sprintf("c%d@x", i), InRoster: true}, roomy)
 			} else {
 				vers[i], err = s.DeleteRosterItem(ctx, "example.com", "alice", "absent@x")
 			}
@@ -364,6 +385,94 @@ var rosterCases = []suiteCase[RosterStore]{
 			t.Errorf("Roster: %d items, version %d; want %d items, version %d", len(items), ver, (concurrency+1)/2, concurrency)
 		}
 	}},
+	{"quota counts entries", func(t *testing.T, ctx context.Context, s RosterStore) {
+		q := storage.Quota{Count: 3, Bytes: roomy.Bytes}
+		// Hidden entries (a pending-in request) count as well.
+		items := []storage.RosterItem{
+			{Contact: "a@x", InRoster: true},
+			{Contact: "b@x", PendingIn: true},
+			{Contact: "c@x", Approved: true},
+		}
+		for i, it := range items {
+			mustPutItemQuota(t, ctx, s, "example.com", "alice", it, q, int64(i+1))
+		}
+		_, err := s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "d@x", InRoster: true}, q)
+		wantErr(t, "PutRosterItem of a new entry beyond the count", err, storage.ErrQuota)
+		wantRoster(t, ctx, s, "example.com", "alice", items, 3)
+		// Changing an entry adds none.
+		items[1] = storage.RosterItem{Contact: "b@x", From: true, InRoster: true}
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", items[1], q, 4)
+		// Room again after a delete; other users have their own.
+		mustDeleteItem(t, ctx, s, "example.com", "alice", "c@x", 5)
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", storage.RosterItem{Contact: "d@x"}, q, 6)
+		mustPutItemQuota(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "d@x"}, q, 1)
+		_, err = s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "e@x"}, storage.Quota{Count: 0, Bytes: roomy.Bytes})
+		wantErr(t, "PutRosterItem with a count of 0", err, storage.ErrQuota)
+	}},
+	{"quota counts bytes", func(t *testing.T, ctx context.Context, s RosterStore) {
+		a := storage.RosterItem{Contact: "a@x", Name: "0123456789", InRoster: true} // 13 bytes
+		if a.Size() != 13 {
+			t.Fatalf("Size of %+v = %d, want 13", a, a.Size())
+		}
+		// Each field counts: contact, name, groups, pending-in stanza.
+		b := storage.RosterItem{Contact: "b@x", Name: "ü", Groups: []string{"g1", "用"}, PendingInStanza: []byte("<p/>"), PendingIn: true}
+		if b.Size() != 3+2+2+3+4 {
+			t.Fatalf("Size of %+v = %d, want 14", b, b.Size())
+		}
+		q := storage.Quota{Count: 100, Bytes: 27}
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", a, q, 1)
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", b, q, 2)
+		// 27 of 27 bytes: a new entry does not fit, nor does a longer name.
+		_, err := s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: "c"}, q)
+		wantErr(t, "PutRosterItem of a new entry beyond the bytes", err, storage.ErrQuota)
+		longer := a
+		longer.Name += "x"
+		_, err = s.PutRosterItem(ctx, "example.com", "alice", longer, q)
+		wantErr(t, "PutRosterItem growing an entry beyond the bytes", err, storage.ErrQuota)
+		bigger := b
+		bigger.Groups = append(slices.Clone(b.Groups), "g")
+		_, err = s.PutRosterItem(ctx, "example.com", "alice", bigger, q)
+		wantErr(t, "PutRosterItem adding a group beyond the bytes", err, storage.ErrQuota)
+		bigger = b
+		bigger.PendingInStanza = []byte("<p />")
+		_, err = s.PutRosterItem(ctx, "example.com", "alice", bigger, q)
+		wantErr(t, "PutRosterItem growing the stanza beyond the bytes", err, storage.ErrQuota)
+		wantRoster(t, ctx, s, "example.com", "alice", []storage.RosterItem{a, b}, 2)
+		// Under a quota lowered since, a change of the same size or smaller
+		// is still allowed, and one that grows is not.
+		low := storage.Quota{Count: 1, Bytes: 10}
+		b.To = true
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", b, low, 3)
+		b.PendingIn, b.PendingInStanza = false, nil
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", b, low, 4)
+		_, err = s.PutRosterItem(ctx, "example.com", "alice", longer, low)
+		wantErr(t, "PutRosterItem growing an entry under a lowered quota", err, storage.ErrQuota)
+		// The bytes freed make room: 14 + 10 + 3 of 27.
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", longer, q, 5)
+		mustPutItemQuota(t, ctx, s, "example.com", "alice", storage.RosterItem{Contact: "c@x"}, q, 6)
+		wantRoster(t, ctx, s, "example.com", "alice", []storage.RosterItem{longer, b, {Contact: "c@x"}}, 6)
+	}},
+	{"concurrent quota", func(t *testing.T, ctx context.Context, s RosterStore) {
+		q := storage.Quota{Count: offlineRaceMax, Bytes: roomy.Bytes}
+		errs := raceN(offlineRacers, func(i int) error {
+			_, err := s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: fmt.Sprintf("c%d@x", i), PendingIn: true}, q)
+			return err
+		})
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, storage.ErrQuota):
+				t.Errorf("PutRosterItem in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
+			}
+		}
+		items, ver := mustRoster(t, ctx, s, "example.com", "alice")
+		if won != offlineRaceMax || len(items) != offlineRaceMax || ver != offlineRaceMax {
+			t.Errorf("%d of %d racing PutRosterItem calls succeeded, roster has %d entries at version %d; want %d each",
+				won, offlineRacers, len(items), ver, offlineRaceMax)
+		}
+	}},
 	{"cancelled context", func(t *testing.T, ctx context.Context, s RosterStore) {
 		item := fullItem("bob@example.com")
 		mustPutItem(t, ctx, s, "example.com", "alice", item, 1)
@@ -376,7 +485,7 @@ var rosterCases = []suiteCase[RosterStore]{
 			{"Roster", func() error { _, _, err := s.Roster(cctx, "example.com", "alice"); return err }},
 			{"RosterItem", func() error { _, _, err := s.RosterItem(cctx, "example.com", "alice", "bob@example.com"); return err }},
 			{"PutRosterItem", func() error {
-				_, err := s.PutRosterItem(cctx, "example.com", "alice", fullItem("carol@example.com"))
+				_, err := s.PutRosterItem(cctx, "example.com", "alice", fullItem("carol@example.com"), roomy)
 				return err
 			}},
 			{"DeleteRosterItem", func() error {
@@ -463,11 +572,11 @@ var offlineCases = []suiteCase[OfflineStore]{
 			mustStoreOffline(t, ctx, s, "example.com", "alice", fmt.Appendf(nil, "<m>%d</m>", i), msgTime(i), max)
 		}
 		before := mustOffline(t, ctx, s, "example.com", "alice")
-		err := s.StoreOffline(ctx, "example.com", "alice", []byte("<m>over</m>"), msgTime(9), max)
+		err := s.StoreOffline(ctx, "example.com", "alice", []byte("<m>over</m>"), msgTime(9), counted(max))
 		wantErr(t, "StoreOffline over the quota", err, storage.ErrQuota)
 		wantOffline(t, ctx, s, "example.com", "alice", before)
 		// A lowered quota refuses too; a raised one lets one more in.
-		err = s.StoreOffline(ctx, "example.com", "alice", []byte("<m>over</m>"), msgTime(9), max-1)
+		err = s.StoreOffline(ctx, "example.com", "alice", []byte("<m>over</m>"), msgTime(9), counted(max-1))
 		wantErr(t, "StoreOffline over a lowered quota", err, storage.ErrQuota)
 		mustStoreOffline(t, ctx, s, "example.com", "alice", []byte("<m>3</m>"), msgTime(3), max+1)
 		// Other users have their own quota.
@@ -477,19 +586,19 @@ var offlineCases = []suiteCase[OfflineStore]{
 		all := mustOffline(t, ctx, s, "example.com", "alice")
 		mustDeleteOffline(t, ctx, s, "example.com", "alice", []int64{all[0].ID, all[1].ID})
 		mustStoreOffline(t, ctx, s, "example.com", "alice", []byte("<m>4</m>"), msgTime(4), max)
-		err = s.StoreOffline(ctx, "example.com", "alice", []byte("<m>over</m>"), msgTime(9), max)
+		err = s.StoreOffline(ctx, "example.com", "alice", []byte("<m>over</m>"), msgTime(9), counted(max))
 		wantErr(t, "StoreOffline over the quota after a delete", err, storage.ErrQuota)
 		wantCount(t, ctx, s, "example.com", "alice", max)
 	}},
 	{"zero quota refuses", func(t *testing.T, ctx context.Context, s OfflineStore) {
-		err := s.StoreOffline(ctx, "example.com", "alice", []byte("<m/>"), msgTime(0), 0)
+		err := s.StoreOffline(ctx, "example.com", "alice", []byte("<m/>"), msgTime(0), counted(0))
 		wantErr(t, "StoreOffline with max 0", err, storage.ErrQuota)
 		wantOffline(t, ctx, s, "example.com", "alice", nil)
 	}},
 	{"concurrent quota", func(t *testing.T, ctx context.Context, s OfflineStore) {
 		stanza := func(i int) []byte { return fmt.Appendf(nil, "<m>%d</m>", i) }
 		errs := raceN(offlineRacers, func(i int) error {
-			return s.StoreOffline(ctx, "example.com", "alice", stanza(i), msgTime(i), offlineRaceMax)
+			return s.StoreOffline(ctx, "example.com", "alice", stanza(i), msgTime(i), counted(offlineRaceMax))
 		})
 		var won [][]byte
 		for i, err := range errs {
@@ -513,6 +622,84 @@ var offlineCases = []suiteCase[OfflineStore]{
 		if !slices.EqualFunc(got, won, bytes.Equal) {
 			t.Errorf("stored %q, want those of the winners, %q", got, won)
 		}
+	}},
+	{"byte quota", func(t *testing.T, ctx context.Context, s OfflineStore) {
+		q := storage.Quota{Count: 100, Bytes: 100}
+		sixty, forty := bytes.Repeat([]byte("6"), 60), bytes.Repeat([]byte("4"), 40)
+		mustStoreOfflineQuota(t, ctx, s, "example.com", "alice", sixty, msgTime(0), q)
+		mustStoreOfflineQuota(t, ctx, s, "example.com", "alice", forty, msgTime(1), q)
+		err := s.StoreOffline(ctx, "example.com", "alice", []byte("1"), msgTime(2), q)
+		wantErr(t, "StoreOffline beyond the bytes", err, storage.ErrQuota)
+		all := mustOffline(t, ctx, s, "example.com", "alice")
+		wantOffline(t, ctx, s, "example.com", "alice", []storage.OfflineMessage{
+			{Stanza: sixty, Stored: msgTime(0)}, {Stanza: forty, Stored: msgTime(1)},
+		})
+		// A message larger than the whole quota never fits.
+		err = s.StoreOffline(ctx, "example.com", "bob", bytes.Repeat([]byte("x"), 101), msgTime(0), q)
+		wantErr(t, "StoreOffline of a message larger than the quota", err, storage.ErrQuota)
+		wantOffline(t, ctx, s, "example.com", "bob", nil)
+		// Delivering frees bytes.
+		mustDeleteOffline(t, ctx, s, "example.com", "alice", []int64{all[0].ID})
+		mustStoreOfflineQuota(t, ctx, s, "example.com", "alice", sixty, msgTime(3), q)
+		err = s.StoreOffline(ctx, "example.com", "alice", []byte("1"), msgTime(4), q)
+		wantErr(t, "StoreOffline beyond the bytes after a delete", err, storage.ErrQuota)
+		err = s.StoreOffline(ctx, "example.com", "alice", []byte("<m/>"), msgTime(4), storage.Quota{Count: 100, Bytes: 0})
+		wantErr(t, "StoreOffline with 0 bytes allowed", err, storage.ErrQuota)
+		wantCount(t, ctx, s, "example.com", "alice", 2)
+	}},
+	{"concurrent byte quota", func(t *testing.T, ctx context.Context, s OfflineStore) {
+		// Room for offlineRaceMax messages by bytes, plenty by count.
+		const size = 30
+		q := storage.Quota{Count: 1000, Bytes: offlineRaceMax*size + size - 1}
+		errs := raceN(offlineRacers, func(i int) error {
+			return s.StoreOffline(ctx, "example.com", "alice", bytes.Repeat([]byte{byte('a' + i)}, size), msgTime(i), q)
+		})
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, storage.ErrQuota):
+				t.Errorf("StoreOffline in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
+			}
+		}
+		if won != offlineRaceMax {
+			t.Errorf("%d of %d racing StoreOffline calls succeeded, want %d", won, offlineRacers, offlineRaceMax)
+		}
+		wantCount(t, ctx, s, "example.com", "alice", offlineRaceMax)
+	}},
+	{"pages", func(t *testing.T, ctx context.Context, s OfflineStore) {
+		wantPage(t, ctx, s, "example.com", "alice", 0, 10, 1000, nil)
+		var want []storage.OfflineMessage
+		for i := range 10 {
+			st := bytes.Repeat([]byte{byte('0' + i)}, 10+i) // 10, 11, … 19 bytes
+			mustStoreOffline(t, ctx, s, "example.com", "alice", st, msgTime(i), 100)
+			want = append(want, storage.OfflineMessage{Stanza: st, Stored: msgTime(i)})
+		}
+		mustStoreOffline(t, ctx, s, "example.com", "bob", []byte("<bob/>"), msgTime(0), 100)
+		all := mustOffline(t, ctx, s, "example.com", "alice")
+		for i := range want {
+			want[i].ID = all[i].ID
+		}
+		// By count: 4, 4, 2, then none.
+		wantPage(t, ctx, s, "example.com", "alice", 0, 4, 1000, want[:4])
+		wantPage(t, ctx, s, "example.com", "alice", want[3].ID, 4, 1000, want[4:8])
+		wantPage(t, ctx, s, "example.com", "alice", want[7].ID, 4, 1000, want[8:])
+		wantPage(t, ctx, s, "example.com", "alice", want[9].ID, 4, 1000, nil)
+		// By bytes: 10+11+12 = 33 fit in 33 or 45, not in 32; the first
+		// message comes even when it alone is larger.
+		wantPage(t, ctx, s, "example.com", "alice", 0, 100, 33, want[:3])
+		wantPage(t, ctx, s, "example.com", "alice", 0, 100, 45, want[:3])
+		wantPage(t, ctx, s, "example.com", "alice", 0, 100, 32, want[:2])
+		wantPage(t, ctx, s, "example.com", "alice", 0, 100, 1, want[:1])
+		wantPage(t, ctx, s, "example.com", "alice", want[8].ID, 100, 1, want[9:])
+		// From the middle of a gap left by deleted messages.
+		mustDeleteOffline(t, ctx, s, "example.com", "alice", []int64{want[1].ID, want[2].ID})
+		wantPage(t, ctx, s, "example.com", "alice", want[0].ID, 2, 1000, []storage.OfflineMessage{want[3], want[4]})
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := s.OfflinePage(cctx, "example.com", "alice", 0, 10, 1000)
+		wantErr(t, "OfflinePage with a cancelled context", err, context.Canceled)
 	}},
 	{"per-user isolation", func(t *testing.T, ctx context.Context, s OfflineStore) {
 		users := []struct{ host, user string }{
@@ -550,7 +737,7 @@ var offlineCases = []suiteCase[OfflineStore]{
 			call func() error
 		}{
 			{"StoreOffline", func() error {
-				return s.StoreOffline(cctx, "example.com", "alice", []byte("<m/>"), msgTime(1), 10)
+				return s.StoreOffline(cctx, "example.com", "alice", []byte("<m/>"), msgTime(1), counted(10))
 			}},
 			{"OfflineMessages", func() error { _, err := s.OfflineMessages(cctx, "example.com", "alice"); return err }},
 			{"DeleteOffline", func() error { return s.DeleteOffline(cctx, "example.com", "alice", []int64{want[0].ID}) }},
@@ -625,6 +812,65 @@ var xmlCases = []suiteCase[XMLStore]{
 			wantXML(t, ctx, s, u.host, u.user, "vcard", []byte("<"+u.user+"@"+u.host+"/>"))
 		}
 	}},
+	{"quota counts documents in a scope", func(t *testing.T, ctx context.Context, s XMLStore) {
+		q := storage.Quota{Count: 2, Bytes: roomy.Bytes}
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:a", []byte("<a/>"), q)
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:b", []byte("<b/>"), q)
+		err := s.PutXML(ctx, "example.com", "alice", "private:c", []byte("<c/>"), q)
+		wantErr(t, "PutXML of a third document", err, storage.ErrQuota)
+		wantNoXML(t, ctx, s, "example.com", "alice", "private:c")
+		// Replacing one adds none.
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:a", []byte("<a>again</a>"), q)
+		// Keys outside the scope have their own.
+		for _, k := range []string{"vcard", "private", "privatex", "private;x", "other:a", "other:b"} {
+			mustPutXMLQuota(t, ctx, s, "example.com", "alice", k, []byte("<x/>"), q)
+		}
+		err = s.PutXML(ctx, "example.com", "alice", "other:c", []byte("<c/>"), q)
+		wantErr(t, "PutXML of a third document in another scope", err, storage.ErrQuota)
+		mustPutXMLQuota(t, ctx, s, "example.com", "bob", "private:c", []byte("<c/>"), q)
+		// A delete always succeeds and makes room.
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:b", nil, storage.Quota{})
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:c", []byte("<c/>"), q)
+		wantXML(t, ctx, s, "example.com", "alice", "private:a", []byte("<a>again</a>"))
+		wantXML(t, ctx, s, "example.com", "alice", "private:c", []byte("<c/>"))
+	}},
+	{"quota counts bytes in a scope", func(t *testing.T, ctx context.Context, s XMLStore) {
+		q := storage.Quota{Count: 100, Bytes: 10}
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:a", []byte("12345678"), q)
+		err := s.PutXML(ctx, "example.com", "alice", "private:b", []byte("abc"), q)
+		wantErr(t, "PutXML beyond the bytes", err, storage.ErrQuota)
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:b", []byte("ab"), q)
+		err = s.PutXML(ctx, "example.com", "alice", "private:c", []byte("z"), q)
+		wantErr(t, "PutXML beyond the bytes", err, storage.ErrQuota)
+		err = s.PutXML(ctx, "example.com", "alice", "private:a", []byte("123456789"), q)
+		wantErr(t, "PutXML growing a document beyond the bytes", err, storage.ErrQuota)
+		wantXML(t, ctx, s, "example.com", "alice", "private:a", []byte("12345678"))
+		// Another scope has its own bytes; a smaller replacement makes room.
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "vcard", []byte("0123456789"), q)
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:a", []byte("1234567"), q)
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:c", []byte("z"), q)
+		// Under a quota lowered since, the same size is still allowed.
+		mustPutXMLQuota(t, ctx, s, "example.com", "alice", "private:a", []byte("7654321"), storage.Quota{Count: 1, Bytes: 1})
+		wantXML(t, ctx, s, "example.com", "alice", "private:a", []byte("7654321"))
+	}},
+	{"concurrent quota", func(t *testing.T, ctx context.Context, s XMLStore) {
+		q := storage.Quota{Count: offlineRaceMax, Bytes: roomy.Bytes}
+		errs := raceN(offlineRacers, func(i int) error {
+			return s.PutXML(ctx, "example.com", "alice", fmt.Sprintf("private:%d", i), []byte("<x/>"), q)
+		})
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, storage.ErrQuota):
+				t.Errorf("PutXML in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
+			}
+		}
+		if won != offlineRaceMax {
+			t.Errorf("%d of %d racing PutXML calls succeeded, want %d", won, offlineRacers, offlineRaceMax)
+		}
+	}},
 	{"buffers are not shared", func(t *testing.T, ctx context.Context, s XMLStore) {
 		doc := []byte("<a/>")
 		mustPutXML(t, ctx, s, "example.com", "alice", "vcard", doc)
@@ -639,9 +885,9 @@ var xmlCases = []suiteCase[XMLStore]{
 		cancel()
 		_, _, err := s.GetXML(cctx, "example.com", "alice", "vcard")
 		wantErr(t, "GetXML with a cancelled context", err, context.Canceled)
-		err = s.PutXML(cctx, "example.com", "alice", "vcard", []byte("<b/>"))
+		err = s.PutXML(cctx, "example.com", "alice", "vcard", []byte("<b/>"), roomy)
 		wantErr(t, "PutXML with a cancelled context", err, context.Canceled)
-		err = s.PutXML(cctx, "example.com", "alice", "vcard", nil)
+		err = s.PutXML(cctx, "example.com", "alice", "vcard", nil, roomy)
 		wantErr(t, "PutXML (delete) with a cancelled context", err, context.Canceled)
 		wantXML(t, ctx, s, "example.com", "alice", "vcard", []byte("<a/>"))
 	}},
@@ -681,6 +927,44 @@ var blockCases = []suiteCase[BlockStore]{
 			wantBlockList(t, ctx, s, "example.com", "alice", nil)
 		}
 	}},
+	{"quota", func(t *testing.T, ctx context.Context, s BlockStore) {
+		mustBlockMax(t, ctx, s, "example.com", "alice", []string{"a@x", "b@x", "a@x"}, 3)
+		err := s.Block(ctx, "example.com", "alice", []string{"c@x", "d@x"}, 3)
+		wantErr(t, "Block beyond the limit", err, storage.ErrQuota)
+		wantBlockList(t, ctx, s, "example.com", "alice", []string{"a@x", "b@x"})
+		// JIDs already there add nothing, whatever the limit.
+		mustBlockMax(t, ctx, s, "example.com", "alice", []string{"b@x", "a@x"}, 1)
+		mustBlockMax(t, ctx, s, "example.com", "alice", []string{"c@x", "a@x", "c@x"}, 3)
+		err = s.Block(ctx, "example.com", "alice", []string{"a@x", "d@x"}, 3)
+		wantErr(t, "Block beyond the limit", err, storage.ErrQuota)
+		err = s.Block(ctx, "example.com", "bob", []string{"a@x"}, 0)
+		wantErr(t, "Block with a limit of 0", err, storage.ErrQuota)
+		mustBlockMax(t, ctx, s, "example.com", "bob", []string{"a@x", "b@x", "c@x"}, 3)
+		mustUnblock(t, ctx, s, "example.com", "alice", []string{"b@x"})
+		mustBlockMax(t, ctx, s, "example.com", "alice", []string{"d@x"}, 3)
+		wantBlockList(t, ctx, s, "example.com", "alice", []string{"a@x", "c@x", "d@x"})
+	}},
+	{"concurrent quota", func(t *testing.T, ctx context.Context, s BlockStore) {
+		errs := raceN(offlineRacers, func(i int) error {
+			return s.Block(ctx, "example.com", "alice", []string{fmt.Sprintf("%d@x", i), fmt.Sprintf("%d@y", i)}, 2*offlineRaceMax)
+		})
+		won := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, storage.ErrQuota):
+				t.Errorf("Block in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
+			}
+		}
+		got, err := s.BlockList(ctx, "example.com", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if won != offlineRaceMax || len(got) != 2*offlineRaceMax {
+			t.Errorf("%d of %d racing Block calls succeeded, %d JIDs blocked; want %d and %d", won, offlineRacers, len(got), offlineRaceMax, 2*offlineRaceMax)
+		}
+	}},
 	{"per-user isolation", func(t *testing.T, ctx context.Context, s BlockStore) {
 		users := []struct{ host, user string }{
 			{"a.example", "alice"}, {"a.example", "bob"}, {"b.example", "alice"}, {"a.example", "Alice"},
@@ -706,7 +990,7 @@ var blockCases = []suiteCase[BlockStore]{
 			call func() error
 		}{
 			{"BlockList", func() error { _, err := s.BlockList(cctx, "example.com", "alice"); return err }},
-			{"Block", func() error { return s.Block(cctx, "example.com", "alice", []string{"b@x"}) }},
+			{"Block", func() error { return s.Block(cctx, "example.com", "alice", []string{"b@x"}, roomyCount) }},
 			{"Unblock", func() error { return s.Unblock(cctx, "example.com", "alice", []string{"a@x"}) }},
 			{"Unblock all", func() error { return s.Unblock(cctx, "example.com", "alice", nil) }},
 		}
@@ -871,7 +1155,7 @@ func wantNoRosterItem(t *testing.T, ctx context.Context, s RosterStore, host, us
 
 func mustPutItem(t *testing.T, ctx context.Context, s RosterStore, host, user string, item storage.RosterItem, wantVer int64) {
 	t.Helper()
-	ver, err := s.PutRosterItem(ctx, host, user, item)
+	ver, err := s.PutRosterItem(ctx, host, user, item, roomy)
 	if err != nil {
 		t.Fatalf("PutRosterItem(%q, %q, %q): %v", host, user, item.Contact, err)
 	}
@@ -893,7 +1177,7 @@ func mustDeleteItem(t *testing.T, ctx context.Context, s RosterStore, host, user
 
 func mustStoreOffline(t *testing.T, ctx context.Context, s OfflineStore, host, user string, stanza []byte, at time.Time, max int) {
 	t.Helper()
-	if err := s.StoreOffline(ctx, host, user, stanza, at, max); err != nil {
+	if err := s.StoreOffline(ctx, host, user, stanza, at, counted(max)); err != nil {
 		t.Fatalf("StoreOffline(%q, %q, max %d): %v", host, user, max, err)
 	}
 }
@@ -959,7 +1243,7 @@ func formatMsgs(msgs []storage.OfflineMessage) string {
 
 func mustPutXML(t *testing.T, ctx context.Context, s XMLStore, host, user, key string, doc []byte) {
 	t.Helper()
-	if err := s.PutXML(ctx, host, user, key, doc); err != nil {
+	if err := s.PutXML(ctx, host, user, key, doc, roomy); err != nil {
 		t.Fatalf("PutXML(%q, %q, %q): %v", host, user, key, err)
 	}
 }
@@ -996,7 +1280,7 @@ func wantNoXML(t *testing.T, ctx context.Context, s XMLStore, host, user, key st
 
 func mustBlock(t *testing.T, ctx context.Context, s BlockStore, host, user string, jids []string) {
 	t.Helper()
-	if err := s.Block(ctx, host, user, jids); err != nil {
+	if err := s.Block(ctx, host, user, jids, roomyCount); err != nil {
 		t.Fatalf("Block(%q, %q, %q): %v", host, user, jids, err)
 	}
 }
@@ -1056,5 +1340,52 @@ func wantExists(t *testing.T, ctx context.Context, s AccountExistsStore, host, u
 	}
 	if got != want {
 		t.Errorf("AccountExists(%q, %q) = %v, want %v", host, user, got, want)
+	}
+}
+
+func mustPutItemQuota(t *testing.T, ctx context.Context, s RosterStore, host, user string, item storage.RosterItem, q storage.Quota, wantVer int64) {
+	t.Helper()
+	ver, err := s.PutRosterItem(ctx, host, user, item, q)
+	if err != nil {
+		t.Fatalf("PutRosterItem(%q, %q, %q, %+v): %v", host, user, item.Contact, q, err)
+	}
+	if ver != wantVer {
+		t.Fatalf("PutRosterItem(%q, %q, %q): version %d, want %d", host, user, item.Contact, ver, wantVer)
+	}
+}
+
+func mustStoreOfflineQuota(t *testing.T, ctx context.Context, s OfflineStore, host, user string, stanza []byte, at time.Time, q storage.Quota) {
+	t.Helper()
+	if err := s.StoreOffline(ctx, host, user, stanza, at, q); err != nil {
+		t.Fatalf("StoreOffline(%q, %q, %+v): %v", host, user, q, err)
+	}
+}
+
+// wantPage checks one OfflinePage against want, IDs included.
+func wantPage(t *testing.T, ctx context.Context, s OfflineStore, host, user string, after int64, maxCount int, maxBytes int64, want []storage.OfflineMessage) {
+	t.Helper()
+	got, err := s.OfflinePage(ctx, host, user, after, maxCount, maxBytes)
+	if err != nil {
+		t.Fatalf("OfflinePage(%q, %q, %d, %d, %d): %v", host, user, after, maxCount, maxBytes, err)
+	}
+	eq := func(g, w storage.OfflineMessage) bool {
+		return g.ID == w.ID && bytes.Equal(g.Stanza, w.Stanza) && g.Stored.Equal(w.Stored)
+	}
+	if !slices.EqualFunc(got, want, eq) {
+		t.Errorf("OfflinePage(%q, %q, %d, %d, %d):\n got %s\nwant %s", host, user, after, maxCount, maxBytes, formatMsgs(got), formatMsgs(want))
+	}
+}
+
+func mustPutXMLQuota(t *testing.T, ctx context.Context, s XMLStore, host, user, key string, doc []byte, q storage.Quota) {
+	t.Helper()
+	if err := s.PutXML(ctx, host, user, key, doc, q); err != nil {
+		t.Fatalf("PutXML(%q, %q, %q, %+v): %v", host, user, key, q, err)
+	}
+}
+
+func mustBlockMax(t *testing.T, ctx context.Context, s BlockStore, host, user string, jids []string, max int) {
+	t.Helper()
+	if err := s.Block(ctx, host, user, jids, max); err != nil {
+		t.Fatalf("Block(%q, %q, %q, %d): %v", host, user, jids, max, err)
 	}
 }
