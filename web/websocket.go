@@ -362,7 +362,7 @@ func (c *wsConn) Write(p []byte) (int, error) {
 		// Not the client's fault, and nothing it could parse: the session
 		// ends, with the reason in the close frame and the log.
 		c.logger.Warn("websocket session ended: server output not sent", "remote", c.remote.String(), "err", err)
-		c.closeWith(websocket.StatusInternalError, "server output over the size limit")
+		c.closeWith(websocket.StatusInternalError, "server output could not be framed")
 		return 0, err
 	}
 	if err != nil {
