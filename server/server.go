@@ -258,7 +258,7 @@ func (s *Server) newWeb() error {
 		ReadHeaderTimeout: s.c2s.NegotiateTimeout,
 		// Longer than a held BOSH request, so that a poller's keep-alive
 		// connection is not closed between two requests.
-		IdleTimeout:    h.BOSHMaxWait.Duration + 30*time.Second,
+		IdleTimeout: h.BOSHMaxWait.Duration + 30*time.Second,
 		// A request's head is read before anything is known of the
 		// client: the pre-bind limit, as for a stream header.
 		MaxHeaderBytes: s.cfg.Limits.MaxPrebindBytes,
