@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"ottr.im/ottr/storage/sqlite"
 )
 
 type vectorFile struct {
@@ -377,6 +380,63 @@ func BenchmarkReplayCacheParallel(b *testing.B) {
 				k[j] = byte(i >> (8 * j))
 			}
 			_, _ = c.Claim(context.Background(), k, exp, now)
+		}
+	})
+}
+
+// BenchmarkVerifyDurable is BenchmarkVerify with the claims also stored
+// in SQLite (security review #8): every token is fresh, so each one costs
+// one durable write, one after the other.
+func BenchmarkVerifyDurable(b *testing.B) {
+	vf := loadVectors(b)
+	p := vf.params()
+	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ottr.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Unix(1764387007, 0)
+	v, _ := NewVerifier(p, NewDurableReplayCache(NewMemoryReplayCache(1<<22), store), func() time.Time { return now })
+	toks := make([]string, b.N)
+	for i := range toks {
+		toks[i], _ = Mint(p, "alice@example.org", now, fmt.Sprintf("%032d", i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := v.Verify("alice", "example.org", toks[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyDurableParallel verifies fresh tokens from many
+// goroutines with the claims in sqlite.TokenClaims, as the server does:
+// concurrent claims share a commit.
+func BenchmarkVerifyDurableParallel(b *testing.B) {
+	vf := loadVectors(b)
+	p := vf.params()
+	store, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "ottr.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Unix(1764387007, 0)
+	v, _ := NewVerifier(p, NewDurableReplayCache(NewMemoryReplayCache(1<<22), sqlite.NewTokenClaims(store)), func() time.Time { return now })
+	toks := make([]string, b.N)
+	for i := range toks {
+		toks[i], _ = Mint(p, "alice@example.org", now, fmt.Sprintf("%032d", i))
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := v.Verify("alice", "example.org", toks[next.Add(1)-1]); err != nil {
+				b.Error(err)
+				return
+			}
 		}
 	})
 }
