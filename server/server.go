@@ -126,7 +126,7 @@ func New(opts Options) (*Server, error) {
 	authn, err := auth.New(auth.Options{
 		Hosts:    hosts,
 		Accounts: store,
-		Claims:   store, // used tokens stay refused after a restart
+		Claims:   sqlite.NewTokenClaims(store), // used tokens stay refused after a restart
 		Now:      opts.Now,
 		Failures: auth.FailureLimits{
 			PerAddress: lim.AuthFailuresAddress.PerSecond(),
