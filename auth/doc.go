@@ -9,10 +9,17 @@
 //	OTP + NONCE + " " + base64(HMAC-SHA256(token_secret, OTP + NONCE + user@host))
 //
 // where OTP is an RFC 6238 TOTP code (SHA-1, 8 digits, 30 s by default) from
-// the base32 otp_seed and NONCE is any run of digits. A token verifies during
-// the window it was minted in and the deviation windows either side, and only
-// once: the replay cache remembers every accepted token until its OTP can no
-// longer verify.
+// the base32 otp_seed and NONCE is a run of digits of a fixed length
+// (TokenParams.NonceDigits, 32 by default: without a fixed length, digits could
+// move between the nonce and a username that starts with digits). A token
+// verifies during the window it was minted in and the deviation windows either
+// side, and only once: the replay cache remembers every accepted token until
+// its OTP can no longer verify, in memory and, with a ClaimStore, durably
+// across restarts.
+//
+// An [Authenticator] also limits failed logins (see [FailureLimits]): a valid
+// token is never refused by those limits, and failures from one address never
+// refuse a password login from another.
 //
 // The package holds no stream code; transports (c2s, WebSocket) ask an
 // [Authenticator] and map its errors to SASL conditions through
