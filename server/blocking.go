@@ -293,18 +293,34 @@ func (r *Router) presenceAfterBlock(user jid.JID) {
 			audience[c.String()] = c
 		}
 	}
-	r.mu.Lock()
+	// The block check may read storage: not under r.mu.
+	type record struct {
+		res *resource
+		key string
+		to  jid.JID
+	}
+	var records []record
 	var from []jid.JID
+	r.mu.RLock()
 	for _, res := range r.users[user.String()] {
 		for k, j := range res.directed {
-			if r.blocks.blocks(user, j) {
-				delete(res.directed, k)
-				audience[j.Bare().String()] = j.Bare()
-			}
+			records = append(records, record{res, k, j})
 		}
 		if res.available {
 			from = append(from, res.sess.JID())
 		}
+	}
+	r.mu.RUnlock()
+	var blocked []record
+	for _, rec := range records {
+		if r.blocks.blocks(user, rec.to) {
+			blocked = append(blocked, rec)
+			audience[rec.to.Bare().String()] = rec.to.Bare()
+		}
+	}
+	r.mu.Lock()
+	for _, rec := range blocked {
+		delete(rec.res.directed, rec.key)
 	}
 	r.mu.Unlock()
 	if len(from) == 0 {

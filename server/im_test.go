@@ -337,3 +337,66 @@ func TestSmallServices(t *testing.T) {
 		t.Fatalf("last activity %+v", r)
 	}
 }
+
+// TestBlockingStopsPresence: once bob blocks alice, nothing of hers
+// reaches him, presence included (XEP-0191 §3.5), and she sees him go
+// unavailable (§3.3); unblocking brings presence back both ways
+// (security review #7).
+func TestBlockingStopsPresence(t *testing.T) {
+	ts := startServer(t, nil)
+	alice := ts.online(t, "alice", "a")
+	bob := ts.online(t, "bob", "b")
+	xmpptest.SubscribeBoth(t, alice, bob)
+	carol := ts.online(t, "carol", "c")
+	drain(t, alice)
+	drain(t, bob)
+
+	r := bob.IQ(`<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>`, "blk")
+	if r.Type != "result" {
+		t.Fatalf("block: %+v", r)
+	}
+	alice.PresenceFrom("bob@localhost/b", "unavailable")
+
+	fromAlice := func(r xmpptest.Received) bool { return strings.HasPrefix(r.From, "alice@localhost") }
+	alice.Send(`<presence><status>hello</status></presence>`)
+	alice.Send(`<presence to='bob@localhost/b'><status>hello directly</status></presence>`)
+	alice.Send(`<presence to='bob@localhost'><status>hello to the bare JID</status></presence>`)
+	alice.Send(`<presence to='bob@localhost' type='probe'/>`)
+	alice.Send(`<presence to='bob@localhost' type='subscribe'/>`)
+	alice.Send(`<message to='bob@localhost' type='chat' id='m1'><body>hello</body></message>`)
+	if e := alice.NextNamed("message", "error"); e.ID != "m1" || !strings.Contains(e.Inner, "service-unavailable") {
+		t.Fatalf("message to the blocker: %+v", e)
+	}
+	// iq requests to his account are answered for him: not to alice.
+	if e := alice.IQ(`<iq type='get' id='v1' to='bob@localhost'><vCard xmlns='vcard-temp'/></iq>`, "v1"); e.Type != "error" || !strings.Contains(e.Inner, "service-unavailable") {
+		t.Fatalf("vCard of the blocker: %+v", e)
+	}
+	if e := alice.IQ(`<iq type='get' id='l1' to='bob@localhost'><query xmlns='jabber:iq:last'/></iq>`, "l1"); e.Type != "error" || !strings.Contains(e.Inner, "service-unavailable") {
+		t.Fatalf("last activity of the blocker: %+v", e)
+	}
+	// alice got no presence of bob's back from her probe either.
+	noneOf(t, "alice", drain(t, alice), func(r xmpptest.Received) bool {
+		return r.Name == "presence" && strings.HasPrefix(r.From, "bob@localhost") && r.Type != "unavailable"
+	})
+	// Everything alice sent was routed before her ping came back; carol's
+	// message comes after it, so bob has been sent anything of alice's by
+	// then.
+	carol.Send(`<message to='bob@localhost/b' type='chat'><body>canary</body></message>`)
+	var got []xmpptest.Received
+	for r := bob.Next(); r.Body != "canary"; r = bob.Next() {
+		got = append(got, r)
+	}
+	noneOf(t, "bob", got, fromAlice)
+	noneOf(t, "bob", drain(t, bob), fromAlice)
+
+	// Unblocked: each sees the other's presence again.
+	bob.IQ(`<iq type='set' id='ublk'><unblock xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></unblock></iq>`, "ublk")
+	alice.PresenceFrom("bob@localhost/b", "")
+	if p := bob.PresenceFrom("alice@localhost/a", ""); !strings.Contains(p.Inner, "hello") {
+		t.Fatalf("bob after unblocking: %+v", p)
+	}
+	alice.Send(`<presence><status>back</status></presence>`)
+	if p := bob.PresenceFrom("alice@localhost/a", ""); !strings.Contains(p.Inner, "back") {
+		t.Fatalf("bob after unblocking: %+v", p)
+	}
+}

@@ -124,26 +124,38 @@ func (r *Router) broadcastPresence(s *c2s.Session, st *element.Stanza) (initial 
 	return initial
 }
 
+// presenceBlocked reports whether presence from one entity must not reach
+// another: the addressee blocked the sender (XEP-0191 §3.5: nothing from
+// a blocked entity is delivered), or the sender blocked the addressee.
+func (r *Router) presenceBlocked(from, to jid.JID) bool {
+	return r.blocks.blocks(to.Bare(), from) || r.blocks.blocks(from.Bare(), to)
+}
+
 // presenceTo sends a copy of st to every available resource of a local
-// contact (remote contacts need s2s).
+// contact (remote contacts need s2s) that neither blocked st's sender nor
+// is blocked by it.
 func (r *Router) presenceTo(st *element.Stanza, contact jid.JID) {
 	if !r.Serves(contact.Domainpart()) {
 		return
 	}
 	for _, t := range r.available(contact, false) {
+		if r.presenceBlocked(st.From, t.JID()) {
+			continue
+		}
 		out := st.Clone()
 		out.To = t.JID()
 		r.deliver(t, out)
 	}
 }
 
-// routePresence delivers presence addressed to a full or bare JID.
+// routePresence delivers presence addressed to a full or bare JID, unless
+// a block between the two sides stops it.
 func (r *Router) routePresence(st *element.Stanza) {
 	if !r.Serves(st.To.Domainpart()) {
 		return
 	}
 	if st.To.Resourcepart() != "" {
-		if t := r.session(st.To); t != nil {
+		if t := r.session(st.To); t != nil && !r.presenceBlocked(st.From, st.To) {
 			r.deliver(t, st)
 		}
 		return
@@ -153,24 +165,52 @@ func (r *Router) routePresence(st *element.Stanza) {
 
 // directedPresence sends available or unavailable presence to one entity
 // and remembers it, so that the entity learns when the session goes
-// offline (RFC 6121 §4.6).
+// offline (RFC 6121 §4.6). A session remembers at most
+// IMLimits.DirectedMax entities: available presence to one more is
+// refused with <resource-constraint/> and not sent, so that nobody is
+// left seeing the session online after it left (security review #3).
+// Unavailable presence to an entity frees its place.
 func (r *Router) directedPresence(s *c2s.Session, st *element.Stanza) {
 	if r.blockedOutbound(s, st) || r.blocks.blocks(st.To.Bare(), s.JID()) {
 		return
 	}
+	full := false
 	r.mu.Lock()
 	if res := r.users[s.JID().Bare().String()][s.JID().Resourcepart()]; res != nil && res.sess == s {
+		key := st.To.String()
 		if st.Type == "" && res.available {
-			if res.directed == nil {
-				res.directed = make(map[string]jid.JID)
+			_, known := res.directed[key]
+			switch {
+			case known:
+			case len(res.directed) >= r.limits.DirectedMax:
+				full = true
+			default:
+				if res.directed == nil {
+					res.directed = make(map[string]jid.JID)
+				}
+				res.directed[key] = st.To
 			}
-			res.directed[st.To.String()] = st.To
 		} else if st.Type == "unavailable" {
-			delete(res.directed, st.To.String())
+			delete(res.directed, key)
 		}
 	}
 	r.mu.Unlock()
+	if full {
+		r.bounce(s, st, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint})
+		return
+	}
 	r.routePresence(st)
+}
+
+// DirectedPresences returns how many entities the session bound to full
+// remembers having sent directed presence to (for tests and metrics).
+func (r *Router) DirectedPresences(full jid.JID) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if res := r.users[full.Bare().String()][full.Resourcepart()]; res != nil {
+		return len(res.directed)
+	}
+	return 0
 }
 
 // probe answers a probe from s for a local account: the account's current
