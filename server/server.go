@@ -367,6 +367,11 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.closed {
 		return ErrServerClosed
 	}
+	// Deletions recorded from now on are acted on (see deletionLoop).
+	lastDeletion, err := s.store.LastAccountDeletion(ctx)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	type spec struct {
 		addr string
 		kind string
@@ -438,6 +443,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.wg.Add(1)
 	go s.tickLoop()
+	s.wg.Add(1)
+	go s.deletionLoop(lastDeletion)
 	return nil
 }
 

@@ -28,11 +28,15 @@ const userSynopsis = "add|passwd|del [-c FILE] user@host | list [-c FILE] [host]
 func runUser(ctx context.Context, e *env, args []string) error {
 	usage := &usageError{usage: fmt.Sprintf(`usage: ottr user add [-c FILE] user@host      create an account with a password
        ottr user passwd [-c FILE] user@host   change its password
-       ottr user del [-c FILE] user@host      delete it
+       ottr user del [-c FILE] user@host      delete it and everything stored for it
        ottr user list [-c FILE] [host]        list accounts (of host, or of every host)
 
 The password is read from stdin when stdin is not a terminal (one line),
 else asked twice without echo. Accounts live in DATA_DIR/%s.
+Deleting an account removes its roster, offline messages, vCard, private
+XML and block list, and unsubscribes its contacts; a running server ends
+its sessions within seconds. A token user can log in again afterwards,
+with nothing of the old account.
 Run "ottr user COMMAND -h" for the flags.
 `, config.DatabaseFile)}
 	if len(args) == 0 {
@@ -165,7 +169,10 @@ func userPasswd(ctx context.Context, e *env, args []string) error {
 	})
 }
 
-// userDel implements "ottr user del".
+// userDel implements "ottr user del": storage removes the account and
+// everything stored for it in one transaction and records the deletion,
+// which a running server (another process) picks up to end the account's
+// sessions and tell its contacts.
 func userDel(ctx context.Context, e *env, args []string) error {
 	return changeAccount(ctx, e, args, accountChange{
 		verb: "del",

@@ -2,11 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/storage/sqlite"
 )
 
@@ -129,4 +137,105 @@ func TestUserDefaults(t *testing.T) {
 		t.Errorf("list: %q, want alice@localhost", r.stdout)
 	}
 	checkPasswordIn(t, filepath.Join(dir, "ottr-data", config.DatabaseFile), "localhost", "alice", "pw")
+}
+
+// TestUserDelWhileServing deletes an account with everything stored for
+// it while its user is logged in to a running server (another process):
+// the session ends with not-authorized within seconds, a contact gets the
+// server-side unsubscribe (unavailable, unsubscribed, unsubscribe, a roster
+// push), and an account created again with the same name finds nothing
+// of the old one's; a token user's account is deleted the same way
+// (security review #9).
+func TestUserDelWhileServing(t *testing.T) {
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	p := startServe(t, cfg, addr)
+	tlsCfg := dataDirTLS(t, filepath.Join(filepath.Dir(cfg), "data"))
+	login := func(user, resource string, mech sasl.Mechanism, secret string) *xmpptest.Client {
+		t.Helper()
+		if secret == "" {
+			tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@localhost", time.Now(), auth.NewNonce(32))
+			if err != nil {
+				t.Fatal(err)
+			}
+			secret = tok
+		}
+		c, err := xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, mech, secret)
+		if err != nil {
+			t.Fatalf("login %s: %v\nserver:\n%s", user, err, p.stderr.String())
+		}
+		return c
+	}
+	iq := func(c *xmpptest.Client, x, id string) xmpptest.Received {
+		t.Helper()
+		r := c.IQ(x, id)
+		if r.Type != "result" {
+			t.Fatalf("%s: %s: %+v", c.JID, id, r)
+		}
+		return r
+	}
+
+	runOttr(t, "", "old password\n", "user", "add", "-c", cfg, "alice@localhost").check(t, 0, nil, nil)
+	alice := login("alice", "a", auth.Plain, "old password").Online()
+	bob := login("bob", "b", auth.XToken, "").Online()
+	xmpptest.SubscribeBoth(t, alice, bob)
+	iq(alice, `<iq type='set' id='vc'><vCard xmlns='vcard-temp'><FN>Old Alice</FN></vCard></iq>`, "vc")
+	iq(alice, `<iq type='set' id='pr'><query xmlns='jabber:iq:private'><notes xmlns='urn:example:notes'>secret notes</notes></query></iq>`, "pr")
+	iq(alice, `<iq type='set' id='bl'><block xmlns='urn:xmpp:blocking'><item jid='mallory@localhost'/></block></iq>`, "bl")
+	// A negative priority: alice stays available to bob, and messages to
+	// her bare JID are stored offline.
+	alice.Send(`<presence><priority>-1</priority></presence>`)
+	bob.PresenceFrom("alice@localhost/a", "")
+	for i := 0; i < 2; i++ {
+		bob.Send(fmt.Sprintf(`<message to='alice@localhost' type='chat'><body>stored %d</body></message>`, i))
+	}
+	iq(bob, `<iq type='get' id='sync' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, "sync")
+
+	start := time.Now()
+	runOttr(t, "", "", "user", "del", "-c", cfg, "alice@localhost").check(t, 0, nil, []string{"deleted alice@localhost"})
+	if err := alice.Ended(); !errors.Is(err, stream.NotAuthorized) {
+		t.Fatalf("alice's session ended with %v, want not-authorized\nserver:\n%s", err, p.stderr.String())
+	}
+	t.Logf("alice's session ended %v after the deletion began", time.Since(start).Round(time.Millisecond))
+	bob.PresenceFrom("alice@localhost/a", "unavailable")
+	bob.PresenceFrom("alice@localhost", "unsubscribed")
+	bob.PresenceFrom("alice@localhost", "unsubscribe")
+	if it := bob.RosterPush(); it.JID != "alice@localhost" || it.Subscription != "none" || it.Ask != "" {
+		t.Fatalf("bob's push: %+v", it)
+	}
+	if q := bob.Roster(""); len(q.Items) != 1 || q.Items[0].Subscription != "none" {
+		t.Fatalf("bob's roster: %+v", q)
+	}
+
+	// A new alice finds nothing of the old one's, and the old password
+	// is gone with the account.
+	if _, err := xmpptest.Login(t, addr, tlsCfg, "alice", "localhost", "a", auth.Plain, "old password"); err == nil {
+		t.Fatal("the deleted account's password still logs in")
+	}
+	runOttr(t, "", "new password\n", "user", "add", "-c", cfg, "alice@localhost").check(t, 0, nil, nil)
+	alice = login("alice", "a", auth.Plain, "new password")
+	if q := alice.Roster(""); len(q.Items) != 0 {
+		t.Fatalf("new alice's roster: %+v", q)
+	}
+	alice.Send(`<presence/>`)
+	alice.PresenceFrom("alice@localhost/a", "")
+	if r := iq(alice, `<iq type='get' id='vc2'><vCard xmlns='vcard-temp'/></iq>`, "vc2"); strings.Contains(r.Inner, "Old Alice") {
+		t.Fatalf("new alice's vCard: %+v", r)
+	}
+	if r := iq(alice, `<iq type='get' id='pr2'><query xmlns='jabber:iq:private'><notes xmlns='urn:example:notes'/></query></iq>`, "pr2"); strings.Contains(r.Inner, "secret notes") {
+		t.Fatalf("new alice's private XML: %+v", r)
+	}
+	if r := iq(alice, `<iq type='get' id='bl2'><blocklist xmlns='urn:xmpp:blocking'/></iq>`, "bl2"); strings.Contains(r.Inner, "mallory") {
+		t.Fatalf("new alice's block list: %+v", r)
+	}
+	// Offline messages would have come right after initial presence,
+	// before the answers above.
+	alice.NoneWithin(0, func(r xmpptest.Received) bool { return r.Name == "message" })
+	// A token user (no password, the row made at first login).
+	erin := login("erin", "e", auth.XToken, "").Online()
+	runOttr(t, "", "", "user", "del", "-c", cfg, "erin@localhost").check(t, 0, nil, []string{"deleted erin@localhost"})
+	if err := erin.Ended(); !errors.Is(err, stream.NotAuthorized) {
+		t.Fatalf("erin's session ended with %v, want not-authorized", err)
+	}
+	runOttr(t, "", "", "user", "list", "-c", cfg, "localhost").check(t, 0, []string{"alice@localhost\nbob@localhost (token only)\n"}, nil)
 }

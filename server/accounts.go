@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/c2s"
+	"ottr.im/ottr/element"
+	"ottr.im/ottr/storage"
+)
+
+// An account is deleted by `ottr user del`, another process than the
+// server: storage removes everything the account holds, downgrades the
+// entries others have for it and records the deletion in the same
+// transaction. The server polls for recorded deletions and, for each,
+// ends the account's sessions and tells the affected contacts who are
+// online, as a server-side unsubscribe would (security review #9).
+
+// deletionPoll is how often the server looks for deleted accounts.
+const deletionPoll = time.Second
+
+// Bounds of one poll's work.
+const (
+	// maxDeletionsPerPoll is the most deletions read at once.
+	maxDeletionsPerPoll = 16
+	// deletedContactsPage is how many affected contacts are read at once.
+	deletedContactsPage = 500
+	// unbindWait is how long the sessions of a deleted account have to
+	// end before what they wrote meanwhile is purged.
+	unbindWait = 5 * time.Second
+)
+
+// AccountDeletionStore is what the server reads of account deletions
+// (storage/sqlite satisfies it).
+type AccountDeletionStore interface {
+	// LastAccountDeletion returns the Seq of the latest deletion, 0 for
+	// none.
+	LastAccountDeletion(ctx context.Context) (int64, error)
+	// AccountDeletions returns at most max deletions after Seq after,
+	// oldest first.
+	AccountDeletions(ctx context.Context, after int64, max int) ([]storage.AccountDeletion, error)
+	// DeletedContacts returns at most max of the users whose roster held
+	// the account of deletion seq, after (afterHost, afterUser).
+	DeletedContacts(ctx context.Context, seq int64, afterHost, afterUser string, max int) ([]storage.DeletedContact, error)
+	// PurgeDeleted removes what is stored for an account without a row
+	// and reports whether it did.
+	PurgeDeleted(ctx context.Context, host, username string) (bool, error)
+}
+
+// deletionLoop acts on the deletions recorded after last, polling every
+// deletionPoll until the server shuts down.
+func (s *Server) deletionLoop(last int64) {
+	defer s.wg.Done()
+	t := time.NewTicker(deletionPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+			last = s.router.PollDeletions(s.ctx, s.store, last)
+		}
+	}
+}
+
+// PollDeletions acts on the account deletions recorded after last (at
+// most maxDeletionsPerPoll of them) and returns the Seq of the last one
+// it handled. A storage failure is logged and retried at the next poll.
+func (r *Router) PollDeletions(ctx context.Context, ds AccountDeletionStore, last int64) int64 {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dels, err := ds.AccountDeletions(qctx, last, maxDeletionsPerPoll)
+	cancel()
+	if err != nil {
+		r.logger.Error("reading account deletions failed", "err", err)
+		return last
+	}
+	for _, d := range dels {
+		r.accountDeleted(ctx, ds, d)
+		last = d.Seq
+	}
+	return last
+}
+
+// accountDeleted ends the sessions of a deleted account with
+// <not-authorized/> (as XEP-0077 does for a cancelled registration),
+// tells its online contacts as a server-side unsubscribe would (a roster
+// push of their downgraded entry, unsubscribe/unsubscribed presence, and
+// unavailable presence from the account's available resources to those
+// who saw it), and, once the sessions are gone, removes what they wrote
+// while they were ending.
+func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
+	user, err := jid.New(d.Username, d.Host, "")
+	if err != nil || !r.Serves(user.Domainpart()) {
+		return
+	}
+	bare := user.String()
+	r.logger.Info("account deleted: ending its sessions", "jid", bare)
+	r.known.Delete(bare)
+	r.blocks.drop(user)
+
+	r.mu.RLock()
+	var sessions []*c2s.Session
+	var from []jid.JID
+	for _, res := range r.users[bare] {
+		sessions = append(sessions, res.sess)
+		if res.available {
+			from = append(from, res.sess.JID())
+		}
+	}
+	r.mu.RUnlock()
+
+	afterHost, afterUser := "", ""
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		page, err := ds.DeletedContacts(qctx, d.Seq, afterHost, afterUser, deletedContactsPage)
+		cancel()
+		if err != nil {
+			r.logger.Error("reading the contacts of a deleted account failed", "jid", bare, "err", err)
+			break
+		}
+		for _, c := range page {
+			r.unsubscribeDeleted(user, from, c)
+		}
+		if len(page) < deletedContactsPage {
+			break
+		}
+		afterHost, afterUser = page[len(page)-1].Host, page[len(page)-1].Username
+	}
+
+	for _, s := range sessions {
+		s.Close(stream.Error{Err: stream.NotAuthorized.Err, Text: []struct {
+			Lang  string
+			Value string
+		}{{Value: "account deleted"}}})
+	}
+	if len(sessions) == 0 {
+		return
+	}
+	// Ending sessions write (last activity at logout, for one): wait for
+	// them to unbind, then remove it.
+	deadline := time.Now().Add(unbindWait)
+	for r.anyBound(bare, sessions) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	r.known.Delete(bare)
+	r.blocks.drop(user)
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := ds.PurgeDeleted(qctx, user.Domainpart(), user.Localpart()); err != nil {
+		r.logger.Error("purging a deleted account failed", "jid", bare, "err", err)
+	}
+}
+
+// anyBound reports whether any of sessions is still bound for bare.
+func (r *Router) anyBound(bare string, sessions []*c2s.Session) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, res := range r.users[bare] {
+		for _, s := range sessions {
+			if res.sess == s {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unsubscribeDeleted tells a local contact, if online, that the deleted
+// user is gone, as the user's server would on a server-side unsubscribe
+// (RFC 6121 §3.2, §3.3): unavailable presence from the user's available
+// resources and unsubscribed if the contact was subscribed to (or asked
+// for) the user's presence, unsubscribe if the user was subscribed to (or
+// asked for) the contact's, and a roster push of the entry as it is now.
+func (r *Router) unsubscribeDeleted(user jid.JID, from []jid.JID, c storage.DeletedContact) {
+	contact, err := jid.New(c.Username, c.Host, "")
+	if err != nil || !r.Serves(contact.Domainpart()) {
+		return
+	}
+	if c.To {
+		for _, f := range from {
+			r.presenceTo(&element.Stanza{Name: "presence", Type: "unavailable", From: f}, contact)
+		}
+	}
+	if c.To || c.PendingOut {
+		r.deliverAll(&element.Stanza{Name: "presence", Type: "unsubscribed", From: user, To: contact}, contact, false)
+	}
+	if c.From || c.PendingIn {
+		r.deliverAll(&element.Stanza{Name: "presence", Type: "unsubscribe", From: user, To: contact}, contact, false)
+	}
+	if !c.InRoster {
+		return
+	}
+	item, ok, err := r.loadRosterItem(contact, user)
+	if err != nil {
+		return
+	}
+	if ok && item.InRoster {
+		r.rosterPush(contact, item, false, c.Version)
+	} else {
+		r.rosterPush(contact, RosterItem{Contact: user.String()}, true, c.Version)
+	}
+}
