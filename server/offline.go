@@ -84,7 +84,6 @@ type offlineWindow struct {
 	maxBytes int
 	stopped  bool    // a message was not written: the session is going
 	written  []int64 // ids written and not yet deleted
-	failed   []int64 // ids queued and not written: they stay stored
 }
 
 func newOfflineWindow(queue, queueBytes int) *offlineWindow {
@@ -120,7 +119,6 @@ func (w *offlineWindow) done(id int64, size int, ok bool) {
 		w.written = append(w.written, id)
 	} else {
 		w.stopped = true
-		w.failed = append(w.failed, id)
 	}
 	w.mu.Unlock()
 	w.cond.Broadcast()
@@ -146,15 +144,17 @@ func (w *offlineWindow) takeWritten(wait bool) []int64 {
 	return ids
 }
 
-// offlineDelivery is deliverOffline's goroutine. It reads a page, queues
-// its messages one by one as the window allows, and deletes what was
-// written after each page. A message another delivery holds (a second
-// session of the user logging in meanwhile) is skipped, so none is sent
-// twice; one that was not written (the session closed) is released and
-// stays stored, so none is lost.
+// offlineDelivery is deliverOffline's goroutine. It waits for its turn
+// (one delivery per user at a time), then reads a page, queues its
+// messages one by one as the window allows, and deletes what was written
+// after each page. A message that was not written (the session closed)
+// stays stored, so none is lost; the next delivery of the user starts
+// only after this one deleted what it wrote, so none is sent twice.
 func (r *Router) offlineDelivery(s *c2s.Session) {
 	user := s.JID().Bare()
 	host, name := user.Domainpart(), user.Localpart()
+	done := r.offlineTurn(user.String())
+	defer done()
 	def := config.DefaultLimits()
 	w := newOfflineWindow(orDefault(r.limits.SendQueue, def.SendQueue), orDefault(r.limits.SendQueueBytes, def.SendQueueBytes))
 	var after int64
@@ -170,85 +170,74 @@ func (r *Router) offlineDelivery(s *c2s.Session) {
 			break
 		}
 		after = page[len(page)-1].ID
-		claimed := r.claimOffline(page)
-		sent := 0
-		for _, m := range claimed {
-			st, err := element.Unmarshal(m.Stanza)
-			if err != nil {
-				r.logger.Error("a stored offline message does not parse; dropping it", "jid", user.String(), "id", m.ID, "err", err)
-				w.discard(m.ID)
-				sent++
-				continue
-			}
-			st.To = s.JID()
-			if err := st.Append(delayStamp(user.Domain(), m.Stored)); err != nil {
-				r.logger.Error("stamping an offline message failed", "err", err)
-			}
-			size := len(m.Stanza)
-			if !w.acquire(size) {
-				break
-			}
-			id := m.ID
-			if !s.DeliverThen(st, func(ok bool) { w.done(id, size, ok) }) {
-				w.done(id, size, false)
-				break
-			}
-			sent++
-		}
-		// What was never queued is free for another delivery.
-		var unsent []int64
-		for _, m := range claimed[sent:] {
-			unsent = append(unsent, m.ID)
-		}
-		r.releaseOffline(unsent)
-		if sent < len(claimed) {
+		if !r.queueOffline(s, w, page) {
 			break
 		}
-		r.finishOffline(user, w.takeWritten(false))
+		r.deleteOffline(user, w.takeWritten(false))
 	}
-	r.finishOffline(user, w.takeWritten(true))
-	// Every callback has run: nothing touches failed anymore.
-	r.releaseOffline(w.failed)
+	r.deleteOffline(user, w.takeWritten(true))
 }
 
-// finishOffline deletes written messages, then lets go of them; written
-// but undeleted, they would come again at the next login.
-func (r *Router) finishOffline(user jid.JID, ids []int64) {
+// queueOffline queues page to s, each message with a delay stamp, as the
+// window lets it; it reports false once the session stopped taking them.
+func (r *Router) queueOffline(s *c2s.Session, w *offlineWindow, page []OfflineMessage) bool {
+	user := s.JID().Bare()
+	for _, m := range page {
+		st, err := element.Unmarshal(m.Stanza)
+		if err != nil {
+			r.logger.Error("a stored offline message does not parse; dropping it", "jid", user.String(), "id", m.ID, "err", err)
+			w.discard(m.ID)
+			continue
+		}
+		st.To = s.JID()
+		if err := st.Append(delayStamp(user.Domain(), m.Stored)); err != nil {
+			r.logger.Error("stamping an offline message failed", "err", err)
+		}
+		size := len(m.Stanza)
+		if !w.acquire(size) {
+			return false
+		}
+		id := m.ID
+		if !s.DeliverThen(st, func(ok bool) { w.done(id, size, ok) }) {
+			w.done(id, size, false)
+			return false
+		}
+	}
+	return true
+}
+
+// offlineTurn waits until no other delivery of user's offline messages
+// runs and returns the function that ends this one's turn. A second
+// session that logs in during a delivery gets what is left after it.
+func (r *Router) offlineTurn(user string) (done func()) {
+	for {
+		r.offlineMu.Lock()
+		if r.offlineTurns == nil {
+			r.offlineTurns = make(map[string]chan struct{})
+		}
+		busy, ok := r.offlineTurns[user]
+		if !ok {
+			mine := make(chan struct{})
+			r.offlineTurns[user] = mine
+			r.offlineMu.Unlock()
+			return func() {
+				r.offlineMu.Lock()
+				delete(r.offlineTurns, user)
+				r.offlineMu.Unlock()
+				close(mine)
+			}
+		}
+		r.offlineMu.Unlock()
+		<-busy
+	}
+}
+
+// deleteOffline deletes the user's messages that were written; left
+// stored, they would come again at the next login.
+func (r *Router) deleteOffline(user jid.JID, ids []int64) {
 	if len(ids) == 0 {
 		return
 	}
-	r.deleteOffline(user, ids)
-	r.releaseOffline(ids)
-}
-
-// claimOffline returns the messages no other delivery holds, marking
-// them held.
-func (r *Router) claimOffline(msgs []OfflineMessage) []OfflineMessage {
-	r.inflightMu.Lock()
-	defer r.inflightMu.Unlock()
-	if r.inflight == nil {
-		r.inflight = make(map[int64]struct{})
-	}
-	out := msgs[:0:0]
-	for _, m := range msgs {
-		if _, held := r.inflight[m.ID]; !held {
-			r.inflight[m.ID] = struct{}{}
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// releaseOffline drops the hold on ids.
-func (r *Router) releaseOffline(ids []int64) {
-	r.inflightMu.Lock()
-	defer r.inflightMu.Unlock()
-	for _, id := range ids {
-		delete(r.inflight, id)
-	}
-}
-
-func (r *Router) deleteOffline(user jid.JID, ids []int64) {
 	ctx, cancel := r.ctx()
 	defer cancel()
 	if err := r.store.DeleteOffline(ctx, user.Domainpart(), user.Localpart(), ids); err != nil {

@@ -289,3 +289,63 @@ func TestOfflineDeliveryPaced(t *testing.T) {
 	bob.Send(`<presence/>`)
 	bob.NoneWithin(400*time.Millisecond, func(r xmpptest.Received) bool { return r.Name == "message" })
 }
+
+// TestOfflineTwoSessions: two sessions of a user that come online at the
+// same time share the backlog: every message arrives once, in order on
+// each session, and none is left.
+func TestOfflineTwoSessions(t *testing.T) {
+	const n = 500
+	ts := startServer(t, func(c *config.Config) { c.Limits.SendQueue = 16 })
+	bob := ts.online(t, "bob", "b")
+	bob.Close()
+	alice := ts.online(t, "alice", "a")
+	for i := range n {
+		alice.Send(fmt.Sprintf(`<message to='bob@localhost' type='chat'><body>%d</body></message>`, i))
+		if i%25 == 24 {
+			id := fmt.Sprintf("sync%d", i)
+			alice.IQ(`<iq type='get' id='`+id+`' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, id)
+		}
+	}
+	one, two := ts.mustLogin(t, "bob", "one"), ts.mustLogin(t, "bob", "two")
+	one.Send(`<presence/>`)
+	two.Send(`<presence/>`)
+	seen := make(map[string]int)
+	for _, c := range []*xmpptest.Client{one, two} {
+		last := -1
+		for _, r := range collect(c, 500*time.Millisecond) {
+			if r.Name != "message" {
+				continue
+			}
+			var i int
+			if _, err := fmt.Sscan(r.Body, &i); err != nil || i <= last {
+				t.Fatalf("%s: message %q after %d", c.JID, r.Body, last)
+			}
+			last = i
+			seen[r.Body]++
+		}
+	}
+	for i := range n {
+		if c := seen[fmt.Sprint(i)]; c != 1 {
+			t.Fatalf("message %d arrived %d times (%d distinct in all)", i, c, len(seen))
+		}
+	}
+	three := ts.mustLogin(t, "bob", "three")
+	three.Send(`<presence/>`)
+	three.NoneWithin(300*time.Millisecond, func(r xmpptest.Received) bool { return r.Name == "message" })
+}
+
+// collect returns what c receives until it has been silent for quiet.
+func collect(c *xmpptest.Client, quiet time.Duration) []xmpptest.Received {
+	var out []xmpptest.Received
+	for {
+		before := len(out)
+		out = out[:0]
+		c.NoneWithin(quiet, func(r xmpptest.Received) bool {
+			out = append(out, r)
+			return false
+		})
+		if len(out) == before {
+			return out
+		}
+	}
+}

@@ -39,9 +39,10 @@ type Router struct {
 	// Wait lets finish before the store closes.
 	background sync.WaitGroup
 
-	// inflight holds the ids of offline messages being delivered.
-	inflightMu sync.Mutex
-	inflight   map[int64]struct{}
+	// offlineTurns holds, per bare JID, the offline delivery under way
+	// (see offlineTurn).
+	offlineMu    sync.Mutex
+	offlineTurns map[string]chan struct{}
 
 	mu    sync.RWMutex
 	users map[string]map[string]*resource // bare JID -> resourcepart -> resource
