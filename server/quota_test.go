@@ -349,3 +349,50 @@ func collect(c *xmpptest.Client, quiet time.Duration) []xmpptest.Received {
 		}
 	}
 }
+
+// TestRosterBytes: roster_bytes bounds the groups and names a user
+// stores, and a subscription request with a huge status text is kept
+// (for redelivery) without it, so that a few such requests cannot fill a
+// roster.
+func TestRosterBytes(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.RosterBytes = 16 << 10 })
+	alice := ts.online(t, "alice", "a")
+	groups := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "<group>%d%s</group>", i, strings.Repeat("g", 1000))
+		}
+		return b.String()
+	}
+	if r := alice.IQ(`<iq type='set' id='g1'><query xmlns='jabber:iq:roster'><item jid='a@localhost'>`+groups(10)+`</item></query></iq>`, "g1"); r.Type != "result" {
+		t.Fatalf("10 KB of groups: %+v", r)
+	}
+	if r := alice.IQ(`<iq type='set' id='g2'><query xmlns='jabber:iq:roster'><item jid='b@localhost'>`+groups(10)+`</item></query></iq>`, "g2"); r.Type != "error" || !strings.Contains(r.Inner, "resource-constraint") {
+		t.Fatalf("20 KB of groups in 16 KiB: %+v", r)
+	}
+	// Shrinking an entry is always allowed.
+	if r := alice.IQ(`<iq type='set' id='g3'><query xmlns='jabber:iq:roster'><item jid='a@localhost'/></query></iq>`, "g3"); r.Type != "result" {
+		t.Fatalf("shrinking: %+v", r)
+	}
+
+	bob := ts.online(t, "bob", "b")
+	bob.Close()
+	status := strings.Repeat("s", 100<<10)
+	for i := range 5 {
+		s := ts.online(t, fmt.Sprintf("s%d", i), "r")
+		s.Send(`<presence to='bob@localhost' type='subscribe'><status>` + status + `</status></presence>`)
+		s.RosterPush()
+		s.IQ(`<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, "p")
+		for _, r := range received(s) {
+			if r.Type == "error" {
+				t.Fatalf("sender %d: %.300s", i, r.Inner)
+			}
+		}
+		s.Close()
+	}
+	bob = ts.mustLogin(t, "bob", "b")
+	bob.Send(`<presence/>`)
+	for range 5 {
+		bob.NextNamed("presence", "subscribe")
+	}
+}

@@ -360,3 +360,10 @@ func (r *Router) refuseSubscription(st *element.Stanza) {
 	}
 	r.deliverAll(reply, sender, false)
 }
+
+// maxPendingInStanza bounds the copy of a subscription request kept for
+// redelivery: a larger one (a status text of many KiB) is redelivered
+// without its children, so that a few requests cannot fill the owner's
+// roster_bytes (security review #6). A real request, with a status and a
+// nickname, takes a few hundred bytes.
+const maxPendingInStanza = 4 << 10

@@ -133,6 +133,9 @@ func (r *Router) inboundSubscription(st *element.Stanza) {
 			if err != nil {
 				r.logger.Error("encoding a subscription request failed", "err", err)
 			}
+			if len(b) > maxPendingInStanza {
+				b = nil // redelivered as a bare request (see roster.go)
+			}
 			item.PendingIn, item.PendingInStanza = true, b
 			deliver = true
 		}
