@@ -109,10 +109,14 @@ func TestLongKeysSmall(t *testing.T) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	if k.Len() != 100 {
+		t.Fatalf("%d keys, want 100", k.Len())
+	}
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
 		t.Fatalf("100 keys of 1 MiB grew the heap by %d bytes", grew)
 	}
 	runtime.KeepAlive(long)
+	runtime.KeepAlive(k)
 }
 
 func TestAddressKey(t *testing.T) {
