@@ -240,6 +240,15 @@ func RandomBase32(n int) string {
 	return string(b)
 }
 
+// ConfigNonceDigits maps the configuration's nonce_digits, where 0 means
+// any length, to TokenParams.NonceDigits, where 0 means the default.
+func ConfigNonceDigits(n int) int {
+	if n == 0 {
+		return AnyNonceLength
+	}
+	return n
+}
+
 // checkNonce refuses a nonce of n digits for jid (user@host) when its
 // digits could have come from the username: a nonce of the wrong length,
 // or with AnyNonceLength a username that starts with a digit.
