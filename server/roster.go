@@ -84,7 +84,9 @@ func (r *Router) updateItem(user jid.JID, before, after RosterItem) error {
 		ver, err = r.store.PutRosterItem(ctx, host, name, after, r.rosterQuota())
 	}
 	if errors.Is(err, storage.ErrQuota) {
-		r.logger.Info("roster quota reached: change refused", "jid", user.String(), "contact", after.Contact, "err", err)
+		// The user gets an error; a contact's refused request is logged
+		// by refuseSubscription.
+		r.logger.Debug("roster quota reached: change refused", "jid", user.String(), "contact", after.Contact, "err", err)
 		return fmt.Errorf("storing the roster item of %s for %s: %w", user, after.Contact, err)
 	}
 	if err != nil {
@@ -349,6 +351,7 @@ func (r *Router) removeContact(user, contact jid.JID) (bool, error) {
 // sender's bare JID to the owner's.
 func (r *Router) refuseSubscription(st *element.Stanza) {
 	sender := st.From.Bare()
+	r.logger.Info("roster full: subscription request refused", "jid", st.To.Bare().String(), "from", sender.String())
 	if !r.Serves(sender.Domainpart()) {
 		return
 	}
