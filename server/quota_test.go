@@ -396,3 +396,69 @@ func TestRosterBytes(t *testing.T) {
 		bob.NextNamed("presence", "subscribe")
 	}
 }
+
+// TestOfflineSlowReader: a client that reads its 6 MB backlog slowly is not
+// disconnected (the whole backlog would not fit in the send queue), and
+// when it goes away what was not written to it stays stored: the next
+// login gets the rest, in order, each message once.
+func TestOfflineSlowReader(t *testing.T) {
+	const n = 60
+	ts := startServer(t, func(c *config.Config) { c.Limits.OfflineBytes = 16 << 20 })
+	bob := ts.online(t, "bob", "b")
+	bob.Close()
+	alice := ts.online(t, "alice", "a")
+	body := strings.Repeat("y", 100<<10)
+	for i := range n {
+		alice.Send(fmt.Sprintf(`<message to='bob@localhost' type='chat'><body>%d %s</body></message>`, i, body))
+		if i%10 == 9 {
+			id := fmt.Sprintf("sync%d", i)
+			alice.IQ(`<iq type='get' id='`+id+`' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, id)
+		}
+	}
+	for _, r := range received(alice) {
+		if r.Type == "error" {
+			t.Fatalf("storing: %.200s", r.Inner)
+		}
+	}
+	raw := xmpptest.DialRaw(t, ts.addr)
+	raw.Bind(ts.tlsConfig(), testHost, "X-TOKEN", []byte("\x00bob\x00"+ts.token(t, "bob")), "slow")
+	raw.Write(`<presence/>`)
+	got := 0
+	for got < 5 {
+		e := raw.Read()
+		switch e.XMLName.Local {
+		case "presence":
+			continue
+		case "message":
+		default:
+			t.Fatalf("slow reader got %s", e)
+		}
+		if b, _ := e.Child("body"); !strings.HasPrefix(b.Text, fmt.Sprintf("%d ", got)) {
+			t.Fatalf("message %d: %.20q", got, b.Text)
+		}
+		got++
+		time.Sleep(200 * time.Millisecond)
+	}
+	raw.Close()
+	waitFor(t, func() bool { return ts.srv.Router().Sessions() == 1 })
+
+	bob = ts.mustLogin(t, "bob", "b")
+	bob.Send(`<presence/>`)
+	var rest []int
+	for _, r := range collect(bob, 500*time.Millisecond) {
+		if r.Name == "message" {
+			var i int
+			fmt.Sscan(r.Body, &i)
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == 0 || len(rest) > n-got || rest[len(rest)-1] != n-1 {
+		t.Fatalf("after reading %d, the next login got %d messages: %v", got, len(rest), rest)
+	}
+	for k, i := range rest {
+		if i != n-len(rest)+k {
+			t.Fatalf("the next login got %v, want the last %d in order", rest, len(rest))
+		}
+	}
+	t.Logf("read %d slowly, %d were written and lost with the connection, %d kept for the next login", got, n-got-len(rest), len(rest))
+}
