@@ -140,6 +140,10 @@ func TestPasswordFailuresLimitAddressNotAccount(t *testing.T) {
 	if err := pw("carol", "right", addrA); !errors.Is(err, &Error{Reason: ReasonRateLimited}) {
 		t.Fatalf("carol from A after A's failures: %v, want rate limited", err)
 	}
+	// A token is still checked from A, and a valid one logs in.
+	if err := a.Authenticate(ctx, Attempt{Mechanism: "X-TOKEN", Host: "example.org", Username: "bob", Secret: tokenFor(t, "bob", clock.Now()), Remote: addrA}); err != nil {
+		t.Fatalf("bob's valid token from A while A is limited: %v", err)
+	}
 	// A refills: a minute later the pair has a token again.
 	clock.Add(time.Minute)
 	if err := pw("bob", "right", addrA); err != nil {
