@@ -61,15 +61,15 @@ func (s *Server) deletionLoop(last int64) {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			last = s.router.PollDeletions(s.ctx, s.store, last)
+			last = s.router.pollDeletions(s.ctx, s.store, last)
 		}
 	}
 }
 
-// PollDeletions acts on the account deletions recorded after last (at
+// pollDeletions acts on the account deletions recorded after last (at
 // most maxDeletionsPerPoll of them) and returns the Seq of the last one
 // it handled. A storage failure is logged and retried at the next poll.
-func (r *Router) PollDeletions(ctx context.Context, ds AccountDeletionStore, last int64) int64 {
+func (r *Router) pollDeletions(ctx context.Context, ds AccountDeletionStore, last int64) int64 {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	dels, err := ds.AccountDeletions(qctx, last, maxDeletionsPerPoll)
 	cancel()
