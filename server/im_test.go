@@ -400,3 +400,34 @@ func TestBlockingStopsPresence(t *testing.T) {
 		t.Fatalf("bob after unblocking: %+v", p)
 	}
 }
+
+// TestBlockingStopsStoredStanzas: what a blocked entity left before the
+// block (an offline message, a subscription request) is not delivered at
+// the blocker's next login either (security review #7).
+func TestBlockingStopsStoredStanzas(t *testing.T) {
+	ts := startServer(t, nil)
+	bob := ts.online(t, "bob", "b")
+	bob.Close()
+	waitFor(t, func() bool { return ts.srv.Router().Sessions() == 0 })
+	alice := ts.online(t, "alice", "a")
+	alice.Send(`<presence to='bob@localhost' type='subscribe'><status>hello</status></presence>`)
+	alice.Send(`<message to='bob@localhost' type='chat'><body>stored hello</body></message>`)
+	drain(t, alice)
+	carol := ts.online(t, "carol", "c")
+	carol.Send(`<message to='bob@localhost' type='chat'><body>canary</body></message>`)
+	drain(t, carol)
+
+	bob = ts.mustLogin(t, "bob", "b")
+	if r := bob.IQ(`<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>`, "blk"); r.Type != "result" {
+		t.Fatalf("block: %+v", r)
+	}
+	bob.Send(`<presence/>`)
+	// Requests come before offline messages, and those oldest first:
+	// alice's would be in before carol's.
+	var got []xmpptest.Received
+	for r := bob.Next(); r.Body != "canary"; r = bob.Next() {
+		got = append(got, r)
+	}
+	noneOf(t, "bob", got, func(r xmpptest.Received) bool { return strings.HasPrefix(r.From, "alice@localhost") })
+	noneOf(t, "bob", drain(t, bob), func(r xmpptest.Received) bool { return strings.HasPrefix(r.From, "alice@localhost") })
+}

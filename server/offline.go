@@ -189,6 +189,12 @@ func (r *Router) queueOffline(s *c2s.Session, w *offlineWindow, page []OfflineMe
 			w.discard(m.ID)
 			continue
 		}
+		if r.blocks.blocks(user, st.From) {
+			// Stored before the user blocked its sender: dropped as it
+			// would be now (XEP-0191 §3.5).
+			w.discard(m.ID)
+			continue
+		}
 		st.To = s.JID()
 		if err := st.Append(delayStamp(user.Domain(), m.Stored)); err != nil {
 			r.logger.Error("stamping an offline message failed", "err", err)

@@ -178,10 +178,15 @@ func (r *Router) inboundSubscription(st *element.Stanza) {
 }
 
 // redeliverSubscriptionRequests sends s every subscription request its
-// user has not answered yet (RFC 6121 §3.1.3).
+// user has not answered yet (RFC 6121 §3.1.3), except those of entities
+// the user blocked since (XEP-0191 §3.5).
 func (r *Router) redeliverSubscriptionRequests(s *c2s.Session) {
-	for _, item := range r.rosterItems(s.JID().Bare()) {
+	user := s.JID().Bare()
+	for _, item := range r.rosterItems(user) {
 		if !item.PendingIn {
+			continue
+		}
+		if contact, err := jid.Parse(item.Contact); err == nil && r.blocks.blocks(user, contact) {
 			continue
 		}
 		st, err := element.Unmarshal(item.PendingInStanza)
