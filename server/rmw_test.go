@@ -83,6 +83,14 @@ func TestSubscriptionReadFailureChangesNothing(t *testing.T) {
 		{"outbound unsubscribed", func(r *Router) error {
 			return r.subscriptionFromUser(alice, bob, &element.Stanza{Name: "presence", Type: "unsubscribed", From: alice, To: bob})
 		}},
+		{"roster set", func(r *Router) error {
+			st, err := element.Unmarshal([]byte(`<iq xmlns='jabber:client' type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Robert'/></query></iq>`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.handleRoster(context.Background(), IQRequest{From: jid.MustParse("alice@localhost/a"), To: alice, Stanza: st})
+			return err
+		}},
 		{"roster remove", func(r *Router) error {
 			found, err := r.removeContact(alice, bob)
 			if found {
