@@ -55,26 +55,10 @@ func recordDeletion(ctx context.Context, tx *sql.Tx, host, username string, now 
 	if err != nil {
 		return fmt.Errorf("record contacts: %w", err)
 	}
-	_, err = tx.ExecContext(ctx,
-		`DELETE FROM roster_items WHERE contact = ? AND in_roster = 0`, bare)
-	if err != nil {
-		return fmt.Errorf("remove hidden entries: %w", err)
+	if err := downgradeEntries(ctx, tx, bare); err != nil {
+		return err
 	}
-	_, err = tx.ExecContext(ctx,
-		`UPDATE roster_items SET sub_to = 0, sub_from = 0, pending_out = 0, pending_in = 0,
-			pending_in_stanza = NULL, approved = 0
-		WHERE contact = ?`, bare)
-	if err != nil {
-		return fmt.Errorf("downgrade entries: %w", err)
-	}
-	// Every changed roster gets a new version, recorded for the pushes.
-	_, err = tx.ExecContext(ctx,
-		`INSERT INTO roster_versions (host, username, version)
-		SELECT host, username, 1 FROM account_deletion_contacts WHERE seq = ?
-		ON CONFLICT (host, username) DO UPDATE SET version = version + 1`, seq)
-	if err != nil {
-		return fmt.Errorf("bump contacts' roster versions: %w", err)
-	}
+	// The new versions, for the pushes.
 	_, err = tx.ExecContext(ctx,
 		`UPDATE account_deletion_contacts SET version = (
 			SELECT v.version FROM roster_versions v
@@ -87,6 +71,35 @@ func recordDeletion(ctx context.Context, tx *sql.Tx, host, username string, now 
 		`DELETE FROM account_deletions WHERE deleted_at < ?`, now.Add(-deletionKept).Unix())
 	if err != nil {
 		return fmt.Errorf("prune old deletions: %w", err)
+	}
+	return nil
+}
+
+// downgradeEntries applies a server-side unsubscribe to every other
+// user's entry for the account bare: an entry not shown in the roster is
+// removed, the others keep their name and groups and lose every
+// subscription, pending request and pre-approval. The roster version of
+// each user whose entry changed is bumped.
+func downgradeEntries(ctx context.Context, tx *sql.Tx, bare string) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO roster_versions (host, username, version)
+		SELECT DISTINCT host, username, 1 FROM roster_items
+		WHERE contact = ? AND (in_roster = 0 OR sub_to OR sub_from OR pending_out OR pending_in OR approved)
+		ON CONFLICT (host, username) DO UPDATE SET version = version + 1`, bare)
+	if err != nil {
+		return fmt.Errorf("bump contacts' roster versions: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`DELETE FROM roster_items WHERE contact = ? AND in_roster = 0`, bare)
+	if err != nil {
+		return fmt.Errorf("remove hidden entries: %w", err)
+	}
+	_, err = tx.ExecContext(ctx,
+		`UPDATE roster_items SET sub_to = 0, sub_from = 0, pending_out = 0, pending_in = 0,
+			pending_in_stanza = NULL, approved = 0
+		WHERE contact = ? AND (sub_to OR sub_from OR pending_out OR pending_in OR approved)`, bare)
+	if err != nil {
+		return fmt.Errorf("downgrade entries: %w", err)
 	}
 	return nil
 }
@@ -161,9 +174,9 @@ func (s *Store) DeletedContacts(ctx context.Context, seq int64, afterHost, after
 
 // PurgeDeleted removes what is stored for an account that has no row
 // (what the sessions of a deleted account wrote while they were being
-// ended), as DeleteAccount does, and reports whether it did: an account
-// that exists (created again since) is left alone. Others' entries for it
-// are not touched.
+// ended) and downgrades others' entries for it again, as DeleteAccount
+// does but without recording anything, and reports whether it did: an
+// account that exists (created again since) is left alone.
 func (s *Store) PurgeDeleted(ctx context.Context, host, username string) (bool, error) {
 	errExists := errors.New("account exists")
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -176,7 +189,10 @@ func (s *Store) PurgeDeleted(ctx context.Context, host, username string) (bool, 
 		if exists {
 			return errExists
 		}
-		return deleteUserData(ctx, tx, host, username)
+		if err := deleteUserData(ctx, tx, host, username); err != nil {
+			return err
+		}
+		return downgradeEntries(ctx, tx, username+"@"+host)
 	})
 	if errors.Is(err, errExists) {
 		return false, nil

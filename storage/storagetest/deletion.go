@@ -38,8 +38,9 @@ type DeletionStore interface {
 	// after (afterHost, afterUser).
 	DeletedContacts(ctx context.Context, seq int64, afterHost, afterUser string, max int) ([]storage.DeletedContact, error)
 	// PurgeDeleted removes the rows stored for a user without an account
-	// row, as DeleteAccount does, and reports whether it did; it leaves
-	// an existing account's alone.
+	// row and downgrades others' entries for it, as DeleteAccount does
+	// but recording nothing, and reports whether it did; it leaves an
+	// existing account and others' entries for it alone.
 	PurgeDeleted(ctx context.Context, host, username string) (bool, error)
 }
 
@@ -242,21 +243,29 @@ var deletionCases = []suiteCase[DeletionStore]{
 		mustDelete(t, ctx, s, "example.com", "alice")
 		// A session ending after the deletion writes again.
 		fillUser(t, ctx, s, "example.com", "alice", "bob@example.com", 1)
-		mustPutItem(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "alice@example.com", To: true, InRoster: true}, 1)
+		// And subscribes to bob, who had her in his roster.
+		mustPutItem(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "alice@example.com", Name: "A", PendingIn: true, InRoster: true}, 1)
+		mustPutItem(t, ctx, s, "example.com", "carol", storage.RosterItem{Contact: "alice@example.com", PendingIn: true}, 1)
+		mustPutItem(t, ctx, s, "example.com", "dave", storage.RosterItem{Contact: "alice@example.com", Name: "A", InRoster: true}, 1)
 		purged, err := s.PurgeDeleted(ctx, "example.com", "alice")
 		if err != nil || !purged {
 			t.Fatalf("PurgeDeleted = %v, %v; want true", purged, err)
 		}
 		wantEmptyUser(t, ctx, s, "example.com", "alice")
-		// Others' entries are not its business.
-		wantRosterItem(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "alice@example.com", To: true, InRoster: true})
-		// An account created again is left alone.
+		wantRoster(t, ctx, s, "example.com", "bob", []storage.RosterItem{{Contact: "alice@example.com", Name: "A", InRoster: true}}, 2)
+		wantRoster(t, ctx, s, "example.com", "carol", nil, 2)
+		// An entry with nothing to downgrade keeps its version.
+		wantRoster(t, ctx, s, "example.com", "dave", []storage.RosterItem{{Contact: "alice@example.com", Name: "A", InRoster: true}}, 1)
+		// An account created again is left alone, and others' entries for
+		// it too.
 		mustCreate(t, ctx, s, "example.com", "alice", "hash")
 		fillUser(t, ctx, s, "example.com", "alice", "bob@example.com", 3) // the purge bumped it to 2
+		mustPutItem(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "alice@example.com", To: true, InRoster: true}, 3)
 		purged, err = s.PurgeDeleted(ctx, "example.com", "alice")
 		if err != nil || purged {
 			t.Fatalf("PurgeDeleted of an existing account = %v, %v; want false", purged, err)
 		}
 		wantFullUser(t, ctx, s, "example.com", "alice", "bob@example.com")
+		wantRosterItem(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "alice@example.com", To: true, InRoster: true})
 	}},
 }
