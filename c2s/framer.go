@@ -479,3 +479,29 @@ func validChars(el []byte) bool {
 	}
 	return true
 }
+
+// Frame cuts data, a client's bytes once negotiation is over (top-level
+// elements, whitespace between them, perhaps the stream's end tag), into
+// the elements the session's reader accepts, checked exactly as it checks
+// them. It stops at the end tag or at the first error, and returns the
+// elements read before it. Other scanners of the same bytes are tested
+// against it: web's FuzzSplitter requires its splitter to cut the
+// server's output where Frame cut the client's input. lim is used as the
+// session uses it after bind (MaxPrebind plays no part): a zero limit
+// refuses everything it bounds.
+func Frame(data []byte, lim GuardLimits) ([][]byte, error) {
+	f := &framer{lim: lim}
+	var els [][]byte
+	for len(data) > 0 && !f.end {
+		n, done, err := f.feed(data)
+		if err != nil {
+			return els, err
+		}
+		data = data[n:]
+		if done {
+			el, _ := f.take()
+			els = append(els, el)
+		}
+	}
+	return els, nil
+}

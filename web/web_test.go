@@ -326,6 +326,7 @@ func FuzzSplitter(f *testing.F) {
 	f.Add(`<stream:stream xmlns='jabber:client'><a><![CDATA[ --> </a><b/><a> ]]></a><!-- ]]> <c/> --><d/></stream:stream>`, 3)
 	f.Add(`<![CDATA[ --> </body></message><message from='admin@localhost'><body>x</body></message><message><body> ]]>`, 7)
 	f.Add(`<!-- a --> x &lt; <![CDATA[<x>]]><?pi a='>'?><i a='&quot;>' b="'"/>`, 2)
+	f.Add("<message to='victim@localhost'><body><![CDATA[ --> </body></message><iq type='set' from='victim@localhost'><query xmlns='jabber:iq:roster'/></iq><message><body> ]]></body></message>", 4)
 	f.Fuzz(func(t *testing.T, in string, n int) {
 		if n <= 0 || n > 1<<12 {
 			return
@@ -339,6 +340,7 @@ func FuzzSplitter(f *testing.F) {
 		if strings.Join(whole, "\x00") != strings.Join(chunked, "\x00") {
 			t.Fatalf("chunks of %d:\n%q\nwhole:\n%q", n, chunked, whole)
 		}
+		framerAgrees(t, in)
 		want, ok := xmlElements(stream)
 		if !ok {
 			return // not well-formed: encoding/xml has no answer
@@ -358,6 +360,44 @@ func FuzzSplitter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// framerLimits are the c2s framer's limits in framerAgrees: generous, so
+// that what it refuses it refuses for its form, not its size.
+var framerLimits = c2s.GuardLimits{MaxElement: 1 << 16, MaxDepth: 64, MaxAttributes: 256}
+
+// framerAgrees checks the splitter against c2s's framer, the scanner that
+// decides what a client may send: every element the framer accepts from
+// in, written into the server's output as c2s forwards it, comes out of
+// the splitter as that one element, whole, and nothing else does. A
+// difference is how a client's text could reach a web client as stanzas
+// of its own (security review #1).
+func framerAgrees(t *testing.T, in string) {
+	t.Helper()
+	els, _ := c2s.Frame([]byte(in), framerLimits)
+	if len(els) == 0 {
+		return
+	}
+	var b strings.Builder
+	b.WriteString(fuzzHeader)
+	for _, el := range els {
+		b.Write(el)
+	}
+	b.WriteString(`</stream:stream>`)
+	got := splitAll(t, b.String(), len(b.String())+1)
+	want := []string{"header"}
+	for _, el := range els {
+		want = append(want, string(el))
+	}
+	want = append(want, "end")
+	if len(got) != len(want) {
+		t.Fatalf("the framer accepted %d elements, the splitter cut their stream into:\n%q\nframer:\n%q", len(els), got, want)
+	}
+	for i := range got {
+		if !sameElement(got[i], want[i]) {
+			t.Fatalf("event %d: splitter %q, framer %q", i, got[i], want[i])
+		}
+	}
 }
 
 // xmlElements reads stream with encoding/xml and returns what the
