@@ -592,7 +592,7 @@ func TestRequireTLSOffWarns(t *testing.T) {
 		cfg.C2S.Listen = []string{"127.0.0.1:0"}
 		cfg.C2S.RequireTLS = &require
 		cfg.Hosts = []config.Host{{Name: testHost, OTPSeed: testSeed, TokenSecret: testSecret}}
-		var log lockedLog
+		var log xmpptest.LogBuffer
 		srv, err := server.New(server.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if err != nil {
 			t.Fatal(err)
@@ -613,22 +613,4 @@ func TestRequireTLSOffWarns(t *testing.T) {
 			t.Errorf("require_tls = %v: warned %v; log:\n%s", require, warned, log.String())
 		}
 	}
-}
-
-// lockedLog collects log output written from several goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

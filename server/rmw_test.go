@@ -1,18 +1,17 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"mellium.im/xmpp/jid"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/storage"
 	"ottr.im/ottr/storage/sqlite"
 )
@@ -29,24 +28,6 @@ func (f *faultyRosterStore) RosterItem(ctx context.Context, host, user, contact 
 		return RosterItem{}, false, errors.New("disk I/O error (injected)")
 	}
 	return f.Store.RosterItem(ctx, host, user, contact)
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestSubscriptionReadFailureChangesNothing: when the roster entry a
@@ -117,7 +98,7 @@ func TestSubscriptionReadFailureChangesNothing(t *testing.T) {
 			if _, err := st.PutRosterItem(ctx, "localhost", "bob", bobs, storage.Quota{Count: 100, Bytes: 1 << 20}); err != nil {
 				t.Fatal(err)
 			}
-			var logs syncBuffer
+			var logs xmpptest.LogBuffer
 			r := NewRouter([]string{"localhost"}, newIQMux(), &faultyRosterStore{Store: st, failFor: "alice"},
 				IMLimits{OfflineMax: 10, VCardMax: 1 << 10, PrivateMax: 1 << 10, RosterMax: 100},
 				slog.New(slog.NewTextHandler(&logs, nil)))

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ottr.im/ottr/internal/xmpptest"
 )
 
 // python is Debian's interpreter, which has python3-slixmpp and
@@ -165,7 +167,7 @@ func requireGoSendxmpp(t *testing.T) string {
 }
 
 // waitOutput waits up to 20 s for buf to contain want.
-func waitOutput(t *testing.T, buf *syncBuffer, want, what string, p *serveProc) {
+func waitOutput(t *testing.T, buf *xmpptest.LogBuffer, want, what string, p *serveProc) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(buf.String(), want) {
@@ -206,7 +208,7 @@ name = "localhost"
 	listener := exec.CommandContext(ctx, bin, "-u", "alice@localhost", "-p", "alice's password",
 		"-j", tlsAddr, "-t", "-n", "--timeout", "20", "-l")
 	listener.Env = env
-	heard, listenErr := new(syncBuffer), new(syncBuffer)
+	heard, listenErr := new(xmpptest.LogBuffer), new(xmpptest.LogBuffer)
 	listener.Stdout, listener.Stderr = heard, listenErr
 	if err := listener.Start(); err != nil {
 		t.Fatal(err)

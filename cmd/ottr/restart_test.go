@@ -55,14 +55,7 @@ func TestRestartKeepsState(t *testing.T) {
 			}
 			alice.Close()
 
-			if sig == syscall.SIGKILL {
-				if err := p.cmd.Process.Signal(sig); err != nil {
-					t.Fatal(err)
-				}
-				<-p.done
-			} else if code := p.stop(t, sig); code != 0 {
-				t.Fatalf("exit code %d", code)
-			}
+			p.kill(t, sig)
 
 			p = startServe(t, cfg, addr)
 			bob = login("bob", "b")
@@ -138,14 +131,7 @@ func TestRestartRefusesUsedToken(t *testing.T) {
 				t.Fatalf("second use before the restart: %v, want not-authorized", err)
 			}
 
-			if sig == syscall.SIGKILL {
-				if err := p.cmd.Process.Signal(sig); err != nil {
-					t.Fatal(err)
-				}
-				<-p.done
-			} else if code := p.stop(t, sig); code != 0 {
-				t.Fatalf("exit code %d", code)
-			}
+			p.kill(t, sig)
 			p = startServe(t, cfg, addr)
 			_, err = xmpptest.Login(t, addr, tlsCfg, "alice", "localhost", "", auth.XToken, used)
 			if err == nil {

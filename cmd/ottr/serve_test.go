@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/xmpptest"
 )
 
 // freeAddr returns a loopback address with a port nothing listens on now.
@@ -32,28 +32,10 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // serveProc is a running "ottr serve".
 type serveProc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *xmpptest.LogBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // from Wait, once done is closed
 }
@@ -65,7 +47,7 @@ func startServe(t *testing.T, cfg, addr string) *serveProc {
 	t.Helper()
 	p := &serveProc{
 		cmd:    exec.Command(ottrBin, "serve", "-c", cfg),
-		stderr: new(syncBuffer),
+		stderr: new(xmpptest.LogBuffer),
 		done:   make(chan struct{}),
 	}
 	p.cmd.Dir = t.TempDir()
@@ -117,6 +99,22 @@ func (p *serveProc) stop(t *testing.T, sig os.Signal) int {
 		t.Fatalf("ottr serve did not stop on %v\nstderr:\n%s", sig, p.stderr.String())
 		return -1
 	}
+}
+
+// kill stops the server with sig, as a crash (SIGKILL) or as a clean
+// stop that must exit 0 (any other signal).
+func (p *serveProc) kill(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if sig != syscall.SIGKILL {
+		if code := p.stop(t, sig); code != 0 {
+			t.Fatalf("exit code %d on %v\nstderr:\n%s", code, sig, p.stderr.String())
+		}
+		return
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
 }
 
 func TestServeSignals(t *testing.T) {

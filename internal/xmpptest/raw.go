@@ -62,6 +62,12 @@ func DialRaw(t testing.TB, addr string) *Raw {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newRaw(t, conn)
+}
+
+// newRaw wraps a connection the test owns: it closes when the test ends,
+// and no read or write of it waits past 15 s.
+func newRaw(t testing.TB, conn net.Conn) *Raw {
 	conn.SetDeadline(time.Now().Add(15 * time.Second))
 	t.Cleanup(func() { conn.Close() })
 	r := &Raw{t: t, conn: conn}

@@ -1,9 +1,7 @@
 package xmpptest
 
 import (
-	"bufio"
 	"crypto/tls"
-	"encoding/xml"
 	"net"
 	"testing"
 	"time"
@@ -17,9 +15,5 @@ func DialRawTLS(t testing.TB, addr string, cfg *tls.Config) *Raw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn.SetDeadline(time.Now().Add(15 * time.Second))
-	t.Cleanup(func() { conn.Close() })
-	r := &Raw{t: t, conn: conn}
-	r.dec = xml.NewDecoder(bufio.NewReader(conn))
-	return r
+	return newRaw(t, conn)
 }

@@ -458,15 +458,7 @@ var rosterCases = []suiteCase[RosterStore]{
 			_, err := s.PutRosterItem(ctx, "example.com", "alice", storage.RosterItem{Contact: fmt.Sprintf("c%d@x", i), PendingIn: true}, q)
 			return err
 		})
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, storage.ErrQuota):
-				t.Errorf("PutRosterItem in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
-			}
-		}
+		won := quotaWins(t, "PutRosterItem", errs)
 		items, ver := mustRoster(t, ctx, s, "example.com", "alice")
 		if won != offlineRaceMax || len(items) != offlineRaceMax || ver != offlineRaceMax {
 			t.Errorf("%d of %d racing PutRosterItem calls succeeded, roster has %d entries at version %d; want %d each",
@@ -654,15 +646,7 @@ var offlineCases = []suiteCase[OfflineStore]{
 		errs := raceN(offlineRacers, func(i int) error {
 			return s.StoreOffline(ctx, "example.com", "alice", bytes.Repeat([]byte{byte('a' + i)}, size), msgTime(i), q)
 		})
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, storage.ErrQuota):
-				t.Errorf("StoreOffline in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
-			}
-		}
+		won := quotaWins(t, "StoreOffline", errs)
 		if won != offlineRaceMax {
 			t.Errorf("%d of %d racing StoreOffline calls succeeded, want %d", won, offlineRacers, offlineRaceMax)
 		}
@@ -858,15 +842,7 @@ var xmlCases = []suiteCase[XMLStore]{
 		errs := raceN(offlineRacers, func(i int) error {
 			return s.PutXML(ctx, "example.com", "alice", fmt.Sprintf("private:%d", i), []byte("<x/>"), q)
 		})
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, storage.ErrQuota):
-				t.Errorf("PutXML in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
-			}
-		}
+		won := quotaWins(t, "PutXML", errs)
 		if won != offlineRaceMax {
 			t.Errorf("%d of %d racing PutXML calls succeeded, want %d", won, offlineRacers, offlineRaceMax)
 		}
@@ -948,15 +924,7 @@ var blockCases = []suiteCase[BlockStore]{
 		errs := raceN(offlineRacers, func(i int) error {
 			return s.Block(ctx, "example.com", "alice", []string{fmt.Sprintf("%d@x", i), fmt.Sprintf("%d@y", i)}, 2*offlineRaceMax)
 		})
-		won := 0
-		for i, err := range errs {
-			switch {
-			case err == nil:
-				won++
-			case !errors.Is(err, storage.ErrQuota):
-				t.Errorf("Block in goroutine %d: %v, want nil or storage.ErrQuota", i, err)
-			}
-		}
+		won := quotaWins(t, "Block", errs)
 		got, err := s.BlockList(ctx, "example.com", "alice")
 		if err != nil {
 			t.Fatal(err)
@@ -1082,6 +1050,23 @@ func raceN(n int, f func(i int) error) []error {
 	close(start)
 	wg.Wait()
 	return errs
+}
+
+// quotaWins returns how many of the racing calls named call succeeded,
+// and fails the test for any that failed with another error than
+// storage.ErrQuota.
+func quotaWins(t *testing.T, call string, errs []error) int {
+	t.Helper()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, storage.ErrQuota):
+			t.Errorf("%s in goroutine %d: %v, want nil or storage.ErrQuota", call, i, err)
+		}
+	}
+	return won
 }
 
 // rosterItemEqual compares every field; nil and empty slices are equal
