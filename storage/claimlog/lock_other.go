@@ -1,0 +1,15 @@
+//go:build !unix
+
+package claimlog
+
+import (
+	"errors"
+	"os"
+)
+
+// errLocked is lockFile's error when another open file holds the lock.
+var errLocked = errors.New("locked")
+
+// lockFile does nothing where flock is not available: a second ottr serve
+// on the same data_dir is not detected there.
+func lockFile(*os.File) error { return nil }
