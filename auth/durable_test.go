@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"ottr.im/ottr/storage/sqlite"
+	"ottr.im/ottr/storage/claimlog"
 )
 
 // failingClaims is a ClaimStore that is down.
@@ -18,8 +18,8 @@ func (failingClaims) ClaimToken(context.Context, [16]byte, time.Time, time.Time)
 }
 
 // TestDurableReplayAcrossRestart: a token verified with one durable cache
-// is refused as a replay by a fresh memory cache on the same store (a
-// restarted server), and a failing store refuses the token as unavailable
+// is refused as a replay by a fresh memory cache on the claim log reopened
+// (a restarted server), and a failing store refuses the token as unavailable
 // without remembering it, so it verifies once the store works (security
 // review #8).
 func TestDurableReplayAcrossRestart(t *testing.T) {
@@ -27,12 +27,11 @@ func TestDurableReplayAcrossRestart(t *testing.T) {
 	p := vf.params()
 	now := time.Unix(1764387007, 0)
 	clock := func() time.Time { return now }
-	path := filepath.Join(t.TempDir(), "ottr.db")
-	store, err := sqlite.Open(context.Background(), path)
+	path := filepath.Join(t.TempDir(), claimlog.FileName)
+	store, err := claimlog.Open(path, now, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
 	tok, err := Mint(p, "alice@example.org", now, NewNonce(32))
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +52,14 @@ func TestDurableReplayAcrossRestart(t *testing.T) {
 	if err := up.Verify("alice", "example.org", tok); !errors.Is(err, &Error{Reason: ReasonReplay}) {
 		t.Fatalf("second use: %v, want replay", err)
 	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	store, err = claimlog.Open(path, now, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
 	restarted, _ := NewVerifier(p, NewDurableReplayCache(NewMemoryReplayCache(64), store), clock)
 	if err := restarted.Verify("alice", "example.org", tok); !errors.Is(err, &Error{Reason: ReasonReplay}) {
 		t.Fatalf("after a restart: %v, want replay", err)

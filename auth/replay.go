@@ -25,13 +25,14 @@ type ReplayCache interface {
 }
 
 // ClaimStore is durable memory of accepted tokens, so that a token used
-// once is refused after a restart too. ottr's SQLite store implements it;
-// a store shared by several server nodes could as well.
+// once is refused after a restart too. ottr's claim log (storage/claimlog)
+// implements it; a store shared by several server nodes could as well.
 type ClaimStore interface {
 	// ClaimToken records key as used until expires and reports whether it
 	// was unused (absent, or recorded with an expiry at or before now).
-	// A nil error means the claim is durable. On error nothing may be
-	// assumed recorded: the token is refused.
+	// A nil error means the claim survives a restart or crash of the
+	// process (the store documents what it keeps across a power loss).
+	// On error nothing may be assumed recorded: the token is refused.
 	ClaimToken(ctx context.Context, key [16]byte, expires, now time.Time) (fresh bool, err error)
 }
 

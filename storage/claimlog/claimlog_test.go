@@ -557,3 +557,18 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkClaimToken is one fresh claim: a map insert and one record
+// appended with one write(2).
+func BenchmarkClaimToken(b *testing.B) {
+	l := open(b, filepath.Join(b.TempDir(), FileName), t0, 1<<24)
+	exp := t0.Add(time.Minute)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := l.ClaimToken(context.Background(), key(i), exp, t0); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
