@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"ottr.im/ottr/certs"
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/limit"
+	"ottr.im/ottr/storage/claimlog"
 	"ottr.im/ottr/storage/sqlite"
 	"ottr.im/ottr/web"
 )
@@ -48,6 +50,7 @@ type Server struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	store  *sqlite.Store
+	claims *claimlog.Log // used tokens, in data_dir
 	router *Router
 	iq     *iqMux
 	c2s    *c2s.Config
@@ -122,11 +125,28 @@ func New(opts Options) (*Server, error) {
 		cancel()
 		return nil, fmt.Errorf("server: storage: %w", err)
 	}
+	// Used tokens stay refused after a restart (security review #8). The
+	// memory cache in front holds at most DefaultReplayEntries, so the log
+	// refuses only while it still holds that many claims from before a
+	// restart.
+	clock := time.Now
+	if opts.Now != nil {
+		clock = opts.Now
+	}
+	claims, err := claimlog.Open(filepath.Join(cfg.DataDir, claimlog.FileName), clock(), auth.DefaultReplayEntries)
+	if err != nil {
+		cancel()
+		store.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if r := claims.Recovery(); r.Dropped > 0 {
+		logger.Warn("token claim log: dropped a damaged or partly written end", "file", claimlog.FileName, "records", r.Records, "dropped_bytes", r.Dropped)
+	}
 	lim := cfg.Limits
 	authn, err := auth.New(auth.Options{
 		Hosts:    hosts,
 		Accounts: store,
-		Claims:   sqlite.NewTokenClaims(store), // used tokens stay refused after a restart
+		Claims:   claims,
 		Now:      opts.Now,
 		Failures: auth.FailureLimits{
 			PerAddress: lim.AuthFailuresAddress.PerSecond(),
@@ -138,6 +158,7 @@ func New(opts Options) (*Server, error) {
 	})
 	if err != nil {
 		cancel()
+		claims.Close()
 		store.Close()
 		return nil, err
 	}
@@ -163,6 +184,7 @@ func New(opts Options) (*Server, error) {
 	}
 	if err != nil {
 		cancel()
+		claims.Close()
 		store.Close()
 		return nil, err
 	}
@@ -171,6 +193,7 @@ func New(opts Options) (*Server, error) {
 		cfg:    cfg,
 		logger: logger,
 		store:  store,
+		claims: claims,
 		router: router,
 		iq:     iq,
 		tls:    tlsCfg,
@@ -207,6 +230,7 @@ func New(opts Options) (*Server, error) {
 	if cfg.HTTP.Enabled() {
 		if err := s.newWeb(); err != nil {
 			cancel()
+			claims.Close()
 			store.Close()
 			return nil, err
 		}
@@ -681,6 +705,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.web.Close()
 	}
 	s.router.Wait()
+	if cerr := s.claims.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
 	if cerr := s.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
