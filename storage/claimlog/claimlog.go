@@ -27,7 +27,7 @@
 // temporary file, fsync, rename, fsync of the directory). Expired claims
 // leave the map as they expire; the file is rewritten from the map again
 // when it holds more than twice as many records as live claims plus
-// compactSlack, so a claim costs O(1) amortized and the file stays
+// 64K, so a claim costs O(1) amortized and the file stays
 // proportional to the live claims.
 //
 // # Durability contract
