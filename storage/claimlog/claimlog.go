@@ -26,9 +26,18 @@
 // the claims not yet expired, and rewrites the file with only those (a
 // temporary file, fsync, rename, fsync of the directory). Expired claims
 // leave the map as they expire; the file is rewritten from the map again
-// when it holds more than twice as many records as live claims plus
-// 64K, so a claim costs O(1) amortized and the file stays
-// proportional to the live claims.
+// when it holds more than twice as many records as live claims plus 64K,
+// so a claim costs O(1) amortized and the file stays proportional to the
+// live claims. That rewrite runs in the claim that crosses the threshold
+// (O(live claims) and an fsync, once per 64K claims at most).
+//
+// # Failures
+//
+// Every failure refuses: a claim that cannot be appended returns an error
+// and is not remembered (a partial record is cut off again; if it cannot
+// be, every later claim fails), a log holding maxEntries live claims
+// returns ErrFull, and after a failed background fsync every claim fails
+// until a restart, since the kernel may have dropped the unwritten pages.
 //
 // # Durability contract
 //
