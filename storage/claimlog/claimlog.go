@@ -47,10 +47,11 @@
 // kernel's page cache. The file is fsynced by a background goroutine once a
 // second when something was appended, and by Close, never on a login's
 // path: a power loss or kernel crash can lose the claims of the last second
-// or so. A token lives about 90 s (three 30 s TOTP steps), and a machine
-// that loses power does not come back and accept logins within that time in
-// practice, so a token used just before a power loss has expired by the
-// time it could be presented again.
+// or so. A token lives about 90 s (three 30 s TOTP steps): one used in that
+// last second could log in once more only if the machine were back and
+// accepting logins before it expired, and only for whoever holds it (it
+// travels over TLS). fsync on every claim would close that gap at the cost
+// the SQLite table had.
 package claimlog
 
 import (
