@@ -351,7 +351,7 @@ func (r *Router) removeContact(user, contact jid.JID) (bool, error) {
 // sender's bare JID to the owner's.
 func (r *Router) refuseSubscription(st *element.Stanza) {
 	sender := st.From.Bare()
-	r.logger.Info("roster full: subscription request refused", "jid", st.To.Bare().String(), "from", sender.String())
+	r.logger.Debug("roster full: subscription request refused", "jid", st.To.Bare().String(), "from", sender.String())
 	if !r.Serves(sender.Domainpart()) {
 		return
 	}
