@@ -44,6 +44,12 @@ type Limits struct {
 	// and HTTP connections and BOSH sessions together, 1 to 10,000,000.
 	// Default 10000.
 	MaxConnections int `toml:"max_connections"`
+	// ConnectionsPerAddress is the most client connections open at once
+	// from one source address (IPv4 address or IPv6 /64), counted as
+	// MaxConnections counts them, 1 to 10,000,000; above MaxConnections,
+	// MaxConnections applies. Connections from http.trusted_proxies are
+	// not counted: they carry many clients. Default 100.
+	ConnectionsPerAddress int `toml:"connections_per_address"`
 	// ConnectionRate is the sustained rate of new connections per source
 	// address. Default 100/s.
 	ConnectionRate Rate `toml:"connection_rate"`
@@ -135,35 +141,36 @@ type Limits struct {
 // DefaultLimits returns the limits used for keys the file leaves out.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxStanzaBytes:      256 * kib,
-		MaxPrebindBytes:     16 * kib,
-		MaxDepth:            32,
-		MaxAttributes:       64,
-		AuthTimeout:         Duration{30 * time.Second},
-		MaxConnections:      10000,
-		ConnectionRate:      Rate{N: 100, Per: time.Second},
-		ConnectionBurst:     200,
-		Keepalive:           Duration{60 * time.Second},
-		IdleTimeout:         Duration{5 * time.Minute},
-		WriteTimeout:        Duration{30 * time.Second},
-		SendQueue:           1024,
-		SendQueueBytes:      4 * mib,
-		MaxAuthAttempts:     5,
-		AuthFailuresAddress: Rate{N: 30, Per: time.Minute},
-		AuthFailuresPair:    Rate{N: 10, Per: time.Minute},
-		AuthFailuresAccount: Rate{N: 10, Per: time.Minute},
-		AuthFailureDelay:    Duration{2 * time.Second},
-		AuthFailureBurst:    10,
-		OfflineMessages:     1000,
-		OfflineBytes:        4 * mib,
-		VCardBytes:          64 * kib,
-		PrivateBytes:        64 * kib,
-		PrivateDocuments:    100,
-		PrivateTotalBytes:   mib,
-		RosterItems:         2000,
-		RosterBytes:         mib,
-		BlockedItems:        1000,
-		DirectedPresences:   200,
+		MaxStanzaBytes:        256 * kib,
+		MaxPrebindBytes:       16 * kib,
+		MaxDepth:              32,
+		MaxAttributes:         64,
+		AuthTimeout:           Duration{30 * time.Second},
+		MaxConnections:        10000,
+		ConnectionsPerAddress: 100,
+		ConnectionRate:        Rate{N: 100, Per: time.Second},
+		ConnectionBurst:       200,
+		Keepalive:             Duration{60 * time.Second},
+		IdleTimeout:           Duration{5 * time.Minute},
+		WriteTimeout:          Duration{30 * time.Second},
+		SendQueue:             1024,
+		SendQueueBytes:        4 * mib,
+		MaxAuthAttempts:       5,
+		AuthFailuresAddress:   Rate{N: 30, Per: time.Minute},
+		AuthFailuresPair:      Rate{N: 10, Per: time.Minute},
+		AuthFailuresAccount:   Rate{N: 10, Per: time.Minute},
+		AuthFailureDelay:      Duration{2 * time.Second},
+		AuthFailureBurst:      10,
+		OfflineMessages:       1000,
+		OfflineBytes:          4 * mib,
+		VCardBytes:            64 * kib,
+		PrivateBytes:          64 * kib,
+		PrivateDocuments:      100,
+		PrivateTotalBytes:     mib,
+		RosterItems:           2000,
+		RosterBytes:           mib,
+		BlockedItems:          1000,
+		DirectedPresences:     200,
 	}
 }
 
@@ -255,6 +262,7 @@ func (l Limits) validate() []error {
 	between("max_attributes", l.MaxAttributes, minAttributes, maxAttributes)
 	duration("auth_timeout", l.AuthTimeout)
 	between("max_connections", l.MaxConnections, 1, maxConnections)
+	between("connections_per_address", l.ConnectionsPerAddress, 1, maxConnections)
 	rate("connection_rate", l.ConnectionRate)
 	atLeast("connection_burst", l.ConnectionBurst, 1)
 	duration("keepalive", l.Keepalive)
