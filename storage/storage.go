@@ -16,6 +16,7 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -26,6 +27,28 @@ var ErrNotFound = errors.New("storage: not found")
 // ErrExists is wrapped by implementations when an operation would create a
 // record that already exists.
 var ErrExists = errors.New("storage: already exists")
+
+// ErrDeletionPending is wrapped by implementations when an account would be
+// created while a deletion of the same account is recorded and not done
+// yet: a running server is still ending the old account's sessions, which
+// may write until they are gone. The error is a [*DeletionPendingError].
+var ErrDeletionPending = errors.New("storage: account deletion pending")
+
+// DeletionPendingError is the error of creating an account whose
+// deletion a running server has not finished acting on. It matches
+// [ErrDeletionPending] with [errors.Is].
+type DeletionPendingError struct {
+	// Deleted is when the account was deleted.
+	Deleted time.Time
+}
+
+// Error implements error.
+func (e *DeletionPendingError) Error() string {
+	return fmt.Sprintf("%v (deleted at %s)", ErrDeletionPending, e.Deleted.Format(time.RFC3339))
+}
+
+// Is reports whether target is [ErrDeletionPending].
+func (e *DeletionPendingError) Is(target error) bool { return target == ErrDeletionPending }
 
 // Account describes one stored account, as listed by an account store.
 // It never carries the password hash itself.
@@ -53,6 +76,9 @@ type AccountDeletion struct {
 	Host, Username string
 	// Deleted is when it was deleted.
 	Deleted time.Time
+	// Done reports whether a server has acted on it: ended the account's
+	// sessions and removed what they wrote meanwhile.
+	Done bool
 }
 
 // DeletedContact is a user whose roster held a deleted account: their

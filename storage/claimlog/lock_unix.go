@@ -8,6 +8,9 @@ import (
 	"syscall"
 )
 
+// flockWorks reports whether lockFile locks (see InUse).
+const flockWorks = true
+
 // errLocked is lockFile's error when another open file holds the lock.
 var errLocked = errors.New("locked")
 

@@ -15,21 +15,56 @@ import (
 
 // CreateAccount stores a new account with the given password hash (which may
 // be empty for a token-only account). It returns an error wrapping
-// [storage.ErrExists] if the account is already present, leaving it as it was.
+// [storage.ErrExists] if the account is already present, leaving it as it
+// was, and a [*storage.DeletionPendingError] if a deletion of the same
+// account is pending (see [Store.MarkDeletionDone]).
 func (s *Store) CreateAccount(ctx context.Context, host, username, passwordHash string) error {
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO accounts (host, username, password_hash, created_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (host, username) DO NOTHING`,
-		host, username, passwordHash, s.now().Unix())
+	created, err := s.createAccount(ctx, host, username, passwordHash)
+	if err == nil && !created {
+		err = storage.ErrExists
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: create account %s@%s: %w", username, host, err)
 	}
-	n, err := res.RowsAffected()
+	return nil
+}
+
+// createAccount stores the account unless it exists or a deletion of it is
+// pending, and reports whether it did.
+func (s *Store) createAccount(ctx context.Context, host, username, passwordHash string) (created bool, err error) {
+	now := s.now()
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var exists bool
+		err := tx.QueryRowContext(ctx,
+			`SELECT EXISTS (SELECT 1 FROM accounts WHERE host = ? AND username = ?)`, host, username).Scan(&exists)
+		if err != nil || exists {
+			return err
+		}
+		if err := pendingDeletion(ctx, tx, host, username, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO accounts (host, username, password_hash, created_at) VALUES (?, ?, ?, ?)`,
+			host, username, passwordHash, now.Unix())
+		created = err == nil
+		return err
+	})
+	return created, err
+}
+
+// pendingDeletion returns a [*storage.DeletionPendingError] if a deletion
+// of the account not done yet was recorded within [deletionPending] of now.
+func pendingDeletion(ctx context.Context, tx *sql.Tx, host, username string, now time.Time) error {
+	var at sql.NullInt64
+	err := tx.QueryRowContext(ctx,
+		`SELECT max(deleted_at) FROM account_deletions
+		WHERE host = ? AND username = ? AND done = 0 AND deleted_at >= ?`,
+		host, username, now.Add(-deletionPending).Unix()).Scan(&at)
 	if err != nil {
-		return fmt.Errorf("sqlite: create account %s@%s: %w", username, host, err)
+		return fmt.Errorf("look for a pending deletion: %w", err)
 	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: create account %s@%s: %w", username, host, storage.ErrExists)
+	if at.Valid {
+		return &storage.DeletionPendingError{Deleted: time.Unix(at.Int64, 0).UTC()}
 	}
 	return nil
 }
@@ -56,20 +91,15 @@ func (s *Store) SetPassword(ctx context.Context, host, username, passwordHash st
 
 // EnsureAccount stores the account with no password if it is not present
 // yet, as when a token user logs in for the first time, and reports whether
-// it did. An existing account is left untouched.
+// it did. An existing account is left untouched. It returns a
+// [*storage.DeletionPendingError] if the account is not present and a
+// deletion of it is pending (see [Store.MarkDeletionDone]).
 func (s *Store) EnsureAccount(ctx context.Context, host, username string) (created bool, err error) {
-	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO accounts (host, username, password_hash, created_at) VALUES (?, ?, '', ?)
-		ON CONFLICT (host, username) DO NOTHING`,
-		host, username, s.now().Unix())
+	created, err = s.createAccount(ctx, host, username, "")
 	if err != nil {
 		return false, fmt.Errorf("sqlite: ensure account %s@%s: %w", username, host, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("sqlite: ensure account %s@%s: %w", username, host, err)
-	}
-	return n == 1, nil
+	return created, nil
 }
 
 // AccountExists reports whether the account has a row, whether or not it

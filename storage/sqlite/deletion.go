@@ -14,6 +14,12 @@ import (
 // to act on; a server polls every second or so.
 const deletionKept = 24 * time.Hour
 
+// deletionPending bounds how long a deletion not marked done refuses the
+// account's creation (see [storage.ErrDeletionPending]): a running server
+// marks it done within seconds, and a server that is stuck, or that was
+// stopped before it did, must not block the name for longer.
+const deletionPending = 60 * time.Second
+
 // userTables are the tables whose rows belong to one user by (host,
 // username) and go with the account. roster_versions is not among them:
 // the version goes on increasing (deleteUserData bumps it).
@@ -120,7 +126,7 @@ func (s *Store) LastAccountDeletion(ctx context.Context) (int64, error) {
 // numbered after, oldest first. Records are kept for a day.
 func (s *Store) AccountDeletions(ctx context.Context, after int64, max int) ([]storage.AccountDeletion, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT seq, host, username, deleted_at FROM account_deletions WHERE seq > ? ORDER BY seq LIMIT ?`,
+		`SELECT seq, host, username, deleted_at, done FROM account_deletions WHERE seq > ? ORDER BY seq LIMIT ?`,
 		after, max)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: account deletions: %w", err)
@@ -132,7 +138,7 @@ func (s *Store) AccountDeletions(ctx context.Context, after int64, max int) ([]s
 			d  storage.AccountDeletion
 			at int64
 		)
-		if err := rows.Scan(&d.Seq, &d.Host, &d.Username, &at); err != nil {
+		if err := rows.Scan(&d.Seq, &d.Host, &d.Username, &at, &d.Done); err != nil {
 			return nil, fmt.Errorf("sqlite: account deletions: %w", err)
 		}
 		d.Deleted = time.Unix(at, 0).UTC()
@@ -201,4 +207,67 @@ func (s *Store) PurgeDeleted(ctx context.Context, host, username string) (bool, 
 		return false, fmt.Errorf("sqlite: purge deleted account %s@%s: %w", username, host, err)
 	}
 	return true, nil
+}
+
+// MarkDeletionDone records that deletion seq was acted on: the account's
+// sessions are gone and what they wrote meanwhile was removed. From then
+// on the account can be created again (while the deletion is pending,
+// CreateAccount and EnsureAccount refuse it for up to a minute). Marking
+// a deletion that is done or pruned already changes nothing.
+func (s *Store) MarkDeletionDone(ctx context.Context, seq int64) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE account_deletions SET done = 1 WHERE seq = ?`, seq); err != nil {
+		return fmt.Errorf("sqlite: mark deletion %d done: %w", seq, err)
+	}
+	return nil
+}
+
+// SettleDeletions acts on the deletions up to Seq through that are not done
+// when no server has sessions of the deleted accounts (one starting, or
+// `ottr user add` when no server runs): what is stored for each deleted
+// account without a row is removed as [Store.PurgeDeleted] does, and the
+// deletions are marked done, in one transaction. It returns how many it
+// marked.
+func (s *Store) SettleDeletions(ctx context.Context, through int64) (int, error) {
+	var n int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx,
+			`SELECT DISTINCT d.host, d.username FROM account_deletions d
+			WHERE d.seq <= ? AND d.done = 0
+			AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.host = d.host AND a.username = d.username)`, through)
+		if err != nil {
+			return err
+		}
+		var gone [][2]string
+		for rows.Next() {
+			var host, username string
+			if err := rows.Scan(&host, &username); err != nil {
+				rows.Close()
+				return err
+			}
+			gone = append(gone, [2]string{host, username})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, a := range gone {
+			if err := deleteUserData(ctx, tx, a[0], a[1]); err != nil {
+				return err
+			}
+			if err := downgradeEntries(ctx, tx, a[1]+"@"+a[0]); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE account_deletions SET done = 1 WHERE seq <= ? AND done = 0`, through)
+		if err != nil {
+			return err
+		}
+		m, err := res.RowsAffected()
+		n = int(m)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: settle deletions: %w", err)
+	}
+	return n, nil
 }

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -69,4 +70,30 @@ func dbPath(t *testing.T, s *Store) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// TestDeletionPendingBound: a deletion no server marks done (none runs,
+// or it is stuck) refuses the account's creation for deletionPending
+// only (security review #9).
+func TestDeletionPendingBound(t *testing.T) {
+	s := newTestStore(t)
+	ctx := t.Context()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	if err := s.CreateAccount(ctx, "example.com", "alice", "hash"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, "example.com", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(deletionPending - time.Second)
+	err := s.CreateAccount(ctx, "example.com", "alice", "hash")
+	var pe *storage.DeletionPendingError
+	if !errors.As(err, &pe) || !pe.Deleted.Equal(now.Add(-deletionPending+time.Second)) {
+		t.Fatalf("CreateAccount %v before the bound: %v, want a DeletionPendingError with the deletion's time", deletionPending-time.Second, err)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := s.EnsureAccount(ctx, "example.com", "alice"); err != nil {
+		t.Fatalf("EnsureAccount past the bound: %v", err)
+	}
 }

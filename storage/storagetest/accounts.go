@@ -39,7 +39,10 @@ import (
 // empty string means the account has no password.
 type AccountStore interface {
 	// CreateAccount stores a new account, or returns an error wrapping
-	// storage.ErrExists (changing nothing) if it is already present.
+	// storage.ErrExists (changing nothing) if it is already present. A
+	// store that records deletions (DeletionStore) refuses, for a bounded
+	// while, an account whose deletion is not done yet, with an error
+	// wrapping storage.ErrDeletionPending; EnsureAccount too.
 	CreateAccount(ctx context.Context, host, username, passwordHash string) error
 	// SetPassword replaces an existing account's hash, or returns an error
 	// wrapping storage.ErrNotFound (creating nothing).
@@ -170,6 +173,7 @@ var accountCases = []accountCase{
 	{"recreate after delete", func(t *testing.T, ctx context.Context, s AccountStore) {
 		mustCreate(t, ctx, s, "example.com", "alice", "hash-1")
 		mustDelete(t, ctx, s, "example.com", "alice")
+		settleIfRecorded(t, ctx, s)
 		mustCreate(t, ctx, s, "example.com", "alice", "hash-2")
 		wantHash(t, ctx, s, "example.com", "alice", "hash-2")
 	}},

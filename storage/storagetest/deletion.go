@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -42,6 +43,54 @@ type DeletionStore interface {
 	// but recording nothing, and reports whether it did; it leaves an
 	// existing account and others' entries for it alone.
 	PurgeDeleted(ctx context.Context, host, username string) (bool, error)
+	// MarkDeletionDone records that deletion seq was acted on (the
+	// account's sessions ended, what they wrote purged). Until then, and
+	// for a bounded while only, CreateAccount and EnsureAccount refuse
+	// the account with an error wrapping storage.ErrDeletionPending (a
+	// *storage.DeletionPendingError carrying the deletion's time).
+	MarkDeletionDone(ctx context.Context, seq int64) error
+	// SettleDeletions purges, as PurgeDeleted does, the accounts of the
+	// deletions up to Seq through that are not done and have no row, and
+	// marks those deletions done, returning how many it marked.
+	SettleDeletions(ctx context.Context, through int64) (int, error)
+}
+
+// deletionSettler is a store that records deletions.
+type deletionSettler interface {
+	LastAccountDeletion(ctx context.Context) (int64, error)
+	SettleDeletions(ctx context.Context, through int64) (int, error)
+}
+
+// settleIfRecorded marks every deletion done if s records deletions, as a
+// server does once it has acted on them, so that the accounts can be
+// created again.
+func settleIfRecorded(t *testing.T, ctx context.Context, s any) {
+	t.Helper()
+	ds, ok := s.(deletionSettler)
+	if !ok {
+		return
+	}
+	last, err := ds.LastAccountDeletion(ctx)
+	if err != nil {
+		t.Fatalf("LastAccountDeletion: %v", err)
+	}
+	if _, err := ds.SettleDeletions(ctx, last); err != nil {
+		t.Fatalf("SettleDeletions(%d): %v", last, err)
+	}
+}
+
+// wantPending checks that err is a pending-deletion refusal with the time
+// of a deletion made after before.
+func wantPending(t *testing.T, what string, err error, before time.Time) {
+	t.Helper()
+	wantErr(t, what, err, storage.ErrDeletionPending)
+	var pe *storage.DeletionPendingError
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s: error %v is not a *storage.DeletionPendingError", what, err)
+	}
+	if pe.Deleted.Before(before) || pe.Deleted.After(time.Now().Add(createdSlack)) {
+		t.Errorf("%s: deletion time %v, want after %v and not in the future", what, pe.Deleted, before)
+	}
 }
 
 // TestDeleteAccount runs the account deletion conformance suite; newStore
@@ -130,8 +179,9 @@ var deletionCases = []suiteCase[DeletionStore]{
 		// Others keep theirs: another user, the same name on another host.
 		wantFullUser(t, ctx, s, "example.com", "bob", "carol@example.com")
 		wantFullUser(t, ctx, s, "other.example", "alice", "bob@example.com")
-		// A new account of the same name starts empty, its roster version
-		// past the old one's.
+		// A new account of the same name (once the deletion is done)
+		// starts empty, its roster version past the old one's.
+		settleIfRecorded(t, ctx, s)
 		mustCreate(t, ctx, s, "example.com", "alice", "hash-2")
 		wantEmptyUser(t, ctx, s, "example.com", "alice")
 		if _, ver := mustRoster(t, ctx, s, "example.com", "alice"); ver <= 1 {
@@ -143,6 +193,7 @@ var deletionCases = []suiteCase[DeletionStore]{
 		fillUser(t, ctx, s, "example.com", "erin", "bob@example.com", 1)
 		mustDelete(t, ctx, s, "example.com", "erin")
 		wantEmptyUser(t, ctx, s, "example.com", "erin")
+		settleIfRecorded(t, ctx, s)
 		mustEnsure(t, ctx, s, "example.com", "erin", true)
 	}},
 	{"missing account changes nothing", func(t *testing.T, ctx context.Context, s DeletionStore) {
@@ -232,10 +283,74 @@ var deletionCases = []suiteCase[DeletionStore]{
 			t.Errorf("AccountDeletions(after the last) = %+v, want none", got)
 		}
 		// A name deleted, created and deleted again is recorded twice.
+		settleIfRecorded(t, ctx, s)
 		mustCreate(t, ctx, s, "example.com", "a", "hash")
 		mustDelete(t, ctx, s, "example.com", "a")
 		if got := mustDeletions(t, ctx, s, all[2].Seq, 10); len(got) != 1 || got[0].Username != "a" {
 			t.Errorf("AccountDeletions after deleting a again = %+v", got)
+		}
+	}},
+	{"creation waits for a pending deletion", func(t *testing.T, ctx context.Context, s DeletionStore) {
+		mustCreate(t, ctx, s, "example.com", "alice", "hash")
+		mustCreate(t, ctx, s, "example.com", "bob", "hash")
+		before := time.Now().Add(-createdSlack)
+		mustDelete(t, ctx, s, "example.com", "alice")
+		seq := mustLastDeletion(t, ctx, s)
+		if ds := mustDeletions(t, ctx, s, 0, 10); len(ds) != 1 || ds[0].Done {
+			t.Fatalf("AccountDeletions = %+v, want alice's, not done", ds)
+		}
+		wantPending(t, "CreateAccount while the deletion is pending", s.CreateAccount(ctx, "example.com", "alice", "hash-2"), before)
+		created, err := s.EnsureAccount(ctx, "example.com", "alice")
+		wantPending(t, "EnsureAccount while the deletion is pending", err, before)
+		if created {
+			t.Errorf("EnsureAccount refused reported created")
+		}
+		wantHashErr(t, ctx, s, "example.com", "alice", storage.ErrNotFound)
+		// Other accounts are not held up: the same name on another host,
+		// another name; an existing account is still reported as such.
+		mustCreate(t, ctx, s, "other.example", "alice", "hash")
+		mustEnsure(t, ctx, s, "example.com", "carol", true)
+		wantErr(t, "CreateAccount of an existing account", s.CreateAccount(ctx, "example.com", "bob", "x"), storage.ErrExists)
+		mustEnsure(t, ctx, s, "example.com", "bob", false)
+
+		if err := s.MarkDeletionDone(ctx, seq); err != nil {
+			t.Fatalf("MarkDeletionDone(%d): %v", seq, err)
+		}
+		if ds := mustDeletions(t, ctx, s, 0, 10); len(ds) != 1 || !ds[0].Done {
+			t.Fatalf("AccountDeletions after MarkDeletionDone = %+v, want alice's, done", ds)
+		}
+		if err := s.MarkDeletionDone(ctx, seq); err != nil {
+			t.Fatalf("MarkDeletionDone twice: %v", err)
+		}
+		mustCreate(t, ctx, s, "example.com", "alice", "hash-2")
+		wantHash(t, ctx, s, "example.com", "alice", "hash-2")
+	}},
+	{"settle deletions", func(t *testing.T, ctx context.Context, s DeletionStore) {
+		for _, u := range []string{"alice", "erin", "zed"} {
+			mustCreate(t, ctx, s, "example.com", u, "hash")
+		}
+		before := time.Now().Add(-createdSlack)
+		mustDelete(t, ctx, s, "example.com", "alice")
+		mustDelete(t, ctx, s, "example.com", "erin")
+		through := mustLastDeletion(t, ctx, s)
+		mustDelete(t, ctx, s, "example.com", "zed")
+		// alice's session wrote after the deletion.
+		fillUser(t, ctx, s, "example.com", "alice", "bob@example.com", 1)
+		n, err := s.SettleDeletions(ctx, through)
+		if err != nil || n != 2 {
+			t.Fatalf("SettleDeletions(%d) = %d, %v; want 2", through, n, err)
+		}
+		wantEmptyUser(t, ctx, s, "example.com", "alice")
+		ds := mustDeletions(t, ctx, s, 0, 10)
+		if len(ds) != 3 || !ds[0].Done || !ds[1].Done || ds[2].Done {
+			t.Fatalf("AccountDeletions after settling through erin's = %+v, want alice's and erin's done only", ds)
+		}
+		mustCreate(t, ctx, s, "example.com", "alice", "hash-2")
+		mustEnsure(t, ctx, s, "example.com", "erin", true)
+		_, err = s.EnsureAccount(ctx, "example.com", "zed")
+		wantPending(t, "EnsureAccount of zed, not settled", err, before)
+		if n, err := s.SettleDeletions(ctx, through); err != nil || n != 0 {
+			t.Errorf("SettleDeletions again = %d, %v; want 0", n, err)
 		}
 	}},
 	{"purge after deletion", func(t *testing.T, ctx context.Context, s DeletionStore) {
@@ -257,7 +372,10 @@ var deletionCases = []suiteCase[DeletionStore]{
 		// An entry with nothing to downgrade keeps its version.
 		wantRoster(t, ctx, s, "example.com", "dave", []storage.RosterItem{{Contact: "alice@example.com", Name: "A", InRoster: true}}, 1)
 		// An account created again is left alone, and others' entries for
-		// it too.
+		// it too (once the deletion is done).
+		if err := s.MarkDeletionDone(ctx, mustLastDeletion(t, ctx, s)); err != nil {
+			t.Fatalf("MarkDeletionDone: %v", err)
+		}
 		mustCreate(t, ctx, s, "example.com", "alice", "hash")
 		fillUser(t, ctx, s, "example.com", "alice", "bob@example.com", 3) // the purge bumped it to 2
 		mustPutItem(t, ctx, s, "example.com", "bob", storage.RosterItem{Contact: "alice@example.com", To: true, InRoster: true}, 3)
