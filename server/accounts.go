@@ -48,12 +48,28 @@ type AccountDeletionStore interface {
 	// PurgeDeleted removes what is stored for an account without a row
 	// and reports whether it did.
 	PurgeDeleted(ctx context.Context, host, username string) (bool, error)
+	// MarkDeletionDone records that deletion seq was acted on, which lets
+	// the account be created again (storage refuses it while a deletion
+	// is pending: storage.ErrDeletionPending).
+	MarkDeletionDone(ctx context.Context, seq int64) error
+	// SettleDeletions purges and marks done the deletions up to Seq
+	// through not done yet, as when no server has sessions.
+	SettleDeletions(ctx context.Context, through int64) (int, error)
 }
 
 // deletionLoop acts on the deletions recorded after last, polling every
 // deletionPoll until the server shuts down.
 func (s *Server) deletionLoop(last int64) {
 	defer s.wg.Done()
+	// The deletions before this server started have no sessions here:
+	// a server that stopped before acting on them left them pending.
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	if n, err := s.store.SettleDeletions(ctx, last); err != nil {
+		s.logger.Error("settling the account deletions made before the start failed", "err", err)
+	} else if n > 0 {
+		s.logger.Info("settled account deletions made before the start", "count", n)
+	}
+	cancel()
 	t := time.NewTicker(deletionPoll)
 	defer t.Stop()
 	for {
@@ -90,10 +106,13 @@ func (r *Router) pollDeletions(ctx context.Context, ds AccountDeletionStore, las
 // push of their downgraded entry, unsubscribe/unsubscribed presence, and
 // unavailable presence from the account's available resources to those
 // who saw it), and, once the sessions are gone, removes what they wrote
-// while they were ending.
+// while they were ending. Then it marks the deletion done, which lets the
+// account be created again: not before, or the new account would get what
+// the old sessions wrote (security review #9).
 func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
 	user, err := jid.New(d.Username, d.Host, "")
 	if err != nil || !r.Serves(user.Domainpart()) {
+		r.markDeletionDone(ctx, ds, d)
 		return
 	}
 	bare := user.String()
@@ -137,6 +156,7 @@ func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d 
 		}{{Value: "account deleted"}}})
 	}
 	if len(sessions) == 0 {
+		r.markDeletionDone(ctx, ds, d)
 		return
 	}
 	// Ending sessions write (last activity at logout, for one): wait for
@@ -149,12 +169,33 @@ func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	stuck := r.anyBound(bare, sessions)
 	r.known.Delete(bare)
 	r.blocks.drop(user)
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := ds.PurgeDeleted(qctx, user.Domainpart(), user.Localpart()); err != nil {
 		r.logger.Error("purging a deleted account failed", "jid", bare, "err", err)
+		return
+	}
+	if stuck {
+		// Left pending: storage refuses the account for a minute at most.
+		r.logger.Warn("a deleted account's session did not end in time", "jid", bare, "wait", unbindWait)
+		return
+	}
+	r.markDeletionDone(ctx, ds, d)
+}
+
+// markDeletionDone marks deletion d done, logging a failure (the account
+// can then be created again a minute after its deletion).
+func (r *Router) markDeletionDone(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
+	if d.Done {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := ds.MarkDeletionDone(qctx, d.Seq); err != nil {
+		r.logger.Error("marking an account deletion done failed", "jid", d.Username+"@"+d.Host, "err", err)
 	}
 }
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/storage"
 )
 
 // maxResources bounds the sessions one account may have at once.
@@ -126,7 +128,14 @@ func (r *Router) Serves(domain string) bool { return r.domains[strings.ToLower(d
 // §7.7.2.2).
 func (r *Router) Bind(s *c2s.Session) error {
 	bare, res := s.JID().Bare().String(), s.JID().Resourcepart()
-	if err := r.ensureAccount(s.JID()); err != nil {
+	if err := r.ensureAccount(s.JID()); errors.Is(err, storage.ErrDeletionPending) {
+		// The account was deleted moments ago and its old sessions are
+		// being ended: a new one must not get what they write meanwhile.
+		r.logger.Info("bind refused: the account's deletion is pending", "jid", bare, "err", err)
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: map[string]string{
+			"": "this account was deleted moments ago and its sessions are being ended; try again in a few seconds",
+		}}
+	} else if err != nil {
 		r.logger.Error("recording the account failed", "jid", bare, "err", err)
 		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
 	}
@@ -488,16 +497,22 @@ func (r *Router) ctx() (context.Context, context.CancelFunc) {
 }
 
 // ensureAccount gives a user their account row at first login (token
-// users have none until then).
+// users have none until then). It asks the store, not the known cache:
+// the account may have been deleted by another process a moment ago, and
+// while that deletion is pending the store refuses to create it again
+// (storage.ErrDeletionPending).
 func (r *Router) ensureAccount(j jid.JID) error {
 	bare := j.Bare().String()
-	if _, ok := r.known.Load(bare); ok {
-		return nil
-	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	if _, err := r.store.EnsureAccount(ctx, j.Domainpart(), j.Localpart()); err != nil {
+	exists, err := r.store.AccountExists(ctx, j.Domainpart(), j.Localpart())
+	if err != nil {
 		return err
+	}
+	if !exists {
+		if _, err := r.store.EnsureAccount(ctx, j.Domainpart(), j.Localpart()); err != nil {
+			return err
+		}
 	}
 	r.known.Store(bare, struct{}{})
 	return nil
