@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/storage"
+	"ottr.im/ottr/storage/claimlog"
 	"ottr.im/ottr/storage/sqlite"
 )
 
@@ -36,7 +39,8 @@ else asked twice without echo. Accounts live in DATA_DIR/%s.
 Deleting an account removes its roster, offline messages, vCard, private
 XML and block list, and unsubscribes its contacts; a running server ends
 its sessions within seconds. A token user can log in again afterwards,
-with nothing of the old account.
+with nothing of the old account. Until the server has ended the old
+sessions (a minute at most), the account cannot be created again.
 Run "ottr user COMMAND -h" for the flags.
 `, config.DatabaseFile)}
 	if len(args) == 0 {
@@ -150,11 +154,43 @@ func userAdd(ctx context.Context, e *env, args []string) error {
 	return changeAccount(ctx, e, args, accountChange{
 		verb: "add", password: true,
 		apply: func(ctx context.Context, st *sqlite.Store, a account, hash string) error {
-			return st.CreateAccount(ctx, a.host, a.user, hash)
+			return createAccount(ctx, st, a, hash, time.Now())
 		},
 		missing: storage.ErrExists, refusal: "already exists (use `ottr user passwd`)",
 		done: "created",
 	})
+}
+
+// createAccount creates the account a. While a deletion of the same
+// account is pending (a running server is still ending the old account's
+// sessions, which may write until they are gone: security review #9),
+// storage refuses it; when no server runs, nobody would mark the deletion
+// done, so the pending deletions are settled here and the creation tried
+// again. Whether a server runs is told by the lock it holds on its token
+// claim log in data_dir. now is for the message.
+func createAccount(ctx context.Context, st *sqlite.Store, a account, hash string, now time.Time) error {
+	err := st.CreateAccount(ctx, a.host, a.user, hash)
+	if !errors.Is(err, storage.ErrDeletionPending) {
+		return err
+	}
+	inUse, known, lerr := claimlog.InUse(filepath.Join(a.cfg.DataDir, claimlog.FileName))
+	if lerr == nil && known && !inUse {
+		last, serr := st.LastAccountDeletion(ctx)
+		if serr == nil {
+			_, serr = st.SettleDeletions(ctx, last)
+		}
+		if serr != nil {
+			return serr
+		}
+		err = st.CreateAccount(ctx, a.host, a.user, hash)
+	}
+	var pending *storage.DeletionPendingError
+	if errors.As(err, &pending) {
+		ago := max(now.Sub(pending.Deleted).Round(time.Second), 0)
+		return fmt.Errorf("%s was deleted %d s ago and a running server is still ending its sessions; try again in a few seconds",
+			a, int(ago.Seconds()))
+	}
+	return err
 }
 
 // userPasswd implements "ottr user passwd".

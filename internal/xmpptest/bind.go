@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strings"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
@@ -54,7 +55,12 @@ func BindResource(resource string) xmpp.StreamFeature {
 				Type  string `xml:"type,attr"`
 				JID   string `xml:"urn:ietf:params:xml:ns:xmpp-bind bind>jid"`
 				Error struct {
-					Inner string `xml:",innerxml"`
+					Type string `xml:"type,attr"`
+					// The condition (and the text, by name).
+					Children []struct {
+						XMLName xml.Name
+						Value   string `xml:",chardata"`
+					} `xml:",any"`
 				} `xml:"error"`
 			}
 			for {
@@ -70,7 +76,15 @@ func BindResource(resource string) xmpp.StreamFeature {
 				}
 			}
 			if resp.Type != "result" {
-				return 0, nil, fmt.Errorf("bind refused: %s", resp.Error.Inner)
+				var parts []string
+				for _, c := range resp.Error.Children {
+					if c.XMLName.Local == "text" {
+						parts = append(parts, fmt.Sprintf("%q", c.Value))
+					} else {
+						parts = append(parts, c.XMLName.Local)
+					}
+				}
+				return 0, nil, fmt.Errorf("bind refused: %s %s", resp.Error.Type, strings.Join(parts, " "))
 			}
 			j, err := jid.Parse(resp.JID)
 			if err != nil {
