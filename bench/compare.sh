@@ -264,8 +264,9 @@ ottr_config() {
 		otp_seed = "$seed"
 		token_secret = "$secret"
 		[limits]
-		# One address sends all the load: lift the per-address rates.
+		# One address sends all the load: lift the per-address limits.
 		max_connections = 100000
+		connections_per_address = 100000
 		connection_rate = "1000000/s"
 		connection_burst = 1000000
 	EOF

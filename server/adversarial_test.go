@@ -371,9 +371,10 @@ func TestSlowReader(t *testing.T) {
 
 func TestManyIdleUnauthenticated(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) {
-		// All from 127.0.0.1: lift the per-address rate for this test.
+		// All from 127.0.0.1: lift the per-address limits for this test.
 		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
 		c.Limits.ConnectionBurst = 100000
+		c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
 	})
 	before := rssMiB(t)
 	const n = 2000
@@ -544,9 +545,10 @@ func TestPrebindElementLimit(t *testing.T) {
 // for these).
 func TestManyUnfinishedAuth(t *testing.T) {
 	ts := startServer(t, func(c *config.Config) {
-		// All from 127.0.0.1: lift the per-address rate for this test.
+		// All from 127.0.0.1: lift the per-address limits for this test.
 		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
 		c.Limits.ConnectionBurst = 100000
+		c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
 	})
 	before := rssMiB(t)
 	const n = 150

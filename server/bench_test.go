@@ -92,9 +92,10 @@ func BenchmarkRouteMessage(b *testing.B) {
 	}
 }
 
-// liftConnectionRate lets one address open connections as fast as a
-// benchmark does.
+// liftConnectionRate lets one address open connections as fast and as
+// many as a benchmark does.
 func liftConnectionRate(c *config.Config) {
 	c.Limits.ConnectionRate = config.Rate{N: 1000000, Per: time.Second}
 	c.Limits.ConnectionBurst = 1000000
+	c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
 }

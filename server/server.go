@@ -73,12 +73,21 @@ type Server struct {
 	closed    bool
 	listeners []net.Listener // c2s
 	httpLns   []net.Listener // http.listen, then http.tls_listen
-	conns     map[net.Conn]struct{}
+	// conns holds the c2s connections and web sessions open, each with
+	// its key in perAddr ("" when not counted per address).
+	conns map[net.Conn]string
 	// httpOpen counts the HTTP connections open (not hijacked for a
 	// WebSocket, whose session is in conns): with conns, what
 	// limits.max_connections caps (security review #5).
 	httpOpen int
-	wg       sync.WaitGroup
+	// perAddr counts what conns and httpOpen count by source address
+	// (limit.AddressKey), but not the connections of a trusted proxy:
+	// what limits.connections_per_address caps, at perAddrMax. An entry
+	// exists only while its count is above zero, so there are at most
+	// max_connections.
+	perAddr    map[string]int
+	perAddrMax int
+	wg         sync.WaitGroup
 }
 
 // New prepares a server: certificate, storage, authentication, router.
@@ -199,8 +208,11 @@ func New(opts Options) (*Server, error) {
 		tls:    tlsCfg,
 		ctx:    ctx,
 		cancel: cancel,
-		conns:  make(map[net.Conn]struct{}),
+		conns:  make(map[net.Conn]string),
 		perIP:  limit.NewKeyed(lim.ConnectionRate.PerSecond(), lim.ConnectionBurst, 200000),
+
+		perAddr:    make(map[string]int),
+		perAddrMax: min(lim.ConnectionsPerAddress, lim.MaxConnections),
 	}
 	s.c2s = &c2s.Config{
 		Serves:     router.Serves,
@@ -267,7 +279,7 @@ func (s *Server) newWeb() error {
 			if session {
 				return s.admitAddr(a, a.String())
 			}
-			return s.admitRate(a, a.String())
+			return s.admitPerAddr(a, a.String()) && s.admitRate(a, a.String())
 		},
 		Serve:  s.serveWeb,
 		Logger: s.logger.With("component", "web"),
@@ -295,12 +307,16 @@ func (s *Server) newWeb() error {
 // serveWeb runs one WebSocket or BOSH session, counted and closed at
 // shutdown like a TCP connection.
 func (s *Server) serveWeb(conn web.Conn) bool {
+	// Counted for its client's address, as admitted by web.Options.Admit
+	// (a WebSocket's connection was counted until hijacked).
+	key := addrKey(remoteAddr(conn))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return false
 	}
-	s.conns[conn] = struct{}{}
+	s.conns[conn] = key
+	s.countAddrLocked(key)
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer s.wg.Done()
@@ -330,8 +346,9 @@ func (r boundRouter) Bind(sess *c2s.Session) error {
 // httpListener applies the connection limits to the HTTP listeners'
 // connections as they are accepted, before TLS: they count against
 // limits.max_connections with the c2s connections, and, unless they come
-// from a trusted proxy (whose clients are rated by their own address when
-// they start a session), against the per-address rate.
+// from a trusted proxy (whose clients are counted and rated by their own
+// address when they start a session), against
+// limits.connections_per_address and the per-address rate.
 type httpListener struct {
 	net.Listener
 	s *Server
@@ -353,31 +370,42 @@ func (l httpListener) Accept() (net.Conn, error) {
 // admitHTTP admits and counts an HTTP connection; httpConnState uncounts
 // it.
 func (s *Server) admitHTTP(c net.Conn) bool {
-	var addr netip.Addr
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		addr = ap.Addr().Unmap()
-	}
-	for _, p := range s.proxies {
-		if p.Contains(addr) {
-			addr = netip.Addr{} // not rated: many clients share it
-			break
-		}
-	}
+	addr := s.httpAddr(c)
 	if !s.admitAddr(addr, c.RemoteAddr().String()) {
 		return false
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.holdAddrLocked(addrKey(addr)) {
+		// Another connection took the last place since admitAddr looked.
+		s.refusedLog("connections from one address reached their cap", c.RemoteAddr().String())
+		return false
+	}
 	s.httpOpen++
-	s.mu.Unlock()
 	return true
+}
+
+// httpAddr is the address an HTTP connection is counted and rated by: its
+// peer's, or the zero Addr for a trusted proxy's, which carries many
+// clients.
+func (s *Server) httpAddr(c net.Conn) netip.Addr {
+	addr := remoteAddr(c)
+	for _, p := range s.proxies {
+		if p.Contains(addr) {
+			return netip.Addr{}
+		}
+	}
+	return addr
 }
 
 // httpConnState uncounts an HTTP connection that closed, or that a
 // WebSocket took over (its session counts in conns from then on).
-func (s *Server) httpConnState(_ net.Conn, state http.ConnState) {
+func (s *Server) httpConnState(c net.Conn, state http.ConnState) {
 	if state == http.StateClosed || state == http.StateHijacked {
+		key := addrKey(s.httpAddr(c))
 		s.mu.Lock()
 		s.httpOpen--
+		s.releaseAddrLocked(key)
 		s.mu.Unlock()
 	}
 }
@@ -574,9 +602,13 @@ func (s *Server) acceptLoop(l net.Listener) {
 			conn.Close()
 			continue
 		}
-		if !s.track(conn) {
+		if err := s.track(conn); err != nil {
 			conn.Close()
-			return
+			if errors.Is(err, ErrServerClosed) {
+				return
+			}
+			s.refusedLog(err.Error(), conn.RemoteAddr().String())
+			continue
 		}
 		s.wg.Add(1)
 		go func() {
@@ -587,26 +619,90 @@ func (s *Server) acceptLoop(l net.Listener) {
 	}
 }
 
-// admit applies the connection limits: the total cap and the rate per
-// source address. A refused connection is closed without a word: it has
-// not even sent a stream header.
+// admit applies the connection limits: the total cap, the cap per source
+// address and the rate per source address. A refused connection is
+// closed without a word: it has not even sent a stream header.
 func (s *Server) admit(c net.Conn) bool {
-	var addr netip.Addr
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		addr = ap.Addr()
+	return s.admitAddr(remoteAddr(c), c.RemoteAddr().String())
+}
+
+// remoteAddr is c's peer address, the zero Addr when it has none.
+func remoteAddr(c net.Conn) netip.Addr {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
 	}
-	return s.admitAddr(addr, c.RemoteAddr().String())
+	return ap.Addr().Unmap()
+}
+
+// addrKey is the key addr is counted by in perAddr, as the rate keys it
+// (IPv4 address, IPv6 /64); "" for the zero Addr, which is not counted.
+func addrKey(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return ""
+	}
+	return limit.AddressKey(addr)
 }
 
 // admitAddr applies the connection limits to a new connection or web
-// session from addr (the zero Addr when unknown, or not to be rated);
-// remote is for the log.
+// session from addr (the zero Addr when unknown, or not to be counted
+// and rated per address); remote is for the log.
 func (s *Server) admitAddr(addr netip.Addr, remote string) bool {
 	if open := s.OpenConnections(); open >= s.cfg.Limits.MaxConnections {
 		s.refusedLog("connection cap reached", remote, "open", open)
 		return false
 	}
-	return s.admitRate(addr, remote)
+	return s.admitPerAddr(addr, remote) && s.admitRate(addr, remote)
+}
+
+// admitPerAddr applies limits.connections_per_address: addr may not open
+// another connection while it holds that many (security review #5). The
+// connection is counted where the total is: a c2s connection by track, an
+// HTTP connection by admitHTTP, a web session by serveWeb.
+func (s *Server) admitPerAddr(addr netip.Addr, remote string) bool {
+	key := addrKey(addr)
+	if key == "" {
+		return true
+	}
+	s.mu.Lock()
+	open := s.perAddr[key]
+	s.mu.Unlock()
+	if open >= s.perAddrMax {
+		s.refusedLog("connections from one address reached their cap", remote, "open", open)
+		return false
+	}
+	return true
+}
+
+// holdAddrLocked counts one more connection from key, unless key holds
+// its cap already; the caller holds s.mu.
+func (s *Server) holdAddrLocked(key string) bool {
+	if key != "" && s.perAddr[key] >= s.perAddrMax {
+		return false
+	}
+	s.countAddrLocked(key)
+	return true
+}
+
+// countAddrLocked counts one more connection from key; the caller holds
+// s.mu.
+func (s *Server) countAddrLocked(key string) {
+	if key != "" {
+		s.perAddr[key]++
+	}
+}
+
+// releaseAddrLocked uncounts a connection from key, forgetting key at
+// zero; the caller holds s.mu.
+func (s *Server) releaseAddrLocked(key string) {
+	if key == "" {
+		return
+	}
+	if n := s.perAddr[key] - 1; n > 0 {
+		s.perAddr[key] = n
+	} else {
+		delete(s.perAddr, key)
+	}
 }
 
 // admitRate applies the rate of new connections per source address.
@@ -628,19 +724,30 @@ func (s *Server) refusedLog(msg, remote string, args ...any) {
 	s.logger.Warn(msg, append([]any{"remote", remote}, args...)...)
 }
 
-func (s *Server) track(c net.Conn) bool {
+// track counts an admitted c2s connection, in total and for its address;
+// it fails with ErrServerClosed when the server is shutting down, or
+// when the address reached its cap since admit looked.
+func (s *Server) track(c net.Conn) error {
+	key := addrKey(remoteAddr(c))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return ErrServerClosed
 	}
-	s.conns[c] = struct{}{}
-	return true
+	if !s.holdAddrLocked(key) {
+		return errors.New("connections from one address reached their cap")
+	}
+	s.conns[c] = key
+	return nil
 }
 
+// untrack uncounts a c2s connection or web session that ended.
 func (s *Server) untrack(c net.Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	if key, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		s.releaseAddrLocked(key)
+	}
 	s.mu.Unlock()
 }
 

@@ -988,6 +988,118 @@ func TestWebConnectionLimits(t *testing.T) {
 	})
 }
 
+// TestConnectionsPerAddress: limits.connections_per_address caps the
+// connections one address holds open at once, c2s (STARTTLS and direct
+// TLS) and HTTP together, a WebSocket session counting once; the one over
+// the cap is closed at once while another address still logs in, and
+// closing one lets a new one in (red-team finding, security review #5).
+func TestConnectionsPerAddress(t *testing.T) {
+	t.Run("one address", func(t *testing.T) {
+		ws := startWeb(t, func(c *config.Config) {
+			c.Limits.ConnectionsPerAddress = 5
+			c.Limits.MaxConnections = 50
+		})
+		c, _, err := ws.dialWS(t, ws.http, "", "xmpp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		(&wsRaw{t: t, c: c}).login("X-TOKEN", xtokenPayload(ws.testServer, t, "alice"), "ws")
+		conns := []net.Conn{
+			dialTCP(t, ws.httpAddr()),
+			dialTCP(t, ws.httpAddr()),
+			dialTCP(t, ws.addr),
+			dialTCP(t, ws.directTLS),
+		}
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 5 })
+		if !closedByServer(dialTCP(t, ws.httpAddr())) {
+			t.Fatal("6th connection from one address (HTTP) was served")
+		}
+		extra := dialTCP(t, ws.addr)
+		extra.Write([]byte(streamHeader))
+		if !closedByServer(extra) {
+			t.Fatal("6th connection from one address (c2s) was served")
+		}
+		if !closedByServer(dialTCP(t, ws.directTLS)) {
+			t.Fatal("6th connection from one address (direct TLS) was served")
+		}
+		if n := ws.srv.OpenConnections(); n != 5 {
+			t.Fatalf("%d connections open, want 5", n)
+		}
+		// Another address is not held back by the first.
+		if err := ws.loginFrom(t, addrB, "bob", auth.XToken, ws.token(t, "bob")); err != nil {
+			t.Fatalf("login from %s with %s at its cap: %v", addrB, addrA, err)
+		}
+		// Closing one lets a new one in.
+		conns[2].Close()
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 4 })
+		again := dialTCP(t, ws.addr)
+		again.Write([]byte(streamHeader))
+		if closedByServer(again) {
+			t.Fatal("a new connection was refused after one closed")
+		}
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 5 })
+		// Every count is given back when the connections close.
+		for _, c := range append(conns, again) {
+			c.Close()
+		}
+		c.CloseNow()
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 0 })
+		for range 5 {
+			conns = append(conns, dialTCP(t, ws.httpAddr()))
+		}
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 5 })
+	})
+	t.Run("trusted proxy", func(t *testing.T) {
+		ws := startWeb(t, func(c *config.Config) {
+			c.Limits.ConnectionsPerAddress = 2
+			c.HTTP.TrustedProxies = []string{"127.0.0.1/32"}
+		})
+		// The proxy's connections carry many clients: not counted per
+		// address.
+		for range 4 {
+			dialTCP(t, ws.httpAddr())
+		}
+		waitFor(t, func() bool { return ws.srv.OpenConnections() == 4 })
+		// Its clients' sessions count for their own address.
+		for i := range 2 {
+			if got := wsThrough(t, ws, "192.0.2.7"); got != http.StatusSwitchingProtocols {
+				t.Fatalf("WebSocket %d for one client behind the proxy: HTTP %d, want 101", i+1, got)
+			}
+			waitFor(t, func() bool { return ws.srv.OpenConnections() == 5+i })
+		}
+		if got := wsThrough(t, ws, "192.0.2.7"); got != http.StatusServiceUnavailable {
+			t.Fatalf("WebSocket 3 for one client behind the proxy: HTTP %d, want 503", got)
+		}
+		if got := wsThrough(t, ws, "192.0.2.8"); got != http.StatusSwitchingProtocols {
+			t.Fatalf("WebSocket for another client behind the proxy: HTTP %d, want 101", got)
+		}
+	})
+}
+
+// wsThrough opens a WebSocket over plain HTTP as a proxy would for client
+// (in X-Forwarded-For) and returns the HTTP status; a session opened is
+// served (it answered <open/>) and stays open until the test ends.
+func wsThrough(t *testing.T, ws *webServer, client string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := http.Header{}
+	h.Set("X-Forwarded-For", client)
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ws.http, "http")+"/xmpp-websocket", &websocket.DialOptions{
+		HTTPClient:   ws.client(),
+		HTTPHeader:   h,
+		Subprotocols: []string{"xmpp"},
+	})
+	if err == nil {
+		t.Cleanup(func() { c.CloseNow() })
+		(&wsRaw{t: t, c: c}).open()
+	}
+	if resp == nil {
+		t.Fatalf("WebSocket for %s: %v", client, err)
+	}
+	return resp.StatusCode
+}
+
 // boshCreateStart is the start of a session creation request.
 const boshCreateStart = `<body xmlns='http://jabber.org/protocol/httpbind' xmlns:xmpp='urn:xmpp:xbosh' rid='1' to='localhost' wait='10' hold='1' xmpp:version='1.0'>`
 
@@ -1098,9 +1210,10 @@ func TestWebSocketPrebindLimit(t *testing.T) {
 // (security review #5: 113 MiB for the first 300 before).
 func TestManyUnfinishedBOSHBodies(t *testing.T) {
 	ws := startWeb(t, func(c *config.Config) {
-		// All from 127.0.0.1: lift the per-address rate for this test.
+		// All from 127.0.0.1: lift the per-address limits for this test.
 		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
 		c.Limits.ConnectionBurst = 100000
+		c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
 	})
 	before := rssMiB(t)
 	const n = 300

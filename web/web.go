@@ -70,9 +70,9 @@ type Options struct {
 	// session, which outlives its HTTP connections and counts against
 	// the connection cap on its own; with session false it is a
 	// WebSocket upgrade through a trusted proxy, whose connection was
-	// counted when accepted (but not rated per address: it came from
-	// the proxy), so only the rate per address applies. nil admits
-	// everything.
+	// counted when accepted (but not per address: it came from the
+	// proxy), so only the limits per address apply (the session is then
+	// counted for addr). nil admits everything.
 	Admit func(addr netip.Addr, session bool) bool
 	// Serve runs one client session over conn until it ends, closing
 	// conn, and calls conn.Bound once c2s bound a resource. It reports

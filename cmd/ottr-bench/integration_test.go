@@ -44,6 +44,7 @@ func startOttr(t *testing.T) (starttls, direct, cert string) {
 	// The load comes from one address, faster than a client would.
 	cfg.Limits.ConnectionRate = config.Rate{N: 1_000_000, Per: time.Second}
 	cfg.Limits.ConnectionBurst = 1_000_000
+	cfg.Limits.ConnectionsPerAddress = cfg.Limits.MaxConnections
 
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, cfg.DatabasePath())
