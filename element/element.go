@@ -142,9 +142,15 @@ func Read(start xml.StartElement, r xml.TokenReader, lim Limits) (*Stanza, error
 				return nil, ErrTooDeep
 			}
 			size += len(t.Name.Local) + len(t.Name.Space)
+			if !localName(t.Name.Local) {
+				return nil, fmt.Errorf("%w: element name %q", ErrMalformed, t.Name.Local)
+			}
 			attrs := make([]xml.Attr, 0, len(t.Attr))
 			for _, a := range t.Attr {
 				size += len(a.Name.Local) + len(a.Value)
+				if !localName(a.Name.Local) {
+					return nil, fmt.Errorf("%w: attribute name %q", ErrMalformed, a.Name.Local)
+				}
 				if !isNSDecl(a) {
 					attrs = append(attrs, a)
 				}
@@ -170,6 +176,19 @@ func Read(start xml.StartElement, r xml.TokenReader, lim Limits) (*Stanza, error
 			return nil, ErrTooLarge
 		}
 	}
+}
+
+// localName reports whether local, a name as encoding/xml split it at
+// its prefix, can be written back: encoding/xml checks the characters of
+// the whole qualified name, so "p:0" reaches here as the local name "0",
+// which no name may start with (XML Namespaces' NCName). The c2s framer
+// refuses the same names on the fast path.
+func localName(local string) bool {
+	if local == "" {
+		return false
+	}
+	c := local[0]
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
 }
 
 func isNSDecl(a xml.Attr) bool {
