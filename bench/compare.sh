@@ -272,7 +272,8 @@ ottr_config() {
 	EOF
 	log "ottr: $login_users password accounts (PBKDF2, 10,000 iterations, as Prosody's)"
 	for i in $(seq 0 $((login_users - 1))); do
-		echo "$password" | "$work/bin/ottr" user add -c "$work/ottr/ottr.toml" "user$i@localhost" >/dev/null 2>&1
+		echo "$password" | "$work/bin/ottr" user add -c "$work/ottr/ottr.toml" "user$i@localhost" >"$work/ottr/user-add.log" 2>&1 ||
+			die "ottr user add failed (an ottr older than this script refuses keys it does not know): $(cat "$work/ottr/user-add.log")"
 	done
 }
 start_ottr() {
