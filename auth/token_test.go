@@ -384,10 +384,9 @@ func BenchmarkReplayCacheParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkVerifyDurable is BenchmarkVerify with the claims also stored
-// in a claim log (security review #8): every token is fresh, so each one
-// costs one record appended, one after the other.
-func BenchmarkVerifyDurable(b *testing.B) {
+// durableVerifier returns a verifier whose claims go to a claim log in a
+// temporary directory, and b.N distinct tokens valid at its clock.
+func durableVerifier(b *testing.B) (*Verifier, []string) {
 	vf := loadVectors(b)
 	p := vf.params()
 	now := time.Unix(1764387007, 0)
@@ -395,12 +394,23 @@ func BenchmarkVerifyDurable(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer store.Close()
-	v, _ := NewVerifier(p, NewDurableReplayCache(NewMemoryReplayCache(1<<22), store), func() time.Time { return now })
+	b.Cleanup(func() { store.Close() })
+	v, err := NewVerifier(p, NewDurableReplayCache(NewMemoryReplayCache(1<<22), store), func() time.Time { return now })
+	if err != nil {
+		b.Fatal(err)
+	}
 	toks := make([]string, b.N)
 	for i := range toks {
 		toks[i], _ = Mint(p, "alice@example.org", now, fmt.Sprintf("%032d", i))
 	}
+	return v, toks
+}
+
+// BenchmarkVerifyDurable is BenchmarkVerify with the claims also stored
+// in a claim log (security review #8): every token is fresh, so each one
+// costs one record appended, one after the other.
+func BenchmarkVerifyDurable(b *testing.B) {
+	v, toks := durableVerifier(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -413,19 +423,7 @@ func BenchmarkVerifyDurable(b *testing.B) {
 // BenchmarkVerifyDurableParallel verifies fresh tokens from many
 // goroutines with the claims in one claim log, as the server does.
 func BenchmarkVerifyDurableParallel(b *testing.B) {
-	vf := loadVectors(b)
-	p := vf.params()
-	now := time.Unix(1764387007, 0)
-	store, err := claimlog.Open(filepath.Join(b.TempDir(), claimlog.FileName), now, 1<<22)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
-	v, _ := NewVerifier(p, NewDurableReplayCache(NewMemoryReplayCache(1<<22), store), func() time.Time { return now })
-	toks := make([]string, b.N)
-	for i := range toks {
-		toks[i], _ = Mint(p, "alice@example.org", now, fmt.Sprintf("%032d", i))
-	}
+	v, toks := durableVerifier(b)
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(8)

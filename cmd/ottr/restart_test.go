@@ -29,10 +29,7 @@ func TestRestartKeepsState(t *testing.T) {
 			tlsCfg := dataDirTLS(t, dataDir)
 			login := func(user, resource string) *xmpptest.Client {
 				t.Helper()
-				tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@localhost", time.Now(), auth.NewNonce(32))
-				if err != nil {
-					t.Fatal(err)
-				}
+				tok := testToken(t, user+"@localhost")
 				c, err := xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, auth.XToken, tok)
 				if err != nil {
 					t.Fatalf("login %s: %v\nserver:\n%s", user, err, p.stderr.String())
@@ -113,11 +110,7 @@ func TestRestartRefusesUsedToken(t *testing.T) {
 			dataDir := filepath.Join(filepath.Dir(cfg), "data")
 			mint := func() string {
 				t.Helper()
-				tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, "alice@localhost", time.Now(), auth.NewNonce(32))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return tok
+				return testToken(t, "alice@localhost")
 			}
 			p := startServe(t, cfg, addr)
 			tlsCfg := dataDirTLS(t, dataDir)

@@ -160,11 +160,7 @@ func TestUserDelWhileServing(t *testing.T) {
 	login := func(user, resource string, mech sasl.Mechanism, secret string) *xmpptest.Client {
 		t.Helper()
 		if secret == "" {
-			tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@localhost", time.Now(), auth.NewNonce(32))
-			if err != nil {
-				t.Fatal(err)
-			}
-			secret = tok
+			secret = testToken(t, user+"@localhost")
 		}
 		c, err := xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, mech, secret)
 		if err != nil {

@@ -101,11 +101,7 @@ func TestUserDelAddWhileWriting(t *testing.T) {
 	login := func(user, resource string, mech sasl.Mechanism, secret string) (*xmpptest.Client, error) {
 		t.Helper()
 		if secret == "" {
-			tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@localhost", time.Now(), auth.NewNonce(32))
-			if err != nil {
-				t.Fatal(err)
-			}
-			secret = tok
+			secret = testToken(t, user+"@localhost")
 		}
 		return xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, mech, secret)
 	}
