@@ -370,12 +370,7 @@ func TestSlowReader(t *testing.T) {
 }
 
 func TestManyIdleUnauthenticated(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) {
-		// All from 127.0.0.1: lift the per-address limits for this test.
-		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
-		c.Limits.ConnectionBurst = 100000
-		c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
-	})
+	ts := startServer(t, liftConnectionRate) // all from 127.0.0.1
 	before := rssMiB(t)
 	const n = 2000
 	conns := make([]net.Conn, 0, n)
@@ -544,12 +539,7 @@ func TestPrebindElementLimit(t *testing.T) {
 // policy-violation (security review #5: it held the whole element, 50 MiB
 // for these).
 func TestManyUnfinishedAuth(t *testing.T) {
-	ts := startServer(t, func(c *config.Config) {
-		// All from 127.0.0.1: lift the per-address limits for this test.
-		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
-		c.Limits.ConnectionBurst = 100000
-		c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
-	})
+	ts := startServer(t, liftConnectionRate) // all from 127.0.0.1
 	before := rssMiB(t)
 	const n = 150
 	chunk := strings.Repeat("A", 10<<10)

@@ -93,7 +93,7 @@ func BenchmarkRouteMessage(b *testing.B) {
 }
 
 // liftConnectionRate lets one address open connections as fast and as
-// many as a benchmark does.
+// many as a benchmark, or a test of many connections, does.
 func liftConnectionRate(c *config.Config) {
 	c.Limits.ConnectionRate = config.Rate{N: 1000000, Per: time.Second}
 	c.Limits.ConnectionBurst = 1000000

@@ -1209,12 +1209,7 @@ func TestWebSocketPrebindLimit(t *testing.T) {
 // others hold what fits under the limit, so memory stays bounded
 // (security review #5: 113 MiB for the first 300 before).
 func TestManyUnfinishedBOSHBodies(t *testing.T) {
-	ws := startWeb(t, func(c *config.Config) {
-		// All from 127.0.0.1: lift the per-address limits for this test.
-		c.Limits.ConnectionRate = config.Rate{N: 100000, Per: time.Second}
-		c.Limits.ConnectionBurst = 100000
-		c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
-	})
+	ws := startWeb(t, liftConnectionRate) // all from 127.0.0.1
 	before := rssMiB(t)
 	const n = 300
 	big := []byte(postHead(320<<10) + boshCreateStart + strings.Repeat("x", 250<<10))
