@@ -1,0 +1,70 @@
+package element
+
+import (
+	"bytes"
+	"encoding/xml"
+
+	"mellium.im/xmlstream"
+)
+
+// Builders of the small payloads that iq handlers answer with.
+
+// Empty returns a token reader for <local xmlns=space/>.
+func Empty(space, local string) xml.TokenReader {
+	return xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: space, Local: local}})
+}
+
+// Text returns a token reader for <local>text</local>.
+func Text(local, text string) xml.TokenReader {
+	return xmlstream.Wrap(xmlstream.Token(xml.CharData(text)), xml.StartElement{Name: xml.Name{Local: local}})
+}
+
+// Stored returns a stored XML document (one element, as written by
+// EncodeTokens) as tokens.
+func Stored(doc []byte) xml.TokenReader {
+	return xml.NewDecoder(bytes.NewReader(doc))
+}
+
+// EncodeTokens serializes tokens (one element) for storage.
+func EncodeTokens(toks []xml.Token) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := xml.NewEncoder(&buf)
+	for _, tok := range toks {
+		if err := enc.EncodeToken(tok); err != nil {
+			return nil, err
+		}
+	}
+	if err := enc.Flush(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// PayloadTokens returns the tokens of the stanza's first child element,
+// nil when it has none.
+func (s *Stanza) PayloadTokens() []xml.Token {
+	depth := 0
+	inner := s.Tokens()
+	for i, tok := range inner {
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			depth--
+			if depth == 0 {
+				for j := 0; j <= i; j++ {
+					if _, ok := inner[j].(xml.StartElement); ok {
+						return inner[j : i+1]
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// DecodePayload decodes the stanza's first child element into v, as
+// encoding/xml's Decode does.
+func (s *Stanza) DecodePayload(v any) error {
+	return xml.NewTokenDecoder(xmlstream.ReaderFunc(sliceReader(s.PayloadTokens()))).Decode(v)
+}

@@ -1,0 +1,145 @@
+package router
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"sort"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"ottr.im/ottr/element"
+)
+
+// IQRequest is one iq get or set for a local handler.
+type IQRequest struct {
+	// From is the requester's full JID; To is the server or account the
+	// request is addressed to.
+	From, To jid.JID
+	// Stanza is the whole request; Payload its first child.
+	Stanza  *element.Stanza
+	Payload xml.StartElement
+	// Session is the requester's session.
+	Session Target
+}
+
+// IQHandler answers iq requests for one payload. It returns the result's
+// payload (nil for an empty result) or an error: a stanza.Error (found
+// with errors.As) is sent to the requester as it is, anything else as
+// internal-server-error. HandleIQ runs on the requester's read
+// goroutine; it must not block on other sessions.
+type IQHandler interface {
+	HandleIQ(ctx context.Context, req IQRequest) (xml.TokenReader, error)
+}
+
+// IQHandlerFunc adapts a function to IQHandler.
+type IQHandlerFunc func(ctx context.Context, req IQRequest) (xml.TokenReader, error)
+
+// HandleIQ calls f.
+func (f IQHandlerFunc) HandleIQ(ctx context.Context, req IQRequest) (xml.TokenReader, error) {
+	return f(ctx, req)
+}
+
+// Where an iq handler answers; or'ed together.
+const (
+	// AtServer answers requests to the domain (to="example.org").
+	AtServer = 1 << iota
+	// AtSelf answers requests to the requester's own account (no to, or
+	// to its bare JID).
+	AtSelf
+	// AtAccount answers requests to another local account's bare JID.
+	AtAccount
+)
+
+// iqMux holds the iq handlers, by payload name, for each address kind.
+// It is filled at start-up and read-only afterwards.
+type iqMux struct {
+	server, self, account map[xml.Name]IQHandler
+	features              []string // disco#info features of the server
+}
+
+func newIQMux() iqMux {
+	return iqMux{
+		server:  make(map[xml.Name]IQHandler),
+		self:    make(map[xml.Name]IQHandler),
+		account: make(map[xml.Name]IQHandler),
+	}
+}
+
+// HandleIQ registers h for requests whose payload is name, addressed
+// where says (AtServer, AtSelf, AtAccount, or'ed), and adds feature (if
+// not empty) to the server's disco#info features. A nil handler, a
+// second handler for the same name and place, or a registration after
+// the first session bound is an error.
+func (r *Router) HandleIQ(name xml.Name, where int, feature string, h IQHandler) error {
+	if h == nil {
+		return fmt.Errorf("router: nil iq handler for {%s}%s", name.Space, name.Local)
+	}
+	if r.started.Load() {
+		return fmt.Errorf("router: iq handler for {%s}%s after start", name.Space, name.Local)
+	}
+	for _, t := range []struct {
+		bit   int
+		table map[xml.Name]IQHandler
+	}{{AtServer, r.iq.server}, {AtSelf, r.iq.self}, {AtAccount, r.iq.account}} {
+		if where&t.bit != 0 && t.table[name] != nil {
+			return fmt.Errorf("router: two iq handlers for {%s}%s", name.Space, name.Local)
+		}
+	}
+	for _, t := range []struct {
+		bit   int
+		table map[xml.Name]IQHandler
+	}{{AtServer, r.iq.server}, {AtSelf, r.iq.self}, {AtAccount, r.iq.account}} {
+		if where&t.bit != 0 {
+			t.table[name] = h
+		}
+	}
+	if feature != "" {
+		r.iq.features = append(r.iq.features, feature)
+	}
+	return nil
+}
+
+// Features returns the server's disco#info features, sorted.
+func (r *Router) Features() []string {
+	fs := append([]string(nil), r.iq.features...)
+	sort.Strings(fs)
+	return fs
+}
+
+// handleIQ answers a request addressed to the server or to an account
+// with the handlers of table; responses addressed there are dropped.
+func (r *Router) handleIQ(ctx context.Context, from Target, st *element.Stanza, table map[xml.Name]IQHandler) {
+	if !st.IsIQRequest() {
+		return
+	}
+	payload, ok := st.Payload()
+	if !ok {
+		r.Bounce(from, st, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest})
+		return
+	}
+	h := table[payload.Name]
+	if h == nil {
+		r.Bounce(from, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
+		return
+	}
+	to := st.To
+	if to.Equal(jid.JID{}) {
+		to = from.JID().Bare()
+	}
+	result, err := h.HandleIQ(ctx, IQRequest{From: from.JID(), To: to, Stanza: st, Payload: payload, Session: from})
+	if err != nil {
+		var se stanza.Error
+		if !errors.As(err, &se) {
+			r.logger.Error("iq handler failed", "ns", payload.Name.Space, "err", err)
+			se = stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
+		}
+		r.Bounce(from, st, se)
+		return
+	}
+	reply := st.Reply(to, result)
+	reply.To = from.JID()
+	r.Deliver(from, reply)
+}
