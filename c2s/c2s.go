@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/xml"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
@@ -55,14 +56,52 @@ type Authenticator interface {
 type Router interface {
 	// Bind makes s reachable at s.JID(). A session already bound to the
 	// same full JID is closed with a conflict stream error. An error
-	// (ideally a stanza.Error) refuses the bind.
-	Bind(s *Session) error
+	// (ideally a stanza.Error) refuses the bind. ctx is the negotiation's:
+	// it ends with the server or at the negotiation timeout.
+	Bind(ctx context.Context, s *Session) error
 	// Unbind removes s; it is called once when a bound session ends, after
-	// which s is never delivered to again.
-	Unbind(s *Session)
+	// which s is never delivered to again. ctx is not cancelled (it is
+	// context.WithoutCancel of s.Context()): the stream is over, and the
+	// work of leaving (unavailable presence, last activity) still runs.
+	Unbind(ctx context.Context, s *Session)
 	// Route handles one stanza from s, its from already stamped with
-	// s.JID(): local handling, delivery, or an error reply.
-	Route(s *Session, st *element.Stanza)
+	// s.JID(): local handling, delivery, or an error reply. ctx is
+	// s.Context().
+	Route(ctx context.Context, s *Session, st *element.Stanza)
+}
+
+// Element is a top-level element that a client sent on a bound stream
+// and that is not a stanza, such as XEP-0198's <r/>.
+type Element struct {
+	// Name is the element's name, its namespace resolved.
+	Name xml.Name
+	// Raw is the element as the client sent it, checked well-formed and
+	// within the limits. It may use a prefix declared on the stream
+	// header (stream:). The handler may keep it.
+	Raw []byte
+}
+
+// ElementHandler handles one kind of non-stanza element on a bound stream
+// (Config.Elements).
+//
+// HandleElement runs on the session's read goroutine: the session reads
+// nothing else until it returns, so it must not block on other sessions
+// (deliver to them through their queues). It answers the client with
+// s.DeliverRaw (or s.Deliver for a stanza), through the session's queue
+// and writer; it never writes to the connection. ctx is s.Context().
+// Returning nil goes on reading; returning an error ends the stream: with
+// that stream error if it is (or wraps) a stream.Error, else with
+// undefined-condition.
+type ElementHandler interface {
+	HandleElement(ctx context.Context, s *Session, el Element) error
+}
+
+// ElementHandlerFunc adapts a function to an ElementHandler.
+type ElementHandlerFunc func(ctx context.Context, s *Session, el Element) error
+
+// HandleElement calls f.
+func (f ElementHandlerFunc) HandleElement(ctx context.Context, s *Session, el Element) error {
+	return f(ctx, s, el)
 }
 
 // Config is shared by every connection of a listener.
@@ -88,6 +127,12 @@ type Config struct {
 	Auth Authenticator
 	// Router receives bound sessions and their stanzas.
 	Router Router
+	// Elements handle the top-level elements other than stanzas that a
+	// client may send once bound, by name (such as XEP-0198's <r/>, <a/>
+	// and <enable/>). Any other such element ends the stream with
+	// unsupported-stanza-type. WithDefaults panics on a nil handler or a
+	// stanza's name.
+	Elements map[xml.Name]ElementHandler
 	// Logger is the parent logger; each connection adds its id and address.
 	Logger *slog.Logger
 	// NegotiateTimeout bounds the time from connect to a bound resource.
@@ -121,6 +166,11 @@ type Config struct {
 func (c *Config) WithDefaults() *Config {
 	if c.ready {
 		return c
+	}
+	for name, h := range c.Elements {
+		if h == nil || element.Is(name) {
+			panic(fmt.Sprintf("c2s: Config.Elements: bad handler for {%s}%s: nil, or a stanza's name", name.Space, name.Local))
+		}
 	}
 	d := *c
 	d.ready = true

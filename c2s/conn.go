@@ -2,7 +2,6 @@ package c2s
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/xml"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/randid"
 )
 
 // negotiation is the per-connection state that the stream features share:
@@ -26,8 +26,10 @@ import (
 // session.
 type negotiation struct {
 	cfg    *Config
-	conn   net.Conn // the socket
-	guard  *guard   // the current stream's input, over the socket or TLS
+	base   context.Context // Serve's: the parent of the session's context
+	ctx    context.Context // the negotiation's: base, until NegotiateTimeout
+	conn   net.Conn        // the socket
+	guard  *guard          // the current stream's input, over the socket or TLS
 	logger *connLog
 
 	host     string // domain the client addressed, once accepted
@@ -49,6 +51,8 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	cfg = cfg.WithDefaults()
 	n := &negotiation{
 		cfg:    cfg,
+		base:   ctx,
+		ctx:    ctx,
 		conn:   conn,
 		guard:  newGuard(conn, cfg.Guard),
 		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", cfg.connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
@@ -67,8 +71,7 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 		n.fail(xs, err)
 		if n.sess != nil {
 			// Bound but the stream broke before Ready was reported.
-			cfg.Router.Unbind(n.sess)
-			n.sess.Close(stream.Error{})
+			n.sess.leave(stream.Error{})
 		}
 		return
 	}
@@ -77,12 +80,20 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	// own bytes: mellium's session (and its buffers) is no longer needed.
 	s.logger.Info("session started", "tls", xs.State()&xmpp.Secure != 0)
 	xs = nil
-	s.start()
-	end := s.readLoop(cfg)
-	cfg.Router.Unbind(s)
-	s.Close(end)
+	l := newLink(conn, n.guard)
+	s.attach(l)
+	s.leave(s.readLoop(l))
 	<-s.done
 	s.logger.Info("session ended")
+}
+
+// leave ends a bound session whose stream is over: its context is
+// cancelled, the router unbinds it (with a context that is not), and it
+// closes with e.
+func (s *Session) leave(e stream.Error) {
+	s.cancel()
+	s.cfg.Router.Unbind(context.WithoutCancel(s.ctx), s)
+	s.Close(e)
 }
 
 // negotiate runs mellium's receiving-side negotiation with our features,
@@ -105,8 +116,13 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 	})
 	// The deadline is ours, on the socket: mellium's own context watcher
 	// resets the deadline right after setting it, which can leave a
-	// blocked read asleep, so mellium gets a context that never ends.
-	n.conn.SetDeadline(time.Now().Add(n.cfg.NegotiateTimeout))
+	// blocked read asleep, so mellium gets a context that never ends. Our
+	// features use n.ctx, which ends with ctx or at the deadline.
+	deadline := time.Now().Add(n.cfg.NegotiateTimeout)
+	n.conn.SetDeadline(deadline)
+	var cancel context.CancelFunc
+	n.ctx, cancel = context.WithDeadline(ctx, deadline)
+	defer cancel()
 	stop := context.AfterFunc(ctx, func() { n.conn.SetDeadline(time.Unix(1, 0)) })
 	var state xmpp.SessionState
 	if _, ok := n.conn.(*tls.Conn); ok || n.cfg.Secure {
@@ -200,7 +216,7 @@ func (n *negotiation) fail(xs *xmpp.Session, err error) {
 	if n.headers < 1+n.restarts {
 		// Our stream header for this stream was not sent yet: RFC 6120
 		// §4.9.1.2 wants one before the error.
-		fmt.Fprintf(conn, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='%s'>", randomID())
+		fmt.Fprintf(conn, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='%s'>", randid.New())
 	}
 	writeRaw(conn, se)
 	if xs != nil {
@@ -240,18 +256,19 @@ func isOtherEncoding(err error) bool {
 	return strings.Contains(err.Error(), "Decoder.CharsetReader is nil")
 }
 
-// readLoop reads stanzas until the stream ends and returns the stream
-// error to close with (zero for a clean close).
-func (s *Session) readLoop(cfg *Config) (end stream.Error) {
+// readLoop reads stanzas from l until the stream ends and returns the
+// stream error to close with (zero for a clean close).
+func (s *Session) readLoop(l *link) (end stream.Error) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("panic while handling the stream", "panic", r, "stack", stack())
 			end = streamError(stream.InternalServerError, "")
 		}
 	}()
+	cfg := s.cfg
 	fr := &framer{lim: cfg.Guard}
 	for {
-		el, needsCtx, err := s.nextElement(fr)
+		el, needsCtx, err := l.nextElement(fr)
 		if err != nil {
 			return s.readError(err)
 		}
@@ -270,8 +287,10 @@ func (s *Session) readLoop(cfg *Config) (end stream.Error) {
 					s.logger.Info("client sent a stream error")
 					return stream.Error{}
 				}
-				s.logger.Info("unsupported top-level element", "name", name.Local, "ns", name.Space)
-				return streamError(stream.UnsupportedStanzaType, "")
+				if end, over := s.other(name, el); over {
+					return end
+				}
+				continue
 			}
 		}
 		var addrErr *element.AddrError
@@ -284,21 +303,41 @@ func (s *Session) readLoop(cfg *Config) (end stream.Error) {
 			s.logger.Info("not well-formed stanza", "err", err)
 			return streamError(stream.NotWellFormed, "")
 		}
-		switch st.Name {
-		case "message", "presence", "iq":
-		default:
-			s.logger.Info("unsupported top-level element", "name", st.Name)
-			return streamError(stream.UnsupportedStanzaType, "")
+		if name := (xml.Name{Space: element.NSClient, Local: st.Name}); !element.Is(name) {
+			if end, over := s.other(name, el); over {
+				return end
+			}
+			continue
 		}
-		s.handle(cfg, st)
+		s.handle(st)
 	}
+}
+
+// other handles a top-level element that is not a stanza with its
+// handler in Config.Elements. It returns the stream error to close with
+// and true when the stream ends: always without a handler
+// (unsupported-stanza-type), else when the handler failed.
+func (s *Session) other(name xml.Name, raw []byte) (stream.Error, bool) {
+	h, ok := s.cfg.Elements[name]
+	if !ok {
+		s.logger.Info("unsupported top-level element", "name", name.Local, "ns", name.Space)
+		return streamError(stream.UnsupportedStanzaType, ""), true
+	}
+	err := h.HandleElement(s.ctx, s, Element{Name: name, Raw: raw})
+	if err == nil {
+		return stream.Error{}, false
+	}
+	se := streamError(stream.UndefinedCondition, "")
+	errors.As(err, &se)
+	s.logger.Info("element handler ended the stream", "name", name.Local, "ns", name.Space, "err", err, "stream_error", se.Err)
+	return se, true
 }
 
 // nextElement returns the next complete top-level element from the
 // client, as a copy the stanza may keep, or nil when the client closed
 // the stream.
-func (s *Session) nextElement(fr *framer) ([]byte, bool, error) {
-	br := s.guard.br
+func (l *link) nextElement(fr *framer) ([]byte, bool, error) {
+	br := l.guard.br
 	for {
 		if _, err := br.Peek(1); err != nil {
 			return nil, false, err
@@ -319,7 +358,7 @@ func (s *Session) nextElement(fr *framer) ([]byte, bool, error) {
 }
 
 // handle stamps st and passes it on.
-func (s *Session) handle(cfg *Config, st *element.Stanza) {
+func (s *Session) handle(st *element.Stanza) {
 	// RFC 6120 §8.1.2.1: the server stamps the full JID, whatever the
 	// client wrote.
 	st.From = s.jid
@@ -347,7 +386,7 @@ func (s *Session) handle(cfg *Config, st *element.Stanza) {
 			}
 		}
 	}
-	cfg.Router.Route(s, st)
+	s.cfg.Router.Route(s.ctx, s, st)
 }
 
 func isToServer(st *element.Stanza, self jid.JID) bool {
@@ -402,11 +441,4 @@ func (s *Session) readError(err error) stream.Error {
 		s.logger.Info("stream read failed", "err", err)
 		return streamError(stream.BadFormat, "")
 	}
-}
-
-// randomID returns 16 random hex characters for stream ids and resources.
-func randomID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("%x", b[:])
 }

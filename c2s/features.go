@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -18,6 +19,8 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/internal/randid"
 )
 
 func stack() string { return string(debug.Stack()) }
@@ -126,7 +129,7 @@ func saslFeature(n *negotiation) xmpp.StreamFeature {
 			return true, nil, d.Skip()
 		},
 		Negotiate: func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
-			return n.sasl(ctx, s)
+			return n.sasl(s)
 		},
 	}
 }
@@ -141,102 +144,86 @@ type saslElement struct {
 // maxSASLPayload bounds the base64 text of one SASL element.
 const maxSASLPayload = 8 << 10
 
-func (n *negotiation) sasl(ctx context.Context, s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, error) {
+// maxSASLSteps bounds the server steps of one SASL attempt: the
+// challenges sent plus the final answer.
+const maxSASLSteps = 10
+
+// Names of the SASL elements.
+var (
+	saslAuth     = xml.Name{Space: nsSASL, Local: "auth"}
+	saslResponse = xml.Name{Space: nsSASL, Local: "response"}
+	saslAbort    = xml.Name{Space: nsSASL, Local: "abort"}
+)
+
+// sasl runs SASL attempts until one succeeds: each starts with an
+// <auth/>, and a failed one is answered with <failure/>.
+func (n *negotiation) sasl(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, error) {
 	r := s.TokenReader()
 	defer r.Close()
 	w := s.TokenWriter()
 	defer w.Close()
 	d := xml.NewTokenDecoder(r)
-	fail := func(condition, text string) error {
-		return writeSASLFailure(w, condition, text)
-	}
 	for attempt := 1; ; attempt++ {
 		el, err := readSASL(d)
 		if err != nil {
 			return 0, nil, err
 		}
 		switch el.XMLName {
-		case xml.Name{Space: nsSASL, Local: "abort"}:
-			if err := fail("aborted", ""); err != nil {
+		case saslAbort:
+			if err := writeSASLFailure(w, "aborted", ""); err != nil {
 				return 0, nil, err
 			}
 			continue
-		case xml.Name{Space: nsSASL, Local: "auth"}:
+		case saslAuth:
 		default:
 			return 0, nil, streamError(stream.NotAuthorized, "authenticate first")
 		}
 		if attempt > n.cfg.MaxAuthAttempts {
 			n.logger.Info("too many SASL attempts", "attempts", attempt-1)
-			fail("not-authorized", "too many attempts")
+			writeSASLFailure(w, "not-authorized", "too many attempts")
 			return 0, nil, streamError(stream.PolicyViolation, "too many authentication attempts")
 		}
 		mech, ok := n.mechanism(el.Mechanism)
 		if !ok {
 			n.logger.Info("sasl failed", "mechanism", el.Mechanism, "reason", "unknown mechanism")
-			if err := fail("invalid-mechanism", ""); err != nil {
+			if err := writeSASLFailure(w, "invalid-mechanism", ""); err != nil {
 				return 0, nil, err
 			}
 			continue
 		}
-		payload := el.Payload
-		if strings.TrimSpace(payload) == "" {
-			// No initial response: send an empty challenge and take the
-			// payload from the <response/> (RFC 6120 §6.4.2).
-			if err := writeSASL(w, "challenge", "="); err != nil {
-				return 0, nil, err
-			}
-			resp, err := readSASL(d)
-			if err != nil {
-				return 0, nil, err
-			}
-			switch resp.XMLName {
-			case xml.Name{Space: nsSASL, Local: "response"}:
-				payload = resp.Payload
-			case xml.Name{Space: nsSASL, Local: "abort"}:
-				if err := fail("aborted", ""); err != nil {
-					return 0, nil, err
-				}
-				continue
-			default:
-				return 0, nil, streamError(stream.NotAuthorized, "authenticate first")
-			}
-		}
-		msg, err := decodeSASL(payload)
+		final, cond, err := n.exchange(w, d, mech, el.Payload)
 		if err != nil {
-			n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "incorrect encoding")
-			if err := fail("incorrect-encoding", ""); err != nil {
-				return 0, nil, err
-			}
-			continue
-		}
-		cond := n.step(ctx, s, mech, msg)
-		if cond == "" {
-			// The client's next bytes open a new stream.
-			n.guard.restart()
-			if err := writeSASL(w, "success", ""); err != nil {
-				return 0, nil, err
-			}
-			if err := w.Flush(); err != nil {
-				return 0, nil, err
-			}
-			n.restarts++
-			n.logger.Info("authenticated", "mechanism", mech.Name, "user", n.user+"@"+n.host)
-			return xmpp.Authn, n.guard, nil
-		}
-		if err := fail(cond, ""); err != nil {
 			return 0, nil, err
 		}
+		if cond != "" {
+			if err := writeSASLFailure(w, cond, ""); err != nil {
+				return 0, nil, err
+			}
+			continue
+		}
+		// The client's next bytes open a new stream.
+		n.guard.restart()
+		if err := writeSASL(w, "success", encodeSASL(final)); err != nil {
+			return 0, nil, err
+		}
+		n.restarts++
+		n.logger.Info("authenticated", "mechanism", mech.Name, "user", n.user+"@"+n.host)
+		return xmpp.Authn, n.guard, nil
 	}
 }
 
-// step runs one single-message mechanism and returns "" on success or the
-// SASL failure condition.
-func (n *negotiation) step(ctx context.Context, s *xmpp.Session, mech sasl.Mechanism, msg []byte) string {
+// exchange runs one SASL attempt with mech, from the payload of the
+// <auth/> to its outcome: the mechanism steps, each challenge it makes is
+// sent and the client's <response/> read, until it is done, fails, or
+// took maxSASLSteps steps. It returns the mechanism's final data (for
+// <success/>) and "" on success, or the SASL failure condition. An error
+// ends the stream.
+func (n *negotiation) exchange(w xmlstream.TokenWriteFlusher, d *xml.Decoder, mech sasl.Mechanism, payload string) (final []byte, cond string, err error) {
 	n.authErr = nil
 	var user string
 	permissions := func(neg *sasl.Negotiator) bool {
 		username, secret, authzid := neg.Credentials()
-		err := n.cfg.Auth.Authenticate(ctx, Credentials{
+		err := n.cfg.Auth.Authenticate(n.ctx, Credentials{
 			Mechanism: mech.Name,
 			Host:      n.host,
 			Authzid:   string(authzid),
@@ -252,16 +239,65 @@ func (n *negotiation) step(ctx context.Context, s *xmpp.Session, mech sasl.Mecha
 		return true
 	}
 	server := sasl.NewServer(mech, permissions)
-	more, _, err := server.Step(msg)
-	switch {
-	case err == nil && !more && user != "":
-		n.user = user
-		return ""
-	case err == nil:
-		// Every offered mechanism finishes in one step.
-		n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "unexpected extra step")
-		return "malformed-request"
-	case errors.Is(err, sasl.ErrInvalidChallenge):
+	if strings.TrimSpace(payload) == "" {
+		// No initial response: send an empty challenge and take the
+		// payload from the <response/> (RFC 6120 §6.4.2).
+		if payload, cond, err = n.challenge(w, d, "="); cond != "" || err != nil {
+			return nil, cond, err
+		}
+	}
+	for step := 1; ; step++ {
+		msg, err := decodeSASL(payload)
+		if err != nil {
+			n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "incorrect encoding")
+			return nil, "incorrect-encoding", nil
+		}
+		more, resp, err := server.Step(msg)
+		switch {
+		case err != nil:
+			return nil, n.stepFailed(mech, err), nil
+		case !more && user != "":
+			n.user = user
+			return resp, "", nil
+		case !more:
+			n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "done without credentials")
+			return nil, "malformed-request", nil
+		case step >= maxSASLSteps:
+			n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "too many steps", "steps", step)
+			return nil, "malformed-request", nil
+		}
+		if payload, cond, err = n.challenge(w, d, encodeSASL(resp)); cond != "" || err != nil {
+			return nil, cond, err
+		}
+	}
+}
+
+// challenge sends a <challenge/> with the base64 text b64 and reads the
+// client's answer: the payload of its <response/>, or the condition
+// "aborted" for an <abort/>. Anything else ends the stream.
+func (n *negotiation) challenge(w xmlstream.TokenWriteFlusher, d *xml.Decoder, b64 string) (payload, cond string, err error) {
+	if err := writeSASL(w, "challenge", b64); err != nil {
+		return "", "", err
+	}
+	resp, err := readSASL(d)
+	if err != nil {
+		return "", "", err
+	}
+	switch resp.XMLName {
+	case saslResponse:
+		return resp.Payload, "", nil
+	case saslAbort:
+		n.logger.Debug("sasl aborted by the client")
+		return "", "aborted", nil
+	}
+	return "", "", streamError(stream.NotAuthorized, "authenticate first")
+}
+
+// stepFailed logs a failed mechanism step and returns its SASL failure
+// condition: malformed-request for a payload the mechanism refused, else
+// the Authenticator's (not-authorized by default).
+func (n *negotiation) stepFailed(mech sasl.Mechanism, err error) string {
+	if errors.Is(err, sasl.ErrInvalidChallenge) {
 		n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "malformed payload")
 		return "malformed-request"
 	}
@@ -311,6 +347,14 @@ func readSASL(d *xml.Decoder) (saslElement, error) {
 			return saslElement{}, streamError(stream.RestrictedXML, "")
 		}
 	}
+}
+
+// encodeSASL is the base64 text of a SASL message: empty for none.
+func encodeSASL(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 func decodeSASL(payload string) ([]byte, error) {
@@ -410,19 +454,8 @@ func (n *negotiation) bind(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 			}
 			return w.Flush()
 		}
-		resource := strings.TrimSpace(req.Bind.Resource)
-		if resource == "" {
-			resource = randomID()
-		}
-		full, err := jid.New(n.user, n.host, resource)
+		sess, err := n.bindResource(n.ctx, req.Bind.Resource)
 		if err != nil {
-			if err := reply(errorReader{stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}.TokenReader()}); err != nil {
-				return 0, nil, err
-			}
-			continue
-		}
-		sess := newSession(full, n.conn, n.guard, n.cfg, n.logger.with("jid", full.String()))
-		if err := n.cfg.Router.Bind(sess); err != nil {
 			se := stanza.Error{Type: stanza.Cancel, Condition: stanza.ResourceConstraint}
 			errors.As(err, &se)
 			if err := reply(errorReader{se.TokenReader()}); err != nil {
@@ -430,9 +463,8 @@ func (n *negotiation) bind(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 			}
 			continue
 		}
-		n.sess = sess
 		payload := xmlstream.Wrap(
-			xmlstream.Wrap(xmlstream.Token(xml.CharData(full.String())), xml.StartElement{Name: xml.Name{Local: "jid"}}),
+			xmlstream.Wrap(xmlstream.Token(xml.CharData(sess.JID().String())), xml.StartElement{Name: xml.Name{Local: "jid"}}),
 			xml.StartElement{Name: xml.Name{Space: nsBind, Local: "bind"}},
 		)
 		if err := reply(payload); err != nil {
@@ -440,6 +472,31 @@ func (n *negotiation) bind(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 		}
 		return xmpp.Ready, nil, nil
 	}
+}
+
+// bindResource binds a resource for the authenticated user: requested
+// (prepared) or, when empty, a random one. It makes the session, hands it
+// to the Router (with ctx) and records it as the negotiation's. It writes
+// nothing: the RFC 6120 <bind/> exchange calls it, and SASL2 with Bind2
+// can call it inline. A failure is or wraps a stanza.Error when it has a
+// condition for the client: bad-request for a resource that does not
+// prepare, or the Router's refusal.
+func (n *negotiation) bindResource(ctx context.Context, requested string) (*Session, error) {
+	resource := strings.TrimSpace(requested)
+	if resource == "" {
+		resource = randid.New()
+	}
+	full, err := jid.New(n.user, n.host, resource)
+	if err != nil {
+		return nil, fmt.Errorf("c2s: resource %q: %w: %w", resource, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}, err)
+	}
+	sess := newSession(n.base, full, n.cfg, n.logger.with("jid", full.String()))
+	if err := n.cfg.Router.Bind(ctx, sess); err != nil {
+		sess.cancel()
+		return nil, fmt.Errorf("c2s: bind %s refused: %w", full, err)
+	}
+	n.sess = sess
+	return sess, nil
 }
 
 // errorReader marks a payload as an error for the bind reply.

@@ -26,9 +26,9 @@ func (fuzzAuth) Authenticate(_ context.Context, c Credentials) error {
 
 type fuzzRouter struct{}
 
-func (fuzzRouter) Bind(*Session) error                  { return nil }
-func (fuzzRouter) Unbind(*Session)                      {}
-func (fuzzRouter) Route(s *Session, st *element.Stanza) { s.Deliver(st) }
+func (fuzzRouter) Bind(context.Context, *Session) error                    { return nil }
+func (fuzzRouter) Unbind(context.Context, *Session)                        {}
+func (fuzzRouter) Route(_ context.Context, s *Session, st *element.Stanza) { s.Deliver(st) }
 
 var fuzzMech = sasl.Mechanism{Name: "PLAIN", Start: sasl.Plain.Start, Next: sasl.Plain.Next}
 

@@ -1,10 +1,8 @@
 package c2s
 
 import (
-	"bytes"
-	"net"
+	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -13,77 +11,86 @@ import (
 	"ottr.im/ottr/element"
 )
 
-// Session is one bound client stream. Other goroutines talk to it only
-// through Deliver and Close; its own writer goroutine is the only one that
-// writes to the socket once negotiation is over.
+// Session is one bound client stream: its address, its context, its
+// bounded send queue and its single writer. Other goroutines talk to it
+// only through Deliver, DeliverThen, DeliverRaw and Close.
+//
+// A session is separate from its transport, the link: negotiation binds
+// the session first and attaches the connection it negotiated once the
+// bind result went out. Only the writer goroutine writes to the link.
 type Session struct {
 	jid    jid.JID
-	conn   net.Conn // the socket (or the web transport's virtual one)
-	out    net.Conn // where the stream goes: the guard, over TLS if any
+	cfg    *Config
 	logger *connLog
-	grace  time.Duration
 
-	// guard sees every byte the client sends; lastWrite is when the
-	// writer last wrote, in unix nanoseconds.
-	guard     *guard
-	lastWrite atomic.Int64
-	cfg       *Config
+	// ctx is the session's context, cancelled when its stream ended.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu         sync.Mutex
+	link       *link // the transport written to; nil until attached
 	queue      []outbound
 	queueBytes int
-	maxQueue   int
 	closeErr   *stream.Error // set once: the stream error to send, then close
 	closing    bool
-	started    bool          // negotiation is over: the writer may write
 	writing    bool          // a writer goroutine is running
 	finished   bool          // the writer wrote the end of the stream
 	done       chan struct{} // closed when the writer has finished
 }
 
-// outbound is one queued stanza and what to call once it was written; a
-// nil stanza is a whitespace keepalive.
+// outbound is one queued item and what to call once it was written: a
+// stanza, or raw bytes (a non-stanza element, or the whitespace of a
+// keepalive).
 type outbound struct {
 	st      *element.Stanza
+	raw     []byte
 	written func(ok bool)
 }
 
-// queuedSize is what a stanza counts against the queue's byte bound.
-func queuedSize(st *element.Stanza) int {
-	if st == nil {
-		return 1
+// keepalive is the whitespace that shows a quiet stream is alive.
+var keepalive = []byte{' '}
+
+// size is what the item counts against the queue's byte bound.
+func (o outbound) size() int {
+	switch {
+	case o.st == nil:
+		return len(o.raw)
+	case o.st.Size > 0:
+		return o.st.Size
 	}
-	if st.Size > 0 {
-		return st.Size
-	}
-	return 256 + 16*len(st.Tokens())
+	return 256 + 16*len(o.st.Tokens())
 }
 
-func newSession(j jid.JID, conn net.Conn, g *guard, cfg *Config, logger *connLog) *Session {
-	s := &Session{
-		jid:      j,
-		conn:     conn,
-		guard:    g,
-		cfg:      cfg,
-		logger:   logger,
-		out:      g,
-		grace:    cfg.CloseGrace,
-		maxQueue: cfg.QueueLen,
-		done:     make(chan struct{}),
+// newSession returns the session of full, with no link yet. Its context
+// is derived from parent and lives until the session's stream ended.
+func newSession(parent context.Context, full jid.JID, cfg *Config, logger *connLog) *Session {
+	ctx, cancel := context.WithCancel(parent)
+	return &Session{
+		jid:    full,
+		cfg:    cfg,
+		logger: logger,
+		ctx:    ctx,
+		cancel: cancel,
+		done:   make(chan struct{}),
 	}
-	s.lastWrite.Store(time.Now().UnixNano())
-	return s
 }
 
 // JID returns the session's full JID.
 func (s *Session) JID() jid.JID { return s.jid }
+
+// Context returns the session's context: it carries the values of the
+// context the connection was served with, and is cancelled when the
+// session's stream ended (its read loop is over). Router.Route is called
+// with it; work that must outlive the stream takes
+// context.WithoutCancel of it, as Router.Unbind is given.
+func (s *Session) Context() context.Context { return s.ctx }
 
 // Deliver queues st for the client without blocking. It reports false if
 // the session is closing, or if its queue is full, in which case the
 // session is closed with a policy-violation stream error: a client that
 // does not read must not hold memory or slow anyone else down.
 func (s *Session) Deliver(st *element.Stanza) bool {
-	return s.DeliverThen(st, nil)
+	return s.enqueue(outbound{st: st})
 }
 
 // DeliverThen is Deliver with a callback: written is called from the
@@ -92,44 +99,77 @@ func (s *Session) Deliver(st *element.Stanza) bool {
 // exactly once when DeliverThen returns true, and never when it returns
 // false. It must not block.
 func (s *Session) DeliverThen(st *element.Stanza, written func(ok bool)) bool {
+	return s.enqueue(outbound{st: st, written: written})
+}
+
+// DeliverRaw queues one complete top-level element that is not a stanza,
+// such as XEP-0198's <a/>, under the same bounds and in the same order as
+// Deliver. b must be well-formed XML valid on a jabber:client stream; it
+// is written as it is, and must not be modified afterwards.
+func (s *Session) DeliverRaw(b []byte) bool {
+	return s.enqueue(outbound{raw: b})
+}
+
+// enqueue adds it to the queue, or closes the session when the queue is
+// full.
+func (s *Session) enqueue(it outbound) bool {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		return false
 	}
-	size := queuedSize(st)
-	if len(s.queue) >= s.maxQueue || s.queueBytes+size > s.cfg.QueueBytes {
-		n, b := len(s.queue), s.queueBytes
+	size := it.size()
+	if len(s.queue) >= s.cfg.QueueLen || s.queueBytes+size > s.cfg.QueueBytes {
+		n, b, l := len(s.queue), s.queueBytes, s.link
 		s.mu.Unlock()
 		s.logger.Warn("send queue full, closing session", "queued", n, "bytes", b)
 		s.Close(streamError(stream.PolicyViolation, "send queue full: the client is not reading"))
-		// The writer may be stuck in a write the client does not read:
-		// make it fail now.
-		s.conn.SetWriteDeadline(time.Now())
+		if l != nil {
+			// The writer may be stuck in a write the client does not
+			// read: make it fail now.
+			l.stall()
+		}
 		return false
 	}
-	s.queue = append(s.queue, outbound{st: st, written: written})
+	s.queue = append(s.queue, it)
 	s.queueBytes += size
 	s.kick()
 	s.mu.Unlock()
 	return true
 }
 
-// start lets the writer write: negotiation is over, so nothing queued
-// can overtake the bind result anymore.
-func (s *Session) start() {
+// attach makes l the session's transport and lets the writer write to
+// it; what was queued before (deliveries between bind and the end of
+// negotiation) goes out first, after the bind result. Serve attaches the
+// link it negotiated. It is also where XEP-0198 resumption will attach a
+// new connection to a session that waits after its old one broke.
+func (s *Session) attach(l *link) {
 	s.mu.Lock()
-	s.started = true
+	s.link = l
 	if len(s.queue) > 0 || s.closing {
 		s.kick()
 	}
 	s.mu.Unlock()
 }
 
+// detach takes the session's link away and closes its connection: the
+// writer writes to it no more. It is called when the link failed (a write
+// error, a panic in the writer); today the session then ends, and
+// XEP-0198 will instead keep it, with its queue, waiting for attach.
+func (s *Session) detach() {
+	s.mu.Lock()
+	l := s.link
+	s.link = nil
+	s.mu.Unlock()
+	if l != nil {
+		l.conn.Close()
+	}
+}
+
 // kick starts the writer unless it runs. The caller holds s.mu. An idle
 // session has no writer goroutine: it costs no stack.
 func (s *Session) kick() {
-	if s.started && !s.writing && !s.finished {
+	if s.link != nil && !s.writing && !s.finished {
 		s.writing = true
 		go s.writeLoop()
 	}
@@ -175,19 +215,27 @@ func (s *Session) closeGracefully() {
 }
 
 // writeLoop is the session's single writer while it runs. It writes the
-// queue in batches, one write per batch, until the queue is empty (then
-// it exits; kick starts it again) or the session is closed.
+// queue in batches, one write per batch to the current link, until the
+// queue is empty (then it exits; kick starts it again) or the session is
+// closed.
 func (s *Session) writeLoop() {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("panic in the session writer", "panic", r, "stack", stack())
-			s.conn.Close()
+			s.detach()
 			s.end()
 		}
 	}()
 	var batch []outbound
 	for {
 		s.mu.Lock()
+		l := s.link
+		if l == nil {
+			// Detached: the queue waits for the next link.
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
 		batch, s.queue = s.queue, batch[:0]
 		s.queueBytes = 0
 		closing, closeErr := s.closing, s.closeErr
@@ -199,7 +247,7 @@ func (s *Session) writeLoop() {
 		s.mu.Unlock()
 
 		if len(batch) > 0 {
-			err := s.write(batch)
+			err := l.write(batch, s.cfg.WriteTimeout)
 			report(batch, err == nil)
 			clear(batch)
 			if err != nil {
@@ -210,13 +258,13 @@ func (s *Session) writeLoop() {
 				s.queue = nil
 				s.mu.Unlock()
 				report(rest, false)
-				s.conn.Close()
+				s.detach()
 				s.end()
 				return
 			}
 			continue // the queue may have grown meanwhile
 		}
-		s.finish(closeErr)
+		l.finish(closeErr, s.cfg.CloseGrace, s.logger)
 		s.end()
 		return
 	}
@@ -230,73 +278,24 @@ func (s *Session) end() {
 	close(s.done)
 }
 
-// writeBuffers recycles the buffers batches are serialized into.
-var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// write serializes a batch and writes it at once.
-func (s *Session) write(batch []outbound) error {
-	bp := writeBuffers.Get().(*[]byte)
-	buf := (*bp)[:0]
-	for _, it := range batch {
-		if it.st == nil {
-			buf = append(buf, ' ')
-		} else {
-			buf = it.st.AppendXML(buf)
-		}
-	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	_, err := s.out.Write(buf)
-	if cap(buf) <= 64<<10 {
-		*bp = buf
-		writeBuffers.Put(bp)
-	}
-	if err != nil {
-		return err
-	}
-	s.lastWrite.Store(time.Now().UnixNano())
-	return nil
-}
-
-// Activity is implemented by a connection whose client can show it is
-// alive without sending stream bytes, such as a BOSH client's empty
-// polls or a WebSocket pong. Tick counts that as input.
-type Activity interface {
-	// LastActivity is when the client was last seen alive.
-	LastActivity() time.Time
-}
-
 // Tick runs the session's timers at now: a whitespace keepalive when the
 // server has not written for Keepalive, and a connection-timeout close
 // when the client has sent nothing for IdleTimeout. The server calls it
 // periodically for every session, so a session needs no timer of its own.
+// A session without a link (not attached yet) has no timers.
 func (s *Session) Tick(now time.Time) {
-	last := s.guard.lastRead.Load()
-	if a, ok := s.conn.(Activity); ok {
-		last = max(last, a.LastActivity().UnixNano())
+	s.mu.Lock()
+	l := s.link
+	s.mu.Unlock()
+	if l == nil {
+		return
 	}
-	if now.Sub(time.Unix(0, last)) > s.cfg.IdleTimeout {
+	if now.Sub(l.lastInput()) > s.cfg.IdleTimeout {
 		s.logger.Info("idle timeout", "after", s.cfg.IdleTimeout)
 		s.Close(streamError(stream.ConnectionTimeout, "idle too long"))
 		return
 	}
-	if now.Sub(time.Unix(0, s.lastWrite.Load())) > s.cfg.Keepalive {
-		s.DeliverThen(nil, nil)
+	if now.Sub(time.Unix(0, l.lastWrite.Load())) > s.cfg.Keepalive {
+		s.enqueue(outbound{raw: keepalive})
 	}
-}
-
-// finish writes the stream error (if any) and the closing tag, then gives
-// the client a moment to close its side before the socket goes.
-func (s *Session) finish(e *stream.Error) {
-	s.conn.SetWriteDeadline(time.Now().Add(s.grace))
-	var b bytes.Buffer
-	if e != nil {
-		writeRaw(&b, *e)
-	}
-	b.WriteString("</stream:stream>")
-	if _, err := s.out.Write(b.Bytes()); err != nil {
-		s.logger.Debug("closing stream failed", "err", err)
-	}
-	// The read loop ends when the client closes its stream or at this
-	// deadline, and then the socket is closed.
-	s.conn.SetReadDeadline(time.Now().Add(s.grace))
 }
