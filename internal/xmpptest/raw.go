@@ -62,12 +62,13 @@ func DialRaw(t testing.TB, addr string) *Raw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newRaw(t, conn)
+	return NewRaw(t, conn)
 }
 
-// newRaw wraps a connection the test owns: it closes when the test ends,
-// and no read or write of it waits past 15 s.
-func newRaw(t testing.TB, conn net.Conn) *Raw {
+// NewRaw wraps a connection the test owns (a dialled one, or one end of
+// net.Pipe): it closes when the test ends, and no read or write of it
+// waits past 15 s.
+func NewRaw(t testing.TB, conn net.Conn) *Raw {
 	conn.SetDeadline(time.Now().Add(15 * time.Second))
 	t.Cleanup(func() { conn.Close() })
 	r := &Raw{t: t, conn: conn}
@@ -181,11 +182,14 @@ func (r *Raw) Token() (xml.Token, error) {
 }
 
 // Bind authenticates with mech and payload, restarts the stream and binds
-// resource, returning the full JID.
+// resource, returning the full JID. It starts with STARTTLS unless cfg is
+// nil (a stream that is secure without it).
 func (r *Raw) Bind(cfg *tls.Config, host, mech string, payload []byte, resource string) string {
 	r.t.Helper()
 	r.Open(host)
-	r.StartTLS(cfg, host)
+	if cfg != nil {
+		r.StartTLS(cfg, host)
+	}
 	if e := r.Auth(mech, payload); e.XMLName.Local != "success" {
 		r.t.Fatalf("auth: %s", e)
 	}

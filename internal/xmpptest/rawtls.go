@@ -15,5 +15,5 @@ func DialRawTLS(t testing.TB, addr string, cfg *tls.Config) *Raw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newRaw(t, conn)
+	return NewRaw(t, conn)
 }
