@@ -1,29 +1,24 @@
 package server_test
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"mellium.im/sasl"
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testfixture"
+	"ottr.im/ottr/internal/testfixture/testserver"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/server"
 )
 
-// The shared vectors' seed and secret: public, test only.
+// The fixture's host, seed and secret, under the names these tests use.
 const (
-	testSeed   = "XVGR73KMZH2M4XMY"
-	testSecret = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
-	testHost   = "localhost"
+	testSeed   = testfixture.Seed
+	testSecret = testfixture.Secret
+	testHost   = testfixture.Host
 )
 
 // testServer is a real ottr on loopback ports with its own data dir.
@@ -32,72 +27,27 @@ type testServer struct {
 	cfg       *config.Config
 	addr      string // STARTTLS
 	directTLS string
-	pool      *x509.CertPool
+	started   *testserver.Server
 }
 
 // startServer starts ottr with the test config changed by mutate (may be
 // nil), after running hooks on the server before Start.
 func startServer(t testing.TB, mutate func(*config.Config), hooks ...func(*server.Server)) *testServer {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.C2S.Listen = []string{"127.0.0.1:0"}
-	cfg.C2S.DirectTLS = []string{"127.0.0.1:0"}
-	cfg.Hosts = []config.Host{{Name: testHost, OTPSeed: testSeed, TokenSecret: testSecret}}
+	cfg := testserver.Config(t)
 	if mutate != nil {
 		mutate(cfg)
 	}
-	level := slog.LevelWarn
-	if os.Getenv("OTTR_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	srv, err := server.New(server.Options{Config: cfg, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hooks {
-		h(srv)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	ts := &testServer{srv: srv, cfg: cfg}
-	addrs := srv.Addrs()
-	ts.addr = addrs[0].String()
-	if len(addrs) > 1 {
-		ts.directTLS = addrs[1].String()
-	}
-	pem, err := os.ReadFile(filepath.Join(cfg.TLSDir(), "cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.pool = x509.NewCertPool()
-	if !ts.pool.AppendCertsFromPEM(pem) {
-		t.Fatal("no certificate in cert.pem")
-	}
-	return ts
+	s := testserver.Start(t, cfg, hooks...)
+	return &testServer{srv: s.Server, cfg: s.Config, addr: s.Addr, directTLS: s.DirectTLS, started: s}
 }
 
-func (ts *testServer) tlsConfig() *tls.Config {
-	return &tls.Config{RootCAs: ts.pool, ServerName: testHost, MinVersion: tls.VersionTLS12}
-}
+func (ts *testServer) tlsConfig() *tls.Config { return ts.started.TLSConfig() }
 
 // token mints a token for user valid now.
 func (ts *testServer) token(t testing.TB, user string) string {
 	t.Helper()
-	tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, user+"@"+testHost, time.Now(), auth.NewNonce(32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return testfixture.Token(t, user+"@"+testHost)
 }
 
 // login connects over STARTTLS and logs in with mech, secret and
