@@ -10,8 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"log/slog"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -20,15 +18,9 @@ import (
 	"time"
 
 	"ottr.im/ottr/auth"
-	"ottr.im/ottr/config"
-	"ottr.im/ottr/server"
+	"ottr.im/ottr/internal/testfixture"
+	"ottr.im/ottr/internal/testfixture/testserver"
 	"ottr.im/ottr/storage/sqlite"
-)
-
-// The shared vectors' seed and secret: public, test only.
-const (
-	testSeed   = "XVGR73KMZH2M4XMY"
-	testSecret = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
 )
 
 // startOttr starts an in-process ottr on loopback port 0 with password
@@ -36,15 +28,9 @@ const (
 // TLS addresses and the certificate file.
 func startOttr(t *testing.T) (starttls, direct, cert string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.C2S.Listen = []string{"127.0.0.1:0"}
-	cfg.C2S.DirectTLS = []string{"127.0.0.1:0"}
-	cfg.Hosts = []config.Host{{Name: "localhost", OTPSeed: testSeed, TokenSecret: testSecret}}
+	cfg := testserver.Config(t)
 	// The load comes from one address, faster than a client would.
-	cfg.Limits.ConnectionRate = config.Rate{N: 1_000_000, Per: time.Second}
-	cfg.Limits.ConnectionBurst = 1_000_000
-	cfg.Limits.ConnectionsPerAddress = cfg.Limits.MaxConnections
+	testserver.LiftConnectionRate(cfg)
 
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, cfg.DatabasePath())
@@ -56,29 +42,14 @@ func startOttr(t *testing.T) (starttls, direct, cert string) {
 		t.Fatal(err)
 	}
 	for _, u := range []string{"user0", "user1"} {
-		if err := st.CreateAccount(ctx, "localhost", u, hash); err != nil {
+		if err := st.CreateAccount(ctx, testfixture.Host, u, hash); err != nil {
 			t.Fatal(err)
 		}
 	}
 	st.Close()
 
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(server.Options{Config: cfg, Logger: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	addrs := srv.Addrs()
-	return addrs[0].String(), addrs[1].String(), filepath.Join(cfg.TLSDir(), "cert.pem")
+	s := testserver.Start(t, cfg)
+	return s.Addr, s.DirectTLS, s.CertFile
 }
 
 // bench runs ottr-bench with args and decodes its summary.
@@ -102,7 +73,7 @@ func runBench(t *testing.T, args ...string) Summary {
 func TestAgainstOttr(t *testing.T) {
 	addr, direct, cert := startOttr(t)
 	pid := strconv.Itoa(os.Getpid())
-	common := []string{"-addr", addr, "-ca", cert, "-otp-seed", testSeed, "-token-secret", testSecret, "-pid", pid, "-progress", "0", "-settle", "50ms"}
+	common := []string{"-addr", addr, "-ca", cert, "-otp-seed", testfixture.Seed, "-token-secret", testfixture.Secret, "-pid", pid, "-progress", "0", "-settle", "50ms"}
 
 	t.Run("login", func(t *testing.T) {
 		s := runBench(t, append([]string{"login", "-n", "60", "-workers", "4", "-users", "10"}, common...)...)
@@ -155,7 +126,7 @@ func TestAgainstOttr(t *testing.T) {
 	t.Run("wrong certificate fails clearly", func(t *testing.T) {
 		other := writeOtherCert(t)
 		var out, errb bytes.Buffer
-		code := run(context.Background(), []string{"login", "-addr", addr, "-ca", other, "-otp-seed", testSeed, "-token-secret", testSecret, "-progress", "0"}, &out, &errb)
+		code := run(context.Background(), []string{"login", "-addr", addr, "-ca", other, "-otp-seed", testfixture.Seed, "-token-secret", testfixture.Secret, "-progress", "0"}, &out, &errb)
 		if code != 1 || !bytes.Contains(errb.Bytes(), []byte("tls")) {
 			t.Errorf("exit %d, stderr %s", code, errb.String())
 		}

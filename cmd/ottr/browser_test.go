@@ -21,6 +21,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -92,7 +93,7 @@ origins = [%q]
 name = "localhost"
 otp_seed = %q
 token_secret = %q
-`, filepath.Join(dir, "data"), c2sAddr, httpAddr, origin, testSeed, testSecret)
+`, filepath.Join(dir, "data"), c2sAddr, httpAddr, origin, testfixture.Seed, testfixture.Secret)
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

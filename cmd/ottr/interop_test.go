@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -46,7 +47,7 @@ listen = [%q]
 name = "localhost"
 otp_seed = %q
 token_secret = %q
-`, dataDir, listen, testSeed, testSecret)
+`, dataDir, listen, testfixture.Seed, testfixture.Secret)
 	})
 }
 
@@ -77,7 +78,7 @@ func TestInteropSlixmpp(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 
 	out := runSlixmpp(t, p, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
-		"--xtoken", "alice", "--otp-seed", testSeed, "--token-secret", testSecret, "--check-replay")
+		"--xtoken", "alice", "--otp-seed", testfixture.Seed, "--token-secret", testfixture.Secret, "--check-replay")
 	t.Logf("X-TOKEN: %s", out)
 
 	runOttr(t, "", "correct horse battery\n", "user", "add", "-c", cfg, "bob@localhost").check(t, 0, nil, nil)
@@ -119,7 +120,7 @@ func TestInteropSlixmppContacts(t *testing.T) {
 	// failure, so that a server bug can be read off the XML.
 	cmd := exec.CommandContext(ctx, python, script, "-v", "--timeout", "40",
 		"--host", "127.0.0.1", "--port", port, "--domain", "localhost",
-		"--a-xtoken", "alice", "--otp-seed", testSeed, "--token-secret", testSecret,
+		"--a-xtoken", "alice", "--otp-seed", testfixture.Seed, "--token-secret", testfixture.Secret,
 		"--b-plain", "bob", "--b-password", "correct horse battery")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

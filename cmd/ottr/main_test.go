@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"ottr.im/ottr/internal/testfixture"
 )
 
 // ottrBin is the ottr binary built once by TestMain; the tests run it as a
@@ -96,14 +98,6 @@ func (r result) check(t *testing.T, code int, stdout, stderr []string) {
 	}
 }
 
-// Test fixture values: public, test-only secrets.
-const (
-	testSeed    = "XVGR73KMZH2M4XMY"
-	testSecret  = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
-	otherSeed   = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-	otherSecret = "another secret, longer"
-)
-
 // writeConfig writes a configuration into a fresh temporary directory,
 // with its data_dir there too, and returns the file's path. It serves
 // example.com (default token settings), Chat.Example.org (10 digits, 60 s,
@@ -136,7 +130,7 @@ otp_deviation = 2
 
 [[host]]
 name = "nosecret.example"
-`, dataDir, listen, testSeed, testSecret, otherSeed, otherSecret)
+`, dataDir, listen, testfixture.Seed, testfixture.Secret, testfixture.OtherSeed, testfixture.OtherSecret)
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -29,7 +30,7 @@ func TestRestartKeepsState(t *testing.T) {
 			tlsCfg := dataDirTLS(t, dataDir)
 			login := func(user, resource string) *xmpptest.Client {
 				t.Helper()
-				tok := testToken(t, user+"@localhost")
+				tok := testfixture.Token(t, user+"@localhost")
 				c, err := xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, auth.XToken, tok)
 				if err != nil {
 					t.Fatalf("login %s: %v\nserver:\n%s", user, err, p.stderr.String())
@@ -110,7 +111,7 @@ func TestRestartRefusesUsedToken(t *testing.T) {
 			dataDir := filepath.Join(filepath.Dir(cfg), "data")
 			mint := func() string {
 				t.Helper()
-				return testToken(t, "alice@localhost")
+				return testfixture.Token(t, "alice@localhost")
 			}
 			p := startServe(t, cfg, addr)
 			tlsCfg := dataDirTLS(t, dataDir)

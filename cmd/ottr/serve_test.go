@@ -101,17 +101,6 @@ func (p *serveProc) stop(t *testing.T, sig os.Signal) int {
 	}
 }
 
-// testToken returns a token for jid, valid now and once, minted with the
-// secrets of the tests' configurations.
-func testToken(t testing.TB, jid string) string {
-	t.Helper()
-	tok, err := auth.Mint(auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret}, jid, time.Now(), auth.NewNonce(32))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // kill stops the server with sig, as a crash (SIGKILL) or as a clean
 // stop that must exit 0 (any other signal).
 func (p *serveProc) kill(t *testing.T, sig syscall.Signal) {

@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/testfixture"
 )
 
 func TestSecrets(t *testing.T) {
@@ -68,8 +69,8 @@ func verifyOnce(t *testing.T, v *auth.Verifier, user, domain, tok string) {
 
 func TestToken(t *testing.T) {
 	cfg := writeConfig(t, "127.0.0.1:5222")
-	example := auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret, Digits: 8, Interval: 30 * time.Second, Deviation: 1}
-	chat := auth.TokenParams{OTPSeed: otherSeed, TokenSecret: otherSecret, Digits: 10, Interval: time.Minute, Deviation: 2}
+	example := auth.TokenParams{OTPSeed: testfixture.Seed, TokenSecret: testfixture.Secret, Digits: 8, Interval: 30 * time.Second, Deviation: 1}
+	chat := auth.TokenParams{OTPSeed: testfixture.OtherSeed, TokenSecret: testfixture.OtherSecret, Digits: 10, Interval: time.Minute, Deviation: 2}
 	tests := []struct {
 		name   string
 		args   []string
@@ -280,10 +281,12 @@ otp_seed = %q
 token_secret = %q
 [host.token]
 nonce_digits = 0
-`, dataDir, testSeed, testSecret, testSeed, testSecret, testSeed, testSecret)
+`, dataDir, testfixture.Seed, testfixture.Secret, testfixture.Seed, testfixture.Secret, testfixture.Seed, testfixture.Secret)
 	})
 	params := func(nonceDigits int) auth.TokenParams {
-		return auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret, NonceDigits: nonceDigits}
+		p := testfixture.Params()
+		p.NonceDigits = nonceDigits
+		return p
 	}
 	ok := []struct {
 		name   string

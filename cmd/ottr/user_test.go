@@ -14,6 +14,7 @@ import (
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/storage/sqlite"
 )
@@ -160,7 +161,7 @@ func TestUserDelWhileServing(t *testing.T) {
 	login := func(user, resource string, mech sasl.Mechanism, secret string) *xmpptest.Client {
 		t.Helper()
 		if secret == "" {
-			secret = testToken(t, user+"@localhost")
+			secret = testfixture.Token(t, user+"@localhost")
 		}
 		c, err := xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, mech, secret)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -101,7 +102,7 @@ func TestUserDelAddWhileWriting(t *testing.T) {
 	login := func(user, resource string, mech sasl.Mechanism, secret string) (*xmpptest.Client, error) {
 		t.Helper()
 		if secret == "" {
-			secret = testToken(t, user+"@localhost")
+			secret = testfixture.Token(t, user+"@localhost")
 		}
 		return xmpptest.Login(t, addr, tlsCfg, user, "localhost", resource, mech, secret)
 	}
