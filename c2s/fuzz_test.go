@@ -3,6 +3,7 @@ package c2s
 import (
 	"context"
 	"encoding/base64"
+	"encoding/xml"
 	"io"
 	"log/slog"
 	"net"
@@ -45,6 +46,7 @@ func FuzzStream(f *testing.F) {
 	f.Add(header + `<!-- x -->`)
 	f.Add(`<?xml version='1.0'?><!DOCTYPE a>`)
 	f.Add(login + `<message>` + "\xff" + `</message>`)
+	f.Add(login + `<r xmlns='urn:xmpp:sm:3'/><sm:r xmlns:sm='urn:xmpp:sm:3'/><enable xmlns='urn:xmpp:sm:3'/>`)
 	// Security review #10, #11, #5: whitespace between every element,
 	// input that is not XML, another encoding, an oversized header.
 	f.Add(" \n" + strings.ReplaceAll(login, "><", ">\n <") + "\n<presence/>\n")
@@ -53,11 +55,16 @@ func FuzzStream(f *testing.F) {
 	f.Add(header + strings.Repeat(" ", 5000) + `<auth/>`)
 	f.Add(`<stream:stream xmlns='jabber:client' to='localhost' x='` + strings.Repeat("x", 5000) + `'>`)
 	cfg := (&Config{
-		Serves:           func(d string) bool { return d == "localhost" },
-		RequireTLS:       false,
-		Mechanisms:       []sasl.Mechanism{fuzzMech},
-		Auth:             fuzzAuth{},
-		Router:           fuzzRouter{},
+		Serves:     func(d string) bool { return d == "localhost" },
+		RequireTLS: false,
+		Mechanisms: []sasl.Mechanism{fuzzMech},
+		Auth:       fuzzAuth{},
+		Router:     fuzzRouter{},
+		Elements: map[xml.Name]ElementHandler{{Space: "urn:xmpp:sm:3", Local: "r"}: ElementHandlerFunc(
+			func(_ context.Context, s *Session, _ Element) error {
+				s.DeliverRaw([]byte(`<a xmlns='urn:xmpp:sm:3' h='0'/>`))
+				return nil
+			})},
 		Logger:           slog.New(slog.DiscardHandler),
 		NegotiateTimeout: 2 * time.Second,
 		CloseGrace:       50 * time.Millisecond,

@@ -178,7 +178,7 @@ func (s *Session) kick() {
 // Close ends the session with the given stream error (the zero Error for a
 // plain close): queued stanzas are dropped, the error and the closing
 // stream tag are written, and the socket is closed shortly after. It does
-// not wait; see Done.
+// not wait for any of this.
 func (s *Session) Close(e stream.Error) {
 	s.mu.Lock()
 	if s.closing {
