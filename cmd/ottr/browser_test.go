@@ -21,7 +21,6 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/auth"
-	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -79,25 +78,12 @@ func pageServer(t *testing.T) *httptest.Server {
 // transports on httpAddr, for pages from origin.
 func writeBrowserConfig(t *testing.T, c2sAddr, httpAddr, origin string) string {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "ottr.toml")
-	cfg := fmt.Sprintf(`data_dir = %q
-[log]
-level = "debug"
-[c2s]
-listen = [%q]
-[http]
+	return writeConfigFile(t, func(dataDir string) string {
+		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf(`[http]
 listen = [%q]
 origins = [%q]
-[[host]]
-name = "localhost"
-otp_seed = %q
-token_secret = %q
-`, filepath.Join(dir, "data"), c2sAddr, httpAddr, origin, testfixture.Seed, testfixture.Secret)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+`, httpAddr, origin)
+	})
 }
 
 // waitListening waits until addr accepts connections.

@@ -37,18 +37,7 @@ func requireSlixmpp(t *testing.T) {
 // secret of mod_auth_token's README.
 func writeInteropConfig(t *testing.T, listen string) string {
 	t.Helper()
-	return writeConfigFile(t, func(dataDir string) string {
-		return fmt.Sprintf(`data_dir = %q
-[log]
-level = "debug"
-[c2s]
-listen = [%q]
-[[host]]
-name = "localhost"
-otp_seed = %q
-token_secret = %q
-`, dataDir, listen, testfixture.Seed, testfixture.Secret)
-	})
+	return writeConfigFile(t, func(dataDir string) string { return serveTOML(dataDir, listen, "localhost") })
 }
 
 // runSlixmpp runs the interop script with args and returns its combined

@@ -106,19 +106,7 @@ func (r result) check(t *testing.T, code int, stdout, stderr []string) {
 func writeConfig(t *testing.T, listen string) string {
 	t.Helper()
 	return writeConfigFile(t, func(dataDir string) string {
-		return fmt.Sprintf(`data_dir = %q
-
-[log]
-level = "debug"
-
-[c2s]
-listen = [%q]
-
-[[host]]
-name = "example.com"
-otp_seed = %q
-token_secret = %q
-
+		return serveTOML(dataDir, listen, "example.com") + fmt.Sprintf(`
 [[host]]
 name = "Chat.Example.org"
 otp_seed = %q
@@ -130,8 +118,23 @@ otp_deviation = 2
 
 [[host]]
 name = "nosecret.example"
-`, dataDir, listen, testfixture.Seed, testfixture.Secret, testfixture.OtherSeed, testfixture.OtherSecret)
+`, testfixture.OtherSeed, testfixture.OtherSecret)
 	})
+}
+
+// serveTOML is a configuration with its data_dir, debug logs, c2s on
+// listen, and one host with the fixture's seed and secret.
+func serveTOML(dataDir, listen, host string) string {
+	return fmt.Sprintf(`data_dir = %q
+[log]
+level = "debug"
+[c2s]
+listen = [%q]
+[[host]]
+name = %q
+otp_seed = %q
+token_secret = %q
+`, dataDir, listen, host, testfixture.Seed, testfixture.Secret)
 }
 
 // writeConfigFile writes the config that text returns for a data_dir in
