@@ -1,9 +1,10 @@
 // Package testfixture holds the secrets and the token minting that every
 // package's tests share: one seed, one secret, one host name.
 //
-// It imports only auth, so that config's own tests can use it too; the
-// configuration and the running server built on these values are in
-// testfixture/testserver.
+// It imports only auth, so that the internal tests of the packages server
+// imports (c2s, router, the modules, config) can use it without an import
+// cycle; the configuration and the running server built on these values
+// are in testfixture/testserver.
 package testfixture
 
 import (
