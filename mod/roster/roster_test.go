@@ -206,9 +206,12 @@ func TestPresenceOutLeavesOtherPresence(t *testing.T) {
 
 func TestInboundSubscriptionFromBlockedEntity(t *testing.T) {
 	core, store, _ := setup(t, Options{})
-	// alice blocks mallory: StanzaIn refuses what mallory sends her.
+	// alice blocks mallory: StanzaIn refuses what mallory sends her, and,
+	// as the blocking module does, presence from her to mallory.
 	if err := core.Hook(router.StanzaIn, 100, "test", func(ev *router.EventData) bool {
-		return ev.To.Bare().String() == "alice@localhost" && ev.Stanza.From.Bare().String() == "mallory@localhost"
+		from, to := ev.Stanza.From.Bare().String(), ev.To.Bare().String()
+		return (to == "alice@localhost" && from == "mallory@localhost") ||
+			(ev.Stanza.Name == "presence" && from == "alice@localhost" && to == "mallory@localhost")
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +235,26 @@ func TestInboundSubscriptionFromBlockedEntity(t *testing.T) {
 	}
 	core.Fire(router.PresenceInitial, &router.EventData{Ctx: context.Background(), Target: alice})
 	expect(t, "alice", alice, []string{`from="bob@localhost"`, `type="subscribe"`})
+
+	// alice removes mallory, whom she blocks: mallory's subscriptions to
+	// and from her end all the same (RFC 6121 §2.5.2).
+	ctx := context.Background()
+	for _, e := range []struct{ user, contact string }{{"alice", "mallory@localhost"}, {"mallory", "alice@localhost"}} {
+		if _, err := store.PutRosterItem(ctx, "localhost", e.user, RosterItem{Contact: e.contact, To: true, From: true, InRoster: true}, storage.Quota{Count: 10, Bytes: 1 << 20}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mallory.Take()
+	routertest.Send(t, core, alice, `<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='mallory@localhost' subscription='remove'/></query></iq>`)
+	expect(t, "alice", alice, []string{`subscription="remove"`}, []string{`type="result"`})
+	expect(t, "mallory", mallory,
+		[]string{`<item jid="alice@localhost" subscription="to">`},
+		[]string{`from="alice@localhost"`, `type="unsubscribe"`},
+		[]string{`<item jid="alice@localhost" subscription="none">`},
+		[]string{`from="alice@localhost"`, `type="unsubscribed"`})
+	if it := item(t, store, "mallory", "alice@localhost"); it.To || it.From {
+		t.Errorf("mallory's entry for alice after alice removed her: %+v, want no subscription", it)
+	}
 }
 
 func TestRedeliverPendingRequests(t *testing.T) {
