@@ -139,3 +139,15 @@ func XML(t testing.TB, st *element.Stanza) string {
 	}
 	return string(b)
 }
+
+// Ask routes s from tg (see Send) and returns, as XML, the one stanza tg
+// got back; it fails the test if tg got none or more than one.
+func Ask(t testing.TB, core *router.Router, tg *Target, s string) string {
+	t.Helper()
+	Send(t, core, tg, s)
+	got := tg.Take()
+	if len(got) != 1 {
+		t.Fatalf("%s got %d stanzas in answer to %s, want 1", tg.JID(), len(got), s)
+	}
+	return XML(t, got[0])
+}
