@@ -1,0 +1,66 @@
+package disco_test
+
+import (
+	"context"
+	"encoding/xml"
+	"testing"
+
+	"ottr.im/ottr/internal/routertest"
+	"ottr.im/ottr/mod/disco"
+	"ottr.im/ottr/router"
+)
+
+func TestDisco(t *testing.T) {
+	core, store := routertest.New(t)
+	if err := disco.Register(core); err != nil {
+		t.Fatal(err)
+	}
+	// A module registered after disco: its feature is listed all the
+	// same.
+	err := core.HandleIQ(xml.Name{Space: "urn:example:a", Local: "a"}, router.AtServer, "urn:example:a",
+		router.IQHandlerFunc(func(context.Context, router.IQRequest) (xml.TokenReader, error) { return nil, nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.EnsureAccount(context.Background(), routertest.Host, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	alice := routertest.Bind(t, core, "alice@localhost/home")
+	const (
+		head      = `<iq xmlns="jabber:client" from="`
+		to        = `" to="alice@localhost/home" id="`
+		badReq    = `<error type="cancel"><bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"></bad-request></error></iq>`
+		notFound  = `<error type="cancel"><item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"></item-not-found></error></iq>`
+		account   = `<query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"></identity><feature var="http://jabber.org/protocol/disco#info"></feature></query></iq>`
+		infoQuery = `<query xmlns="http://jabber.org/protocol/disco#info"></query>`
+	)
+	for _, tc := range []struct{ send, want string }{
+		{`<iq to="localhost" id="1" type="get"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
+			head + "localhost" + to + `1" type="result"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="server" type="im" name="ottr"></identity>` +
+				`<feature var="http://jabber.org/protocol/disco#info"></feature><feature var="http://jabber.org/protocol/disco#items"></feature><feature var="urn:example:a"></feature></query></iq>`},
+		{`<iq to="localhost" id="2" type="get"><query xmlns="http://jabber.org/protocol/disco#info" node="x"/></iq>`,
+			head + "localhost" + to + `2" type="error"><query xmlns="http://jabber.org/protocol/disco#info" node="x"></query>` + notFound},
+		{`<iq to="localhost" id="3" type="set"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
+			head + "localhost" + to + `3" type="error">` + infoQuery + badReq},
+		{`<iq id="4" type="get"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
+			head + "alice@localhost" + to + `4" type="result">` + account},
+		{`<iq to="bob@localhost" id="5" type="get"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
+			head + "bob@localhost" + to + `5" type="result">` + account},
+		{`<iq to="nobody@localhost" id="6" type="get"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
+			head + "nobody@localhost" + to + `6" type="error">` + infoQuery + notFound},
+		{`<iq to="bob@localhost" id="7" type="get"><query xmlns="http://jabber.org/protocol/disco#info" node="n"/></iq>`,
+			head + "bob@localhost" + to + `7" type="error"><query xmlns="http://jabber.org/protocol/disco#info" node="n"></query>` + notFound},
+		{`<iq to="bob@localhost" id="8" type="set"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
+			head + "bob@localhost" + to + `8" type="error">` + infoQuery + badReq},
+		{`<iq to="localhost" id="9" type="get"><query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
+			head + "localhost" + to + `9" type="result"><query xmlns="http://jabber.org/protocol/disco#items"></query></iq>`},
+		{`<iq to="bob@localhost" id="10" type="get"><query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
+			head + "bob@localhost" + to + `10" type="result"><query xmlns="http://jabber.org/protocol/disco#items"></query></iq>`},
+		{`<iq id="11" type="set"><query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
+			head + "localhost" + to + `11" type="error"><query xmlns="http://jabber.org/protocol/disco#items"></query>` + badReq},
+	} {
+		if got := routertest.Ask(t, core, alice, tc.send); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.send, got, tc.want)
+		}
+	}
+}
