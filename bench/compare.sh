@@ -10,8 +10,8 @@
 # bench/results/compare.md (medians and ratios), replacing what was there.
 #
 # usage: bench/compare.sh [--quick] [--rounds N] [--servers "ottr prosody ejabberd"]
-#                         [--no-scale] [--no-install] [--rev COMMIT] [--report] [--out DIR]
-#                         [--port-base N]
+#                         [--no-scale] [--no-install] [--rev COMMIT] [--base COMMIT]
+#                         [--report] [--out DIR] [--port-base N]
 #
 #   --quick       small sizes, one round: about 2 minutes
 #   (default)     3 rounds, then ottr with 1k–10k idle sessions: about 8 minutes
@@ -19,6 +19,12 @@
 #   --no-install  do not apt-get install missing peers (they are skipped)
 #   --rev COMMIT  the ottr commit to build and measure (default HEAD; the
 #                 work tree's uncommitted changes are never measured)
+#   --base COMMIT also build ottr at COMMIT ("ottr-base") and measure it
+#                 beside --rev in every round: each ottr scenario runs on
+#                 rev then base (base then rev in even rounds), with the
+#                 same accounts, config and port; compare.md gains a table
+#                 of their CPU/op and the ratio rev ÷ base. ottr's time
+#                 doubles; the 1k–10k idle series stays rev only
 #   --report      only draw compare.md again from the results
 #   --out DIR     write the results there instead of bench/results
 #   --port-base N loopback ports N (ottr), N+1 (Prosody), N+2 (ejabberd),
@@ -40,6 +46,7 @@ servers="ottr prosody ejabberd"
 scale=1
 install=1
 rev=HEAD
+base=
 report_only=0
 port_base=28222
 while [ $# -gt 0 ]; do
@@ -50,13 +57,18 @@ while [ $# -gt 0 ]; do
 	--no-scale) scale=0; shift ;;
 	--no-install) install=0; shift ;;
 	--rev) rev=$2; shift 2 ;;
+	--base) base=$2; shift 2 ;;
 	--report) report_only=1; shift ;;
 	--out) results=$2; shift 2 ;;
 	--port-base) port_base=$2; shift 2 ;;
-	-h | --help) sed -n '2,33p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,/^set /{/^#/p}' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
+if [ -n "$base" ] && [[ " $servers " != *" ottr "* ]]; then
+	echo "compare.sh: --base needs ottr among --servers" >&2
+	exit 2
+fi
 
 # Sizes. Users: user0…userN-1, password pw, on the domain localhost.
 if [ "$quick" = 1 ]; then
@@ -89,14 +101,52 @@ fmt() { # number decimals [unit]
 ratio() { # peer ottr
 	[ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f×", a / b}' || printf '—'
 }
+# minmax: "min max" of the numbers read, nothing for fewer than two.
+minmax() { sort -g | awk '{a[NR]=$1} END {if (NR > 1) print a[1] " " a[NR]}'; }
+# spread tag scenario jq-path: minmax over the rounds.
+spread() {
+	local files
+	files=$(compgen -G "$results/$1-$2-r*.json") || return 0
+	# shellcheck disable=SC2086
+	jq -r "$3" $files | minmax
+}
+# paired auth scenario jq-path: rev ÷ base of each round that has both, one a line.
+paired() {
+	local f g
+	for f in $(compgen -G "$results/ottr-$1-$2-r*.json" || true); do
+		g=$results/ottr-base-${f#"$results"/ottr-}
+		[ -f "$g" ] || continue
+		jq -rn --slurpfile a "$f" --slurpfile b "$g" "(\$a[0] | $3) / (\$b[0] | $3)"
+	done
+}
+# base_row label auth scenario jq-path decimals unit: one line of the rev
+# against base table.
+base_row() {
+	local r b cell=() tag s p
+	p=$(paired "$2" "$3" "$4")
+	r=$(med "ottr-$2" "$3" "$4")
+	b=$(med "ottr-base-$2" "$3" "$4")
+	for tag in ottr ottr-base; do
+		s=$(spread "$tag-$2" "$3" "$4")
+		cell+=("$(fmt "$(med "$tag-$2" "$3" "$4")" "$5" "$6")${s:+ ($(fmt "${s% *}" "$5")–$(fmt "${s#* }" "$5"))}")
+	done
+	s=$(minmax <<<"$p")
+	[ -n "$s" ] && p=$(printf '%.3f (%.3f–%.3f)' "$(median <<<"$p")" ${s% *} ${s#* }) || p=
+	printf '| %s | %s | %s | %s | %s |\n' "$1" "${cell[0]}" "${cell[1]}" \
+		"$([ -n "$r" ] && [ -n "$b" ] && awk -v a="$r" -v b="$b" 'BEGIN {printf "%.3f", a / b}' || printf '—')" "${p:-—}"
+}
 
 report() {
 	local md=$results/compare.md row tag note k f
 	{
 	echo "Measured $started on $machine,"
-	echo "ottr $version$peers,"
+	if [ -n "$base_version" ]; then
+		echo "ottr $version (--rev) and ottr-base $base_version (--base)$peers,"
+	else
+		echo "ottr $version$peers,"
+	fi
 	echo "load average before the run: $loadavg (other work on the machine slows throughput, less so CPU/op),"
-	echo "with \`bench/compare.sh$([ "$quick" = 1 ] && echo ' --quick')\`: $rounds round(s), medians; server on core 0, load on core 1."
+	echo "with \`bench/compare.sh$([ "$quick" = 1 ] && echo ' --quick')${base_version:+ --base $base_version}\`: $rounds round(s), medians; server on core 0, load on core 1."
 	echo "Logins: $login_n, $workers workers, STARTTLS + SASL + bind. Messages: $pairs pairs, window $window, $msg_m messages;"
 	echo "latency at a fixed $rate msg/s offered for ${rate_s} s. Idle: $idle_k sessions with initial presence."
 	echo
@@ -108,6 +158,7 @@ report() {
 		note=$2
 		[ "$row" = "prosody PLAIN" ] && note="PLAIN (hashed)"
 		[ "$row" = "ottr PLAIN" ] && note="PLAIN (hashed)"
+		[ "$row" = "ottr-base PLAIN" ] && note="PLAIN (hashed)"
 		[ "$row" = "ejabberd PLAIN" ] && note="PLAIN (stored plain)"
 		printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s | %s / %s |\n' "$1" "$note" \
 			"$(fmt "$(med $tag login .ops_per_s)" 0)" "$(fmt "$(med $tag login .server_cpu_us_per_op)" 0 µs)" \
@@ -117,25 +168,45 @@ report() {
 			"$(fmt "$(med $tag login .own_cpu_us_per_op)" 0)" "$(fmt "$(med $tag msg .own_cpu_us_per_op)" 1 µs)"
 	done
 	case " ${rows[*]} " in *" ottr PLAIN "*) echo; echo "ottr PLAIN: logins only; messages and memory do not depend on the mechanism." ;; esac
-	echo
-	echo "Server CPU per operation, ratio to ottr's (X-TOKEN; for logins also to ottr with PLAIN):"
-	echo
-	echo "| server | CPU/login ÷ ottr X-TOKEN | CPU/login ÷ ottr PLAIN | CPU/msg ÷ ottr | RSS/session ÷ ottr |"
-	echo "|---|--:|--:|--:|--:|"
-	ox_login=$(med ottr-x-token login .server_cpu_us_per_op)
-	op_login=$(med ottr-plain login .server_cpu_us_per_op)
-	o_msg=$(med ottr-x-token msg .server_cpu_us_per_op)
-	o_rss=$(med ottr-x-token idle .rss_per_session_kib)
+	local peer_rows=()
 	for row in "${rows[@]}"; do
-		set -- $row
-		[ "$1" = ottr ] && continue
-		tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
-		printf '| %s %s | %s | %s | %s | %s |\n' "$1" "$2" \
-			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$ox_login")" \
-			"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$op_login")" \
-			"$(ratio "$(med $tag msg .server_cpu_us_per_op)" "$o_msg")" \
-			"$(ratio "$(med $tag idle .rss_per_session_kib)" "$o_rss")"
+		case $row in "ottr "* | "ottr-base "*) ;; *) peer_rows+=("$row") ;; esac
 	done
+	if [ ${#peer_rows[@]} -gt 0 ]; then
+		echo
+		echo "Server CPU per operation, ratio to ottr's (X-TOKEN; for logins also to ottr with PLAIN):"
+		echo
+		echo "| server | CPU/login ÷ ottr X-TOKEN | CPU/login ÷ ottr PLAIN | CPU/msg ÷ ottr | RSS/session ÷ ottr |"
+		echo "|---|--:|--:|--:|--:|"
+		ox_login=$(med ottr-x-token login .server_cpu_us_per_op)
+		op_login=$(med ottr-plain login .server_cpu_us_per_op)
+		o_msg=$(med ottr-x-token msg .server_cpu_us_per_op)
+		o_rss=$(med ottr-x-token idle .rss_per_session_kib)
+		for row in "${peer_rows[@]}"; do
+			set -- $row
+			tag="$1-$(echo "$2" | tr 'A-Z' 'a-z')"
+			printf '| %s %s | %s | %s | %s | %s |\n' "$1" "$2" \
+				"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$ox_login")" \
+				"$(ratio "$(med $tag login .server_cpu_us_per_op)" "$op_login")" \
+				"$(ratio "$(med $tag msg .server_cpu_us_per_op)" "$o_msg")" \
+				"$(ratio "$(med $tag idle .rss_per_session_kib)" "$o_rss")"
+		done
+	fi
+	if [ -n "$base_version" ]; then
+		echo
+		echo "ottr $version (--rev) against ottr $base_version (--base), measured side by side (rev and base alternately within each round, on the same"
+		echo "accounts, config and port): the server's CPU per operation, median over $rounds round(s)$([ "$rounds" -gt 1 ] && echo ' (min–max)'), the ratio"
+		echo "of the medians rev ÷ base, and (from 2 rounds) the median (min–max) of each round's own ratio:"
+		echo
+		echo "| scenario | rev $version | base $base_version | rev ÷ base | per round |"
+		echo "|---|--:|--:|--:|--:|"
+		base_row "CPU/login, X-TOKEN" x-token login .server_cpu_us_per_op 0 µs
+		base_row "CPU/login, PLAIN (hashed)" plain login .server_cpu_us_per_op 0 µs
+		base_row "CPU/msg" x-token msg .server_cpu_us_per_op 2 µs
+		base_row "CPU/msg at $rate msg/s" x-token rate .server_cpu_us_per_op 2 µs
+		base_row "CPU/idle session (login + presence)" x-token idle .server_cpu_us_per_op 0 µs
+		base_row "RSS per idle TLS session" x-token idle .rss_per_session_kib 1 KiB
+	fi
 	if ls "$results"/scale-k*-idle.json >/dev/null 2>&1; then
 		echo
 		echo "ottr (X-TOKEN) with K idle sessions held open (one round): its RSS, and logins ($scale_login_n) and messages ($scale_msg_m) beside them:"
@@ -161,6 +232,7 @@ report() {
 }
 
 if [ "$report_only" = 1 ]; then
+	base_version= # absent from the run.env of a run before --base
 	# shellcheck disable=SC1091
 	source "$results/run.env"
 	report
@@ -187,15 +259,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# What is measured is a commit, HEAD or --rev, never the work tree's
-# uncommitted changes; the load tool is HEAD's.
-log "building ottr at $rev and ottr-bench at HEAD"
-mkdir -p "$work/src" "$work/src-rev"
-git -C "$root" archive HEAD | tar -x -C "$work/src"
-git -C "$root" archive "$rev" | tar -x -C "$work/src-rev"
-(cd "$work/src" && go build -o "$work/bin/ottr-bench" ./cmd/ottr-bench)
-(cd "$work/src-rev" && go build -o "$work/bin/ottr" ./cmd/ottr)
+# What is measured is a commit, HEAD or --rev (and --base), never the work
+# tree's uncommitted changes; the load tool is HEAD's.
+# build commit dir binary: go build ./cmd/… of commit's tree, unpacked in work/dir.
+build() {
+	git -C "$root" rev-parse -q --verify "$1^{commit}" >/dev/null || die "no commit $1"
+	mkdir -p "$work/$2"
+	git -C "$root" archive "$1" | tar -x -C "$work/$2"
+	(cd "$work/$2" && go build -o "$work/bin/$3" "./cmd/${3%-base}") || die "building $3 at $1 failed"
+}
+log "building ottr at $rev${base:+, ottr-base at $base} and ottr-bench at HEAD"
+build HEAD src ottr-bench
+build "$rev" src-rev ottr
 version=$(git -C "$root" rev-parse --short "$rev")
+base_version=
+if [ -n "$base" ]; then
+	build "$base" src-base ottr-base
+	base_version=$(git -C "$root" rev-parse --short "$base")
+fi
 bench=$work/bin/ottr-bench
 
 # The shared certificate: ECDSA P-256, for localhost.
@@ -247,11 +328,14 @@ stop_server() {
 	server_pid=
 }
 
-# --- ottr
-ottr_config() {
-	mkdir -p "$work/ottr"
-	cat >"$work/ottr/ottr.toml" <<-EOF
-		data_dir = "$work/ottr/data"
+# --- ottr: bin/NAME (ottr, or ottr-base for --base) with its config and
+# data in work/NAME. Both get the same config but for data_dir (an older
+# build need not read a newer one's database) and the same accounts.
+ottr_config() { # name
+	local d=$work/$1
+	mkdir -p "$d"
+	cat >"$d/ottr.toml" <<-EOF
+		data_dir = "$d/data"
 		[log]
 		level = "warn"
 		[c2s]
@@ -270,18 +354,20 @@ ottr_config() {
 		connection_rate = "1000000/s"
 		connection_burst = 1000000
 	EOF
-	log "ottr: $login_users password accounts (PBKDF2, 10,000 iterations, as Prosody's)"
+	log "$1: $login_users password accounts (PBKDF2, 10,000 iterations, as Prosody's)"
 	for i in $(seq 0 $((login_users - 1))); do
-		echo "$password" | "$work/bin/ottr" user add -c "$work/ottr/ottr.toml" "user$i@localhost" >"$work/ottr/user-add.log" 2>&1 ||
-			die "ottr user add failed (an ottr older than this script refuses keys it does not know): $(cat "$work/ottr/user-add.log")"
+		echo "$password" | "$work/bin/$1" user add -c "$d/ottr.toml" "user$i@localhost" >"$d/user-add.log" 2>&1 ||
+			die "$1 user add failed (an ottr older than this script refuses keys it does not know): $(cat "$d/user-add.log")"
 	done
 }
-start_ottr() {
+start_ottr_bin() { # name
 	port_busy $port_ottr && die "port $port_ottr is already in use"
-	taskset -c 0 "$work/bin/ottr" serve -c "$work/ottr/ottr.toml" >>"$work/ottr/serve.log" 2>&1 &
+	taskset -c 0 "$work/bin/$1" serve -c "$work/$1/ottr.toml" >>"$work/$1/serve.log" 2>&1 &
 	server_pid=$!
-	await_start ottr $port_ottr "$work/ottr/serve.log"
+	await_start "$1" $port_ottr "$work/$1/serve.log"
 }
+start_ottr() { start_ottr_bin ottr; }
+start_ottr_base() { start_ottr_bin ottr-base; }
 
 # --- Prosody: internal_hashed (PBKDF2, 10,000 iterations), epoll, the
 # modules ottr also has.
@@ -409,11 +495,17 @@ run_bench() {
 	log "$name: $(jq -r '"\(.ops) ops, \(.ops_per_s)/s, server \(.server_cpu_us_per_op) µs/op, load \(.own_cpu_us_per_op) µs/op, p99 \(.latency.p99_us) µs" + (if .rss_per_session_kib then ", \(.rss_per_session_kib) KiB/session" else "" end)' "$results/$name.json")"
 }
 
-# scenarios server auth round: the four measured runs, each on a fresh
-# server process.
-scenarios() {
-	local srv=$1 mech=$2 r=$3 port
-	eval "port=\$port_$srv"
+# scenario_names server auth: the measured runs of a row; for ottr with
+# PLAIN only logins (the rest does not depend on the mechanism).
+scenario_names() {
+	[ "${1%-base}-$2" = ottr-PLAIN ] && echo login || echo login msg rate idle
+}
+
+# scenario server auth round name: one measured run on a fresh server
+# process (ottr-base is ottr's port, config and accounts, its own binary).
+scenario() {
+	local srv=$1 mech=$2 r=$3 name=$4 port
+	eval "port=\$port_${srv%-base}"
 	local common=(-addr "127.0.0.1:$port" -ca "$work/cert.pem" -workers $workers)
 	if [ "$mech" = X-TOKEN ]; then
 		common+=(-mech X-TOKEN -otp-seed $seed -token-secret $secret)
@@ -421,18 +513,13 @@ scenarios() {
 		common+=(-mech PLAIN -password $password)
 	fi
 	local tag="$srv-$(echo "$mech" | tr 'A-Z' 'a-z')"
-	"start_$srv"
-	run_bench "$tag-login-r$r" login "${common[@]}" -n $login_n -users $login_users
-	stop_server
-	[ "$srv-$mech" = ottr-PLAIN ] && return 0 # the rest does not depend on the mechanism
-	"start_$srv"
-	run_bench "$tag-msg-r$r" msg "${common[@]}" -pairs $pairs -m $msg_m -window $window
-	stop_server
-	"start_$srv"
-	run_bench "$tag-rate-r$r" msg "${common[@]}" -pairs $pairs -m $((rate * rate_s)) -window $window -rate $rate
-	stop_server
-	"start_$srv"
-	run_bench "$tag-idle-r$r" idle "${common[@]}" -k $idle_k -settle 2s
+	"start_${srv//-/_}"
+	case $name in
+	login) run_bench "$tag-login-r$r" login "${common[@]}" -n $login_n -users $login_users ;;
+	msg) run_bench "$tag-msg-r$r" msg "${common[@]}" -pairs $pairs -m $msg_m -window $window ;;
+	rate) run_bench "$tag-rate-r$r" msg "${common[@]}" -pairs $pairs -m $((rate * rate_s)) -window $window -rate $rate ;;
+	idle) run_bench "$tag-idle-r$r" idle "${common[@]}" -k $idle_k -settle 2s ;;
+	esac
 	stop_server
 }
 
@@ -449,8 +536,12 @@ t0=$SECONDS
 
 rows=()
 case " $servers " in *" ottr "*)
-	ottr_config
+	ottr_config ottr
 	rows+=("ottr X-TOKEN" "ottr PLAIN")
+	if [ -n "$base" ]; then
+		ottr_config ottr-base
+		rows+=("ottr-base X-TOKEN" "ottr-base PLAIN")
+	fi
 	;;
 esac
 if [ "$have_prosody" = 1 ]; then
@@ -471,13 +562,26 @@ if [ "$have_ejabberd" = 1 ]; then
 fi
 
 # What the report needs to be drawn again (--report).
-declare -p started loadavg machine version peers quick rounds rows scale_ks login_n msg_m rate rate_s idle_k \
+declare -p started loadavg machine version base_version peers quick rounds rows scale_ks login_n msg_m rate rate_s idle_k \
 	scale_login_n scale_msg_m workers pairs window >"$results/run.env"
 
+# ottr-base's rows run beside ottr's: scenario by scenario, rev then base
+# (base then rev in even rounds), so that the machine's noise hits both.
 for r in $(seq 1 "$rounds"); do
 	for row in "${rows[@]}"; do
-		log "round $r: $row"
-		scenarios $row "$r"
+		set -- $row
+		[ "$1" = ottr-base ] && continue
+		pair=("$1")
+		if [ "$1" = ottr ] && [ -n "$base" ]; then
+			pair=(ottr ottr-base)
+			[ $((r % 2)) = 0 ] && pair=(ottr-base ottr)
+		fi
+		log "round $r: ${pair[*]} $2"
+		for name in $(scenario_names "$1" "$2"); do
+			for srv in "${pair[@]}"; do
+				scenario "$srv" "$2" "$r" "$name"
+			done
+		done
 	done
 done
 
