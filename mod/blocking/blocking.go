@@ -149,8 +149,9 @@ func (m *Module) stanzaOut(ev *router.EventData) bool {
 // refusedOut reports whether st is refused when its addressee is
 // blocked: presence, anything to a local full JID, a message to a local
 // account, and an iq request to any address. Other stanzas (an iq
-// response to an account or a remote entity, a message to a domain) go
-// their way, which drops or bounces them.
+// response to an account, a domain or a remote entity; a message to a
+// domain or a remote entity) go their way, which drops or bounces them,
+// as before the blocking command was a module.
 func (m *Module) refusedOut(st *element.Stanza) bool {
 	to := st.To
 	local := m.core.Serves(to.Domainpart()) && to.Localpart() != ""
