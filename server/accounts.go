@@ -7,8 +7,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
 
-	"ottr.im/ottr/c2s"
-	"ottr.im/ottr/element"
+	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
 
@@ -77,7 +76,7 @@ func (s *Server) deletionLoop(last int64) {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-			last = s.router.pollDeletions(s.ctx, s.store, last)
+			last = s.pollDeletions(s.ctx, s.store, last)
 		}
 	}
 }
@@ -85,16 +84,16 @@ func (s *Server) deletionLoop(last int64) {
 // pollDeletions acts on the account deletions recorded after last (at
 // most maxDeletionsPerPoll of them) and returns the Seq of the last one
 // it handled. A storage failure is logged and retried at the next poll.
-func (r *Router) pollDeletions(ctx context.Context, ds AccountDeletionStore, last int64) int64 {
+func (s *Server) pollDeletions(ctx context.Context, ds AccountDeletionStore, last int64) int64 {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	dels, err := ds.AccountDeletions(qctx, last, maxDeletionsPerPoll)
 	cancel()
 	if err != nil {
-		r.logger.Error("reading account deletions failed", "err", err)
+		s.logger.Error("reading account deletions failed", "err", err)
 		return last
 	}
 	for _, d := range dels {
-		r.accountDeleted(ctx, ds, d)
+		s.accountDeleted(ctx, ds, d)
 		last = d.Seq
 	}
 	return last
@@ -102,34 +101,29 @@ func (r *Router) pollDeletions(ctx context.Context, ds AccountDeletionStore, las
 
 // accountDeleted ends the sessions of a deleted account with
 // <not-authorized/> (as XEP-0077 does for a cancelled registration),
-// tells its online contacts as a server-side unsubscribe would (a roster
-// push of their downgraded entry, unsubscribe/unsubscribed presence, and
-// unavailable presence from the account's available resources to those
-// who saw it), and, once the sessions are gone, removes what they wrote
-// while they were ending. Then it marks the deletion done, which lets the
-// account be created again: not before, or the new account would get what
-// the old sessions wrote (security review #9).
-func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
+// tells its online contacts as a server-side unsubscribe would (the
+// core's AccountDeleted event, once per affected contact: the roster
+// module pushes their downgraded entry and sends unsubscribe/unsubscribed
+// and unavailable presence), and, once the sessions are gone, removes
+// what they wrote while they were ending. Then it marks the deletion
+// done, which lets the account be created again: not before, or the new
+// account would get what the old sessions wrote (security review #9).
+func (s *Server) accountDeleted(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
+	core := s.router
 	user, err := jid.New(d.Username, d.Host, "")
-	if err != nil || !r.Serves(user.Domainpart()) {
-		r.markDeletionDone(ctx, ds, d)
+	if err != nil || !core.Serves(user.Domainpart()) {
+		s.markDeletionDone(ctx, ds, d)
 		return
 	}
 	bare := user.String()
-	r.logger.Info("account deleted: ending its sessions", "jid", bare)
-	r.known.Delete(bare)
-	r.blocks.drop(user)
+	s.logger.Info("account deleted: ending its sessions", "jid", bare)
+	core.ForgetAccount(ctx, user)
 
-	r.mu.RLock()
-	var sessions []*c2s.Session
+	sessions := core.Resources(user)
 	var from []jid.JID
-	for _, res := range r.users[bare] {
-		sessions = append(sessions, res.sess)
-		if res.available {
-			from = append(from, res.sess.JID())
-		}
+	for _, t := range core.Available(user, false) {
+		from = append(from, t.JID())
 	}
-	r.mu.RUnlock()
 
 	afterHost, afterUser := "", ""
 	for {
@@ -137,11 +131,17 @@ func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d 
 		page, err := ds.DeletedContacts(qctx, d.Seq, afterHost, afterUser, deletedContactsPage)
 		cancel()
 		if err != nil {
-			r.logger.Error("reading the contacts of a deleted account failed", "jid", bare, "err", err)
+			s.logger.Error("reading the contacts of a deleted account failed", "jid", bare, "err", err)
 			break
 		}
 		for _, c := range page {
-			r.unsubscribeDeleted(user, from, c)
+			contact, err := jid.New(c.Username, c.Host, "")
+			if err != nil || !core.Serves(contact.Domainpart()) {
+				continue
+			}
+			core.Fire(router.AccountDeleted, &router.EventData{Ctx: ctx, To: user, Deleted: &router.DeletedContact{
+				Contact: contact, Available: from, Entry: c,
+			}})
 		}
 		if len(page) < deletedContactsPage {
 			break
@@ -149,102 +149,61 @@ func (r *Router) accountDeleted(ctx context.Context, ds AccountDeletionStore, d 
 		afterHost, afterUser = page[len(page)-1].Host, page[len(page)-1].Username
 	}
 
-	for _, s := range sessions {
-		s.Close(stream.Error{Err: stream.NotAuthorized.Err, Text: []struct {
+	for _, t := range sessions {
+		t.Close(stream.Error{Err: stream.NotAuthorized.Err, Text: []struct {
 			Lang  string
 			Value string
 		}{{Value: "account deleted"}}})
 	}
 	if len(sessions) == 0 {
-		r.markDeletionDone(ctx, ds, d)
+		s.markDeletionDone(ctx, ds, d)
 		return
 	}
 	// Ending sessions write (last activity at logout, for one): wait for
 	// them to unbind, then remove it.
 	deadline := time.Now().Add(unbindWait)
-	for r.anyBound(bare, sessions) && time.Now().Before(deadline) {
+	for anyBound(core, sessions) && time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	stuck := r.anyBound(bare, sessions)
-	r.known.Delete(bare)
-	r.blocks.drop(user)
+	stuck := anyBound(core, sessions)
+	core.ForgetAccount(ctx, user)
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := ds.PurgeDeleted(qctx, user.Domainpart(), user.Localpart()); err != nil {
-		r.logger.Error("purging a deleted account failed", "jid", bare, "err", err)
+		s.logger.Error("purging a deleted account failed", "jid", bare, "err", err)
 		return
 	}
 	if stuck {
 		// Left pending: storage refuses the account for a minute at most.
-		r.logger.Warn("a deleted account's session did not end in time", "jid", bare, "wait", unbindWait)
+		s.logger.Warn("a deleted account's session did not end in time", "jid", bare, "wait", unbindWait)
 		return
 	}
-	r.markDeletionDone(ctx, ds, d)
+	s.markDeletionDone(ctx, ds, d)
 }
 
 // markDeletionDone marks deletion d done, logging a failure (the account
 // can then be created again a minute after its deletion).
-func (r *Router) markDeletionDone(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
+func (s *Server) markDeletionDone(ctx context.Context, ds AccountDeletionStore, d storage.AccountDeletion) {
 	if d.Done {
 		return
 	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := ds.MarkDeletionDone(qctx, d.Seq); err != nil {
-		r.logger.Error("marking an account deletion done failed", "jid", d.Username+"@"+d.Host, "err", err)
+		s.logger.Error("marking an account deletion done failed", "jid", d.Username+"@"+d.Host, "err", err)
 	}
 }
 
-// anyBound reports whether any of sessions is still bound for bare.
-func (r *Router) anyBound(bare string, sessions []*c2s.Session) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, res := range r.users[bare] {
-		for _, s := range sessions {
-			if res.sess == s {
-				return true
-			}
+// anyBound reports whether any of targets is still bound.
+func anyBound(core *router.Router, targets []router.Target) bool {
+	for _, t := range targets {
+		if core.Session(t.JID()) == t {
+			return true
 		}
 	}
 	return false
-}
-
-// unsubscribeDeleted tells a local contact, if online, that the deleted
-// user is gone, as the user's server would on a server-side unsubscribe
-// (RFC 6121 §3.2, §3.3): unavailable presence from the user's available
-// resources and unsubscribed if the contact was subscribed to (or asked
-// for) the user's presence, unsubscribe if the user was subscribed to (or
-// asked for) the contact's, and a roster push of the entry as it is now.
-func (r *Router) unsubscribeDeleted(user jid.JID, from []jid.JID, c storage.DeletedContact) {
-	contact, err := jid.New(c.Username, c.Host, "")
-	if err != nil || !r.Serves(contact.Domainpart()) {
-		return
-	}
-	if c.To {
-		for _, f := range from {
-			r.presenceTo(&element.Stanza{Name: "presence", Type: "unavailable", From: f}, contact)
-		}
-	}
-	if c.To || c.PendingOut {
-		r.deliverAll(&element.Stanza{Name: "presence", Type: "unsubscribed", From: user, To: contact}, contact, false)
-	}
-	if c.From || c.PendingIn {
-		r.deliverAll(&element.Stanza{Name: "presence", Type: "unsubscribe", From: user, To: contact}, contact, false)
-	}
-	if !c.InRoster {
-		return
-	}
-	item, ok, err := r.loadRosterItem(contact, user)
-	if err != nil {
-		return
-	}
-	if ok && item.InRoster {
-		r.rosterPush(contact, item, false, c.Version)
-	} else {
-		r.rosterPush(contact, RosterItem{Contact: user.String()}, true, c.Version)
-	}
 }

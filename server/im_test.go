@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"ottr.im/ottr/config"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -225,8 +226,7 @@ func TestOfflineMessages(t *testing.T) {
 }
 
 func TestOfflineQuota(t *testing.T) {
-	ts := startServer(t, nil)
-	ts.srv.Router().SetOfflineMax(3)
+	ts := startServer(t, func(c *config.Config) { c.Limits.OfflineMessages = 3 })
 	bob := ts.online(t, "bob", "b")
 	bob.Close()
 	alice := ts.online(t, "alice", "a")

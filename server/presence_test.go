@@ -57,7 +57,7 @@ func TestDirectedPresenceCap(t *testing.T) {
 		alice.Send(fmt.Sprintf(`<presence to='%s'><status>psst</status></presence>`, c.JID))
 		c.PresenceFrom("alice@localhost/a", "")
 	}
-	if n := ts.srv.Router().DirectedPresences(alice.JID); n != 3 {
+	if n := ts.srv.DirectedPresences(alice.JID); n != 3 {
 		t.Fatalf("%d directed presences remembered, want 3", n)
 	}
 	alice.Send(fmt.Sprintf(`<presence to='%s' id='over'><status>one too many</status></presence>`, carol[3].JID))
@@ -65,7 +65,7 @@ func TestDirectedPresenceCap(t *testing.T) {
 		t.Fatalf("over the cap: %+v", e)
 	}
 	noneOf(t, "carol/c4", drain(t, carol[3]), fromAlice)
-	if n := ts.srv.Router().DirectedPresences(alice.JID); n != 3 {
+	if n := ts.srv.DirectedPresences(alice.JID); n != 3 {
 		t.Fatalf("%d directed presences remembered after the refusal, want 3", n)
 	}
 	// An entity already remembered takes no new place.
@@ -137,7 +137,7 @@ func TestDirectedPresenceFlood(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the refusals did not all arrive")
 	}
-	if got := ts.srv.Router().DirectedPresences(jid.MustParse(full)); got != limit {
+	if got := ts.srv.DirectedPresences(jid.MustParse(full)); got != limit {
 		t.Fatalf("%d directed presences remembered, want %d", got, limit)
 	}
 	grew := rssMiB(t) - before

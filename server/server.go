@@ -1,6 +1,7 @@
 // Package server runs ottr: it owns the listeners and their lifecycle,
-// the router and session registry, and the IM features (as iq handlers
-// and delivery rules). It wires auth, storage and c2s together.
+// and wires configuration, storage, authentication, the routing core
+// (package router), the feature modules (modules.go) and the transports
+// (c2s, web) together.
 package server
 
 import (
@@ -26,7 +27,9 @@ import (
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/certs"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/element"
 	"ottr.im/ottr/limit"
+	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage/claimlog"
 	"ottr.im/ottr/storage/sqlite"
 	"ottr.im/ottr/web"
@@ -51,8 +54,8 @@ type Server struct {
 	logger *slog.Logger
 	store  *sqlite.Store
 	claims *claimlog.Log // used tokens, in data_dir
-	router *Router
-	iq     *iqMux
+	router *router.Router
+	mods   *loader // the loaded modules the server talks to
 	c2s    *c2s.Config
 	tls    *tls.Config
 
@@ -171,27 +174,10 @@ func New(opts Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	iq := newIQMux()
-	router := NewRouter(names, iq, store, IMLimits{
-		OfflineMax: lim.OfflineMessages,
-		VCardMax:   lim.VCardBytes,
-		PrivateMax: lim.PrivateBytes,
-		RosterMax:  lim.RosterItems,
-
-		OfflineBytes:   lim.OfflineBytes,
-		RosterBytes:    lim.RosterBytes,
-		PrivateDocs:    lim.PrivateDocuments,
-		PrivateTotal:   lim.PrivateTotalBytes,
-		BlockMax:       lim.BlockedItems,
-		SendQueue:      lim.SendQueue,
-		SendQueueBytes: lim.SendQueueBytes,
-
-		DirectedMax: lim.DirectedPresences,
-	}, logger.With("component", "router"))
-	if err := registerCore(iq); err == nil {
-		err = router.registerIM(iq, time.Now())
-	}
-	if err != nil {
+	core := router.New(router.Options{Hosts: names, Accounts: store, Logger: logger.With("component", "router")})
+	// Options.Now is the token clock only: the modules keep real time.
+	mods := &loader{core: core, store: store, limits: lim, now: time.Now}
+	if err := mods.load(); err != nil {
 		cancel()
 		claims.Close()
 		store.Close()
@@ -203,8 +189,8 @@ func New(opts Options) (*Server, error) {
 		logger: logger,
 		store:  store,
 		claims: claims,
-		router: router,
-		iq:     iq,
+		router: core,
+		mods:   mods,
 		tls:    tlsCfg,
 		ctx:    ctx,
 		cancel: cancel,
@@ -215,13 +201,13 @@ func New(opts Options) (*Server, error) {
 		perAddrMax: min(lim.ConnectionsPerAddress, lim.MaxConnections),
 	}
 	s.c2s = &c2s.Config{
-		Serves:     router.Serves,
+		Serves:     core.Serves,
 		TLS:        tlsCfg,
 		RequireTLS: cfg.C2S.RequireTLSOrDefault(),
 		Mechanisms: []sasl.Mechanism{auth.XToken, auth.Plain},
 		Announce:   []xml.Name{{Space: "urn:xmpp:features:rosterver", Local: "ver"}},
 		Auth:       authAdapter{authn},
-		Router:     router,
+		Router:     c2sRouter{core},
 		Logger:     logger.With("component", "c2s"),
 
 		NegotiateTimeout: lim.AuthTimeout.Duration,
@@ -335,8 +321,8 @@ type boundRouter struct {
 	conn web.Conn
 }
 
-func (r boundRouter) Bind(sess *c2s.Session) error {
-	if err := r.Router.Bind(sess); err != nil {
+func (r boundRouter) Bind(ctx context.Context, sess *c2s.Session) error {
+	if err := r.Router.Bind(ctx, sess); err != nil {
 		return err
 	}
 	r.conn.Bound()
@@ -515,22 +501,13 @@ func (s *Server) tickLoop() {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
-			s.router.Each(func(sess *c2s.Session) { sess.Tick(now) })
+			s.router.Each(func(t router.Target) {
+				if sess, ok := t.(*c2s.Session); ok {
+					sess.Tick(now)
+				}
+			})
 		}
 	}
-}
-
-// HandleIQ adds an iq handler for requests whose payload is {space}local,
-// addressed where says (AtServer, AtSelf, AtAccount, or'ed), with feature
-// listed in the server's disco#info when not empty. It is for programs
-// and tests that embed ottr, and must be called before Start.
-func (s *Server) HandleIQ(space, local string, where int, feature string, h IQHandler) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.listeners) > 0 || s.closed {
-		return errors.New("server: HandleIQ after Start")
-	}
-	return s.iq.handle(xml.Name{Space: space, Local: local}, where, feature, h)
 }
 
 // Addrs returns the addresses the server listens on, in config order:
@@ -573,9 +550,6 @@ func (s *Server) OpenConnections() int {
 	defer s.mu.Unlock()
 	return len(s.conns) + s.httpOpen
 }
-
-// Router returns the server's router (for tests and metrics).
-func (s *Server) Router() *Router { return s.router }
 
 func (s *Server) acceptLoop(l net.Listener) {
 	defer s.wg.Done()
@@ -811,7 +785,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.web.Close()
 	}
-	s.router.Wait()
+	s.mods.offline.Wait()
 	if cerr := s.claims.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -839,4 +813,16 @@ func (a authAdapter) Authenticate(ctx context.Context, c c2s.Credentials) error 
 		Secret:    c.Secret,
 		Remote:    c.Remote,
 	})
+}
+
+// c2sRouter lets the routing core take c2s's sessions: a session is one
+// kind of router.Target.
+type c2sRouter struct{ core *router.Router }
+
+func (r c2sRouter) Bind(ctx context.Context, s *c2s.Session) error { return r.core.Bind(ctx, s) }
+
+func (r c2sRouter) Unbind(ctx context.Context, s *c2s.Session) { r.core.Unbind(ctx, s) }
+
+func (r c2sRouter) Route(ctx context.Context, s *c2s.Session, st *element.Stanza) {
+	r.core.Route(ctx, s, st)
 }

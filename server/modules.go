@@ -1,0 +1,95 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"ottr.im/ottr/config"
+	"ottr.im/ottr/mod/blocking"
+	"ottr.im/ottr/mod/disco"
+	"ottr.im/ottr/mod/entitytime"
+	"ottr.im/ottr/mod/last"
+	"ottr.im/ottr/mod/offline"
+	"ottr.im/ottr/mod/ping"
+	"ottr.im/ottr/mod/presence"
+	"ottr.im/ottr/mod/private"
+	"ottr.im/ottr/mod/roster"
+	"ottr.im/ottr/mod/vcard"
+	"ottr.im/ottr/mod/version"
+	"ottr.im/ottr/router"
+	"ottr.im/ottr/storage/sqlite"
+)
+
+// modules lists the modules a server loads, in this order (as CoreDNS's
+// plugin.cfg does). Each entry hands one module the core, its own store
+// (storage/sqlite satisfies every module's Store) and its part of the
+// configuration. Adding a feature is a folder under mod/ with its
+// Register, its Store interface, and one line here.
+var modules = []struct {
+	name string
+	load func(l *loader) error
+}{
+	{"disco", func(l *loader) error { return disco.Register(l.core) }},
+	{"ping", func(l *loader) error { return ping.Register(l.core) }},
+	{"version", func(l *loader) error {
+		return version.Register(l.core, version.Options{Name: "ottr", Version: Version})
+	}},
+	{"entitytime", func(l *loader) error { return entitytime.Register(l.core, entitytime.Options{Now: l.now}) }},
+	{"blocking", func(l *loader) (err error) {
+		_, err = blocking.Register(l.core, l.store, blocking.Options{MaxItems: l.limits.BlockedItems})
+		return err
+	}},
+	{"roster", func(l *loader) (err error) {
+		_, err = roster.Register(l.core, l.store, roster.Options{MaxItems: l.limits.RosterItems, MaxBytes: l.limits.RosterBytes})
+		return err
+	}},
+	{"presence", func(l *loader) (err error) {
+		l.presence, err = presence.Register(l.core, l.store, presence.Options{DirectedMax: l.limits.DirectedPresences})
+		return err
+	}},
+	{"last", func(l *loader) error {
+		return last.Register(l.core, l.store, last.Options{Started: l.now(), Now: l.now})
+	}},
+	{"offline", func(l *loader) (err error) {
+		l.offline, err = offline.Register(l.core, l.store, offline.Options{
+			MaxMessages:    l.limits.OfflineMessages,
+			MaxBytes:       l.limits.OfflineBytes,
+			SendQueue:      l.limits.SendQueue,
+			SendQueueBytes: l.limits.SendQueueBytes,
+			Now:            l.now,
+		})
+		return err
+	}},
+	{"vcard", func(l *loader) error {
+		return vcard.Register(l.core, l.store, vcard.Options{MaxBytes: l.limits.VCardBytes})
+	}},
+	{"private", func(l *loader) error {
+		return private.Register(l.core, l.store, private.Options{
+			MaxBytes:      l.limits.PrivateBytes,
+			MaxDocuments:  l.limits.PrivateDocuments,
+			MaxTotalBytes: l.limits.PrivateTotalBytes,
+		})
+	}},
+}
+
+// loader is what the module list's entries are given, and what the
+// server keeps of the modules it talks to.
+type loader struct {
+	core   *router.Router
+	store  *sqlite.Store
+	limits config.Limits
+	now    func() time.Time
+
+	presence *presence.Module // for DirectedPresences
+	offline  *offline.Module  // waited for at shutdown
+}
+
+// load registers every module of the list with the core, in order.
+func (l *loader) load() error {
+	for _, m := range modules {
+		if err := m.load(l); err != nil {
+			return fmt.Errorf("server: module %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
