@@ -68,3 +68,17 @@ func (s *Stanza) PayloadTokens() []xml.Token {
 func (s *Stanza) DecodePayload(v any) error {
 	return xml.NewTokenDecoder(xmlstream.ReaderFunc(sliceReader(s.PayloadTokens()))).Decode(v)
 }
+
+// IsSubscription reports whether s is presence that manages a
+// subscription (RFC 6121 §3): subscribe, subscribed, unsubscribe or
+// unsubscribed.
+func (s *Stanza) IsSubscription() bool {
+	if s.Name != "presence" {
+		return false
+	}
+	switch s.Type {
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		return true
+	}
+	return false
+}

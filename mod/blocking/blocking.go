@@ -9,8 +9,9 @@
 //     application condition (XEP-0191 §3.6); presence is dropped silently.
 //   - StanzaIn (100): a stanza reaching an account that blocked its sender
 //     is refused (XEP-0191 §3.5): a message or iq with service-unavailable,
-//     presence silently; presence also when its sender blocked the
-//     addressee.
+//     presence silently; available, unavailable and probe presence also
+//     when its sender blocked the addressee (a subscription change is
+//     the addressee's alone to refuse).
 //   - SessionBind (100): the user's list is loaded and kept in memory while
 //     the user has a session; a storage failure refuses the bind with
 //     internal-server-error.
@@ -134,7 +135,7 @@ func (m *Module) stanzaOut(ev *router.EventData) bool {
 	if !m.refusedOut(st) {
 		return false
 	}
-	if st.Name == "presence" && isSubscription(st.Type) && m.core.Serves(to.Domainpart()) {
+	if st.IsSubscription() && m.core.Serves(to.Domainpart()) {
 		// A subscription goes to the contact's bare JID (RFC 6121
 		// §3.1.2): that is what the list is matched against.
 		to = to.Bare()
@@ -192,7 +193,11 @@ func (m *Module) bounceBlocked(from router.Target, st *element.Stanza) {
 func (m *Module) stanzaIn(ev *router.EventData) bool {
 	st := ev.Stanza
 	refused := m.cache.blocks(ev.Ctx, ev.To.Bare(), st.From)
-	if !refused && st.Name == "presence" {
+	if !refused && st.Name == "presence" && !st.IsSubscription() {
+		// Nobody's availability reaches whom they blocked either; a
+		// subscription change is the addressee's to refuse: a user who
+		// removes a contact they block still ends the subscriptions
+		// (RFC 6121 §2.5.2).
 		refused = m.cache.blocks(ev.Ctx, st.From.Bare(), ev.To)
 	}
 	if !refused {
@@ -234,15 +239,6 @@ func (m *Module) sessionUnbound(ev *router.EventData) bool {
 func (m *Module) accountDeleted(ev *router.EventData) bool {
 	if ev.Deleted == nil {
 		m.cache.drop(ev.To)
-	}
-	return false
-}
-
-// isSubscription reports whether a presence type manages subscriptions.
-func isSubscription(typ string) bool {
-	switch typ {
-	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-		return true
 	}
 	return false
 }

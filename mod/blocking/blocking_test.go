@@ -163,16 +163,21 @@ func TestInbound(t *testing.T) {
 }
 
 // TestPresenceBothWays: presence does not pass between two entities when
-// either blocked the other.
+// either blocked the other, except a subscription change, which only its
+// addressee's list refuses.
 func TestPresenceBothWays(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		blocker string
+		typ     string
 		blocked bool
 	}{
-		{"addressee blocks sender", "bob", true},
-		{"sender blocks addressee's full JID", "alice", true},
-		{"nobody blocks", "", false},
+		{"addressee blocks sender", "bob", "", true},
+		{"sender blocks addressee's full JID", "alice", "", true},
+		{"sender blocks addressee, probe", "alice", "probe", true},
+		{"nobody blocks", "", "", false},
+		{"addressee blocks sender, unsubscribe", "bob", "unsubscribe", true},
+		{"sender blocks addressee, unsubscribed", "alice", "unsubscribed", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			core, store := setup(t, blocking.Options{})
@@ -184,7 +189,7 @@ func TestPresenceBothWays(t *testing.T) {
 			}
 			available(t, core, "alice@localhost/home")
 			bob := available(t, core, "bob@localhost/phone")
-			p := &element.Stanza{Name: "presence", From: mustJID(t, "alice@localhost/home")}
+			p := &element.Stanza{Name: "presence", Type: tc.typ, From: mustJID(t, "alice@localhost/home")}
 			if got := core.Admit(ctx, nil, p, bob.JID()); got == tc.blocked {
 				t.Errorf("Admit = %v, want %v", got, !tc.blocked)
 			}

@@ -117,7 +117,7 @@ func (m *Module) presenceOut(ev *router.EventData) bool {
 		if to.Resourcepart() != "" {
 			m.core.Bounce(from, st, stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable})
 		}
-	case isSubscription(st.Type):
+	case st.IsSubscription():
 		// The roster module's; nothing to do without it.
 	case st.Type == "" || st.Type == "unavailable":
 		m.directedPresence(ctx, from, st)
@@ -281,13 +281,4 @@ func (m *Module) rosterItems(ctx context.Context, user jid.JID) []storage.Roster
 		m.logger.Error("reading a roster failed", "jid", user.String(), "err", err)
 	}
 	return items
-}
-
-// isSubscription reports whether a presence type manages subscriptions.
-func isSubscription(typ string) bool {
-	switch typ {
-	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-		return true
-	}
-	return false
 }

@@ -134,7 +134,7 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 // to the presence module, as routing did before.
 func (m *Module) presenceOut(ev *router.EventData) bool {
 	st := ev.Stanza
-	if !isSubscription(st.Type) || st.To.Equal(jid.JID{}) ||
+	if !st.IsSubscription() || st.To.Equal(jid.JID{}) ||
 		(st.To.Localpart() == "" && m.core.Serves(st.To.Domainpart())) {
 		return false
 	}
@@ -190,15 +190,6 @@ func (m *Module) interested(user jid.JID) []router.Target {
 	}
 	m.mu.Unlock()
 	return out
-}
-
-// isSubscription reports whether a presence type manages subscriptions.
-func isSubscription(typ string) bool {
-	switch typ {
-	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
-		return true
-	}
-	return false
 }
 
 // userLocks serializes read-modify-write of one user's roster.

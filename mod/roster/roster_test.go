@@ -207,11 +207,12 @@ func TestPresenceOutLeavesOtherPresence(t *testing.T) {
 func TestInboundSubscriptionFromBlockedEntity(t *testing.T) {
 	core, store, _ := setup(t, Options{})
 	// alice blocks mallory: StanzaIn refuses what mallory sends her, and,
-	// as the blocking module does, presence from her to mallory.
+	// as the blocking module does, presence other than subscriptions from
+	// her to mallory.
 	if err := core.Hook(router.StanzaIn, 100, "test", func(ev *router.EventData) bool {
 		from, to := ev.Stanza.From.Bare().String(), ev.To.Bare().String()
 		return (to == "alice@localhost" && from == "mallory@localhost") ||
-			(ev.Stanza.Name == "presence" && from == "alice@localhost" && to == "mallory@localhost")
+			(ev.Stanza.Name == "presence" && !ev.Stanza.IsSubscription() && from == "alice@localhost" && to == "mallory@localhost")
 	}); err != nil {
 		t.Fatal(err)
 	}

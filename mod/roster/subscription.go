@@ -108,7 +108,7 @@ func (m *Module) subscriptionFromUser(ctx context.Context, user, contact jid.JID
 // the sender's bare JID, st.To the account.
 func (m *Module) inboundSubscription(ctx context.Context, st *element.Stanza) {
 	owner, other := st.To, st.From
-	if m.blocks(ctx, owner, other) {
+	if m.refused(ctx, st) {
 		return
 	}
 	if !m.core.AccountExists(ctx, owner) {
@@ -207,16 +207,14 @@ func (m *Module) refuseSubscription(st *element.Stanza) {
 	m.deliverAll(reply, sender)
 }
 
-// blocks reports whether the local account owner refuses what other
-// sends it (XEP-0191 §3.5). Only the owner's refusal counts, as it always
-// did for subscriptions: a user who removes a contact they blocked still
-// cancels the contact's subscription (RFC 6121 §2.5.2), and a request
-// stays pending for its owner when its sender blocks them later. So the
-// core is asked as for a message, which StanzaIn checks against the
-// addressee's list only (presence is checked both ways); with no sending
-// session, nobody is answered.
-func (m *Module) blocks(ctx context.Context, owner, other jid.JID) bool {
-	return !m.core.Admit(ctx, nil, &element.Stanza{Name: "message", From: other, To: owner}, owner)
+// refused reports whether the local account st is addressed to refuses
+// the subscription presence st (XEP-0191 §3.5, the StanzaIn hooks). Only
+// the addressee's refusal counts for a subscription: a user who removes
+// a contact they blocked still cancels the contact's subscription (RFC
+// 6121 §2.5.2), and a request stays pending for its owner when its
+// sender blocks them later. With no sending session, nobody is answered.
+func (m *Module) refused(ctx context.Context, st *element.Stanza) bool {
+	return !m.core.Admit(ctx, nil, st, st.To)
 }
 
 // deliverAll queues st as it is, addressed to the bare JID, to every
@@ -238,9 +236,6 @@ func (m *Module) redeliverSubscriptionRequests(ctx context.Context, t router.Tar
 			continue
 		}
 		contact, cerr := jid.Parse(item.Contact)
-		if cerr == nil && m.blocks(ctx, user, contact) {
-			continue
-		}
 		st, err := element.Unmarshal(item.PendingInStanza)
 		if err != nil || len(item.PendingInStanza) == 0 {
 			if cerr != nil {
@@ -249,6 +244,9 @@ func (m *Module) redeliverSubscriptionRequests(ctx context.Context, t router.Tar
 			st = &element.Stanza{Name: "presence", Type: "subscribe", From: contact}
 		}
 		st.To = user
+		if cerr == nil && m.refused(ctx, &element.Stanza{Name: "presence", Type: "subscribe", From: contact, To: user}) {
+			continue
+		}
 		m.core.Deliver(t, st)
 	}
 }
