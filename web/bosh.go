@@ -2,8 +2,6 @@ package web
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"ottr.im/ottr/c2s"
+	"ottr.im/ottr/internal/randid"
 )
 
 // BOSH (XEP-0124, XEP-0206) settings that are not configurable.
@@ -387,11 +386,9 @@ func (h *Handler) createBOSH(r *http.Request, b *boshBody) (*boshSession, *boshR
 	if b.hasHold {
 		hold = min(max(b.hold, 0), boshMaxHold)
 	}
-	var id [16]byte
-	rand.Read(id[:])
 	s := &boshSession{
 		h:          h,
-		sid:        hex.EncodeToString(id[:]),
+		sid:        randid.Token(),
 		to:         b.to,
 		lang:       cmp(b.lang, "en"),
 		ver:        boshVer(b.ver),

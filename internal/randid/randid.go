@@ -19,3 +19,15 @@ func New() string {
 	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
 	return hex.EncodeToString(b[:])
 }
+
+// TokenLen is the length of an id returned by Token.
+const TokenLen = 32
+
+// Token returns TokenLen random lowercase hex characters (128 bits from
+// crypto/rand), for an id that is all a client shows to be let in, such
+// as a BOSH session id (XEP-0124 §7.5).
+func Token() string {
+	var b [TokenLen / 2]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

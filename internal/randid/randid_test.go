@@ -6,18 +6,24 @@ import (
 )
 
 func TestNew(t *testing.T) {
-	seen := make(map[string]bool)
-	for range 1000 {
-		id := New()
-		if len(id) != Len {
-			t.Fatalf("New() = %q: %d characters, want %d", id, len(id), Len)
+	for _, tc := range []struct {
+		name string
+		f    func() string
+		n    int
+	}{{"New", New, Len}, {"Token", Token, TokenLen}} {
+		seen := make(map[string]bool)
+		for range 1000 {
+			id := tc.f()
+			if len(id) != tc.n {
+				t.Fatalf("%s() = %q: %d characters, want %d", tc.name, id, len(id), tc.n)
+			}
+			if _, err := hex.DecodeString(id); err != nil {
+				t.Fatalf("%s() = %q: not hex: %v", tc.name, id, err)
+			}
+			if seen[id] {
+				t.Fatalf("%s() repeated %q within 1000 calls", tc.name, id)
+			}
+			seen[id] = true
 		}
-		if _, err := hex.DecodeString(id); err != nil {
-			t.Fatalf("New() = %q: not hex: %v", id, err)
-		}
-		if seen[id] {
-			t.Fatalf("New() repeated %q within 1000 calls", id)
-		}
-		seen[id] = true
 	}
 }
