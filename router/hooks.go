@@ -156,6 +156,24 @@ func (r *Router) Hook(event Event, priority int, name string, fn HookFunc) error
 	return nil
 }
 
+// HookSpec is one of a module's hooks, for Hooks.
+type HookSpec struct {
+	Event    Event
+	Priority int
+	Fn       HookFunc
+}
+
+// Hooks adds a module's hooks in order (see Hook), stopping at the first
+// error, which names the module.
+func (r *Router) Hooks(module string, hs ...HookSpec) error {
+	for _, h := range hs {
+		if err := r.Hook(h.Event, h.Priority, module, h.Fn); err != nil {
+			return fmt.Errorf("%s: %w", module, err)
+		}
+	}
+	return nil
+}
+
 // Fire runs event's handlers in order and reports whether one stopped the
 // chain. Modules fire the events they own (presence, blocking) with it.
 func (r *Router) Fire(event Event, e *EventData) (stopped bool) {

@@ -15,43 +15,10 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/routertest"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
-
-// target is a Target that records what it is given.
-type target struct {
-	jid    jid.JID
-	mu     sync.Mutex
-	got    []*element.Stanza
-	closed *stream.Error
-}
-
-func newTarget(s string) *target { return &target{jid: jid.MustParse(s)} }
-
-func (t *target) JID() jid.JID { return t.jid }
-
-func (t *target) Deliver(st *element.Stanza) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.got = append(t.got, st)
-	return true
-}
-
-func (t *target) Close(e stream.Error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.closed = &e
-}
-
-// take returns and forgets what t got.
-func (t *target) take() []*element.Stanza {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	got := t.got
-	t.got = nil
-	return got
-}
 
 // accounts is an AccountStore in memory.
 type accounts struct {
@@ -90,12 +57,11 @@ func newCore(t *testing.T) (*router.Router, *accounts) {
 
 func bind(t *testing.T, core *router.Router, s string) *target {
 	t.Helper()
-	tg := newTarget(s)
-	if err := core.Bind(context.Background(), tg); err != nil {
-		t.Fatalf("bind %s: %v", s, err)
-	}
-	return tg
+	return routertest.Bind(t, core, s)
 }
+
+// target is the fake Target of the module tests.
+type target = routertest.Target
 
 func msg(from, to, typ string) *element.Stanza {
 	st := &element.Stanza{Name: "message", Type: typ, ID: "m1", From: jid.MustParse(from)}
@@ -222,7 +188,7 @@ func TestRouteRules(t *testing.T) {
 	bob2 := bind(t, core, "bob@localhost/2")
 	available := func(tg *target, prio int) {
 		if bound, _ := core.SetPresence(tg, &element.Stanza{Name: "presence"}, prio); !bound {
-			t.Fatalf("%s not bound", tg.jid)
+			t.Fatalf("%s not bound", tg.JID())
 		}
 	}
 
@@ -269,7 +235,7 @@ func TestRouteRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			offline, component = nil, nil
 			for _, tg := range []*target{alice, bob1, bob2} {
-				tg.take()
+				tg.Take()
 			}
 			if tc.setup != nil {
 				tc.setup()
@@ -280,11 +246,11 @@ func TestRouteRules(t *testing.T) {
 				for _, w := range tc.to {
 					want = want || w == tg
 				}
-				if got := len(tg.take()); (got == 1) != want || got > 1 {
-					t.Errorf("%s got %d stanzas, want it: %v", tg.jid, got, want)
+				if got := len(tg.Take()); (got == 1) != want || got > 1 {
+					t.Errorf("%s got %d stanzas, want it: %v", tg.JID(), got, want)
 				}
 			}
-			back := alice.take()
+			back := alice.Take()
 			switch {
 			case tc.bounced == "" && len(back) > 0:
 				t.Errorf("sender got %d stanzas, want none", len(back))
@@ -320,14 +286,14 @@ func TestStanzaInRefusesDelivery(t *testing.T) {
 	mallory := bind(t, core, "mallory@localhost/m")
 	alice := bind(t, core, "alice@localhost/a")
 	core.Route(context.Background(), mallory, msg("mallory@localhost/m", "bob@localhost/b", "chat"))
-	if got := bob.take(); len(got) != 0 {
+	if got := bob.Take(); len(got) != 0 {
 		t.Fatalf("bob got %d stanzas from mallory", len(got))
 	}
-	if back := mallory.take(); len(back) != 1 || errorCondition(back[0]) != "service-unavailable" {
+	if back := mallory.Take(); len(back) != 1 || errorCondition(back[0]) != "service-unavailable" {
 		t.Fatalf("mallory got %v", back)
 	}
 	core.Route(context.Background(), alice, msg("alice@localhost/a", "bob@localhost/b", "chat"))
-	if got := bob.take(); len(got) != 1 {
+	if got := bob.Take(); len(got) != 1 {
 		t.Fatalf("bob got %d stanzas from alice", len(got))
 	}
 	if delivered != 1 {
@@ -354,7 +320,7 @@ func TestIQMux(t *testing.T) {
 	}
 	alice := bind(t, core, "alice@localhost/a")
 	iq := func(typ, id, to string) *element.Stanza {
-		st, err := element.New("iq", typ, alice.jid, jid.JID{}, id, element.Empty("urn:test", "q"))
+		st, err := element.New("iq", typ, alice.JID(), jid.JID{}, id, element.Empty("urn:test", "q"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +341,7 @@ func TestIQMux(t *testing.T) {
 		{iq("get", "4", "bob@localhost"), "error", "service-unavailable"}, // not AtAccount
 	} {
 		core.Route(context.Background(), alice, tc.st)
-		got := alice.take()
+		got := alice.Take()
 		if len(got) != 1 || got[0].Type != tc.wantType || got[0].ID != tc.st.ID || errorCondition(got[0]) != tc.condition {
 			t.Errorf("iq %s to %q: got %v, want one %s %s", tc.st.ID, tc.st.To, got, tc.wantType, tc.condition)
 		}
@@ -409,25 +375,25 @@ func TestBindRules(t *testing.T) {
 		t.Fatal("bind did not create the account")
 	}
 	replacement := bind(t, core, "alice@localhost/a")
-	if old.closed == nil || old.closed.Err != stream.Conflict.Err {
-		t.Fatalf("the replaced session was closed with %v, want conflict", old.closed)
+	if closed, e := old.Closed(); !closed || e.Err != stream.Conflict.Err {
+		t.Fatalf("the replaced session was closed: %v, with %v, want conflict", closed, e)
 	}
 	core.Unbind(ctx, old) // its transport ends later: no effect
 	if core.Session(jid.MustParse("alice@localhost/a")) != replacement || core.Sessions() != 1 {
 		t.Fatal("unbinding the replaced session removed its replacement")
 	}
 	var se stanza.Error
-	if err := core.Bind(ctx, newTarget("eve@localhost/e")); !errors.As(err, &se) || se.Condition != stanza.InternalServerError {
+	if err := core.Bind(ctx, routertest.NewTarget(t, "eve@localhost/e")); !errors.As(err, &se) || se.Condition != stanza.InternalServerError {
 		t.Fatalf("refused bind: %v", err)
 	}
 	acc.pending["zed@localhost"] = true
-	if err := core.Bind(ctx, newTarget("zed@localhost/z")); !errors.As(err, &se) || se.Condition != stanza.ResourceConstraint {
+	if err := core.Bind(ctx, routertest.NewTarget(t, "zed@localhost/z")); !errors.As(err, &se) || se.Condition != stanza.ResourceConstraint {
 		t.Fatalf("bind while the deletion is pending: %v", err)
 	}
 	for i := 0; i < router.DefaultMaxResources-1; i++ {
 		bind(t, core, "alice@localhost/r"+string(rune('A'+i%26))+string(rune('a'+i/26)))
 	}
-	if err := core.Bind(ctx, newTarget("alice@localhost/one-too-many")); !errors.As(err, &se) || se.Condition != stanza.ResourceConstraint {
+	if err := core.Bind(ctx, routertest.NewTarget(t, "alice@localhost/one-too-many")); !errors.As(err, &se) || se.Condition != stanza.ResourceConstraint {
 		t.Fatalf("bind past the resource cap: %v", err)
 	}
 	core.Unbind(ctx, replacement)

@@ -108,20 +108,14 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 			return nil, fmt.Errorf("blocking: %w", err)
 		}
 	}
-	for _, hk := range []struct {
-		event    router.Event
-		priority int
-		fn       router.HookFunc
-	}{
-		{router.StanzaOut, 100, m.stanzaOut},
-		{router.StanzaIn, 100, m.stanzaIn},
-		{router.SessionBind, 100, m.sessionBind},
-		{router.SessionUnbound, 0, m.sessionUnbound},
-		{router.AccountDeleted, 0, m.accountDeleted},
-	} {
-		if err := core.Hook(hk.event, hk.priority, "blocking", hk.fn); err != nil {
-			return nil, fmt.Errorf("blocking: %w", err)
-		}
+	if err := core.Hooks("blocking",
+		router.HookSpec{Event: router.StanzaOut, Priority: 100, Fn: m.stanzaOut},
+		router.HookSpec{Event: router.StanzaIn, Priority: 100, Fn: m.stanzaIn},
+		router.HookSpec{Event: router.SessionBind, Priority: 100, Fn: m.sessionBind},
+		router.HookSpec{Event: router.SessionUnbound, Priority: 0, Fn: m.sessionUnbound},
+		router.HookSpec{Event: router.AccountDeleted, Priority: 0, Fn: m.accountDeleted},
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

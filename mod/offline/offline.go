@@ -22,7 +22,6 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -118,11 +117,11 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 		logger: core.Logger().With("module", "offline"),
 		turns:  make(map[string]chan struct{}),
 	}
-	if err := core.Hook(router.MessageOffline, 0, "offline", m.messageOffline); err != nil {
-		return nil, fmt.Errorf("offline: %w", err)
-	}
-	if err := core.Hook(router.PresenceInitial, 0, "offline", m.presenceInitial); err != nil {
-		return nil, fmt.Errorf("offline: %w", err)
+	if err := core.Hooks("offline",
+		router.HookSpec{Event: router.MessageOffline, Priority: 0, Fn: m.messageOffline},
+		router.HookSpec{Event: router.PresenceInitial, Priority: 0, Fn: m.presenceInitial},
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

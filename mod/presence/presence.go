@@ -22,7 +22,6 @@ package presence
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -85,18 +84,12 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 		logger:      core.Logger().With("module", "presence"),
 		directed:    make(map[router.Target]map[string]jid.JID),
 	}
-	for _, h := range []struct {
-		event    router.Event
-		priority int
-		fn       router.HookFunc
-	}{
-		{router.PresenceOut, 0, m.presenceOut},
-		{router.SessionUnbound, 100, m.sessionUnbound},
-		{router.BlockListChanged, 0, m.blockListChanged},
-	} {
-		if err := core.Hook(h.event, h.priority, "presence", h.fn); err != nil {
-			return nil, fmt.Errorf("presence: %w", err)
-		}
+	if err := core.Hooks("presence",
+		router.HookSpec{Event: router.PresenceOut, Priority: 0, Fn: m.presenceOut},
+		router.HookSpec{Event: router.SessionUnbound, Priority: 100, Fn: m.sessionUnbound},
+		router.HookSpec{Event: router.BlockListChanged, Priority: 0, Fn: m.blockListChanged},
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -112,19 +112,13 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 	if err := core.HandleIQ(xml.Name{Space: nsRoster, Local: "query"}, router.AtSelf, "", router.IQHandlerFunc(m.handleRoster)); err != nil {
 		return nil, fmt.Errorf("roster: %w", err)
 	}
-	for _, h := range []struct {
-		event    router.Event
-		priority int
-		fn       router.HookFunc
-	}{
-		{router.PresenceOut, 100, m.presenceOut},
-		{router.PresenceInitial, 100, m.presenceInitial},
-		{router.SessionUnbound, 0, m.sessionUnbound},
-		{router.AccountDeleted, 0, m.accountDeleted},
-	} {
-		if err := core.Hook(h.event, h.priority, "roster", h.fn); err != nil {
-			return nil, fmt.Errorf("roster: %w", err)
-		}
+	if err := core.Hooks("roster",
+		router.HookSpec{Event: router.PresenceOut, Priority: 100, Fn: m.presenceOut},
+		router.HookSpec{Event: router.PresenceInitial, Priority: 100, Fn: m.presenceInitial},
+		router.HookSpec{Event: router.SessionUnbound, Priority: 0, Fn: m.sessionUnbound},
+		router.HookSpec{Event: router.AccountDeleted, Priority: 0, Fn: m.accountDeleted},
+	); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
