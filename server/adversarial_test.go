@@ -18,6 +18,7 @@ import (
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testfixture/testserver"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/server"
 )
@@ -579,11 +580,8 @@ func TestManyUnfinishedAuth(t *testing.T) {
 // TLS says so at start (security review #11).
 func TestRequireTLSOffWarns(t *testing.T) {
 	for _, require := range []bool{false, true} {
-		cfg := config.Default()
-		cfg.DataDir = t.TempDir()
-		cfg.C2S.Listen = []string{"127.0.0.1:0"}
+		cfg := testserver.Config(t)
 		cfg.C2S.RequireTLS = &require
-		cfg.Hosts = []config.Host{{Name: testHost, OTPSeed: testSeed, TokenSecret: testSecret}}
 		var log xmpptest.LogBuffer
 		srv, err := server.New(server.Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		if err != nil {

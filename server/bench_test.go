@@ -7,10 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"ottr.im/ottr/config"
-
+	"ottr.im/ottr/internal/testfixture/testserver"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -94,8 +92,4 @@ func BenchmarkRouteMessage(b *testing.B) {
 
 // liftConnectionRate lets one address open connections as fast and as
 // many as a benchmark, or a test of many connections, does.
-func liftConnectionRate(c *config.Config) {
-	c.Limits.ConnectionRate = config.Rate{N: 1000000, Per: time.Second}
-	c.Limits.ConnectionBurst = 1000000
-	c.Limits.ConnectionsPerAddress = c.Limits.MaxConnections
-}
+var liftConnectionRate = testserver.LiftConnectionRate

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testfixture/testserver"
 	"ottr.im/ottr/server"
 	"ottr.im/ottr/storage/claimlog"
 )
@@ -17,10 +17,7 @@ import (
 // the first (each would accept a token the other accepted); once the first
 // shut down, it starts. The log is created 0600.
 func TestSecondServerSameDataDir(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.C2S.Listen = []string{"127.0.0.1:0"}
-	cfg.Hosts = []config.Host{{Name: testHost, OTPSeed: testSeed, TokenSecret: testSecret}}
+	cfg := testserver.Config(t)
 	first, err := server.New(server.Options{Config: cfg})
 	if err != nil {
 		t.Fatal(err)

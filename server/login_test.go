@@ -15,6 +15,7 @@ import (
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/server"
 	"ottr.im/ottr/storage/sqlite"
@@ -362,7 +363,9 @@ func wantCondition(t *testing.T, what string, err error, cond string) {
 // that starts with a letter still logs in with a short nonce.
 func TestTokenDigitsCannotMove(t *testing.T) {
 	params := func(nonceDigits int) auth.TokenParams {
-		return auth.TokenParams{OTPSeed: testSeed, TokenSecret: testSecret, NonceDigits: nonceDigits}
+		p := testfixture.Params()
+		p.NonceDigits = nonceDigits
+		return p
 	}
 	mint := func(t *testing.T, p auth.TokenParams, user, nonce string) string {
 		t.Helper()
