@@ -74,6 +74,17 @@ const (
 	// Deleted: what the deletion left to tell one of its contacts). Fired
 	// once with Deleted nil, then once for each affected contact.
 	AccountDeleted
+	// MessageOut: a message from a local session, after StanzaOut and
+	// before it is routed (From, Stanza, To: its to, the zero JID for
+	// the user's own account). Carbons copy it to the user's other
+	// resources, the archive stores it; a handler that stops it has
+	// answered the sender.
+	MessageOut
+	// StanzaDeliver: a stanza is about to be queued to a bound target
+	// (Target, Stanza), by Router.Deliver. A handler that stops it has
+	// taken it over (client state indication holds it back, to queue it
+	// later with Target.Deliver itself).
+	StanzaDeliver
 
 	numEvents
 )
@@ -82,6 +93,7 @@ var eventNames = [numEvents]string{
 	"stanza/out", "stanza/in", "message/bare", "message/full", "message/offline",
 	"message/delivered", "presence/out", "presence/broadcast", "presence/initial",
 	"session/bind", "session/bound", "session/unbound", "blocklist/changed", "account/deleted",
+	"message/out", "stanza/deliver",
 }
 
 // String returns the event's name, such as "message/bare".

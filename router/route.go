@@ -19,9 +19,14 @@ func (r *Router) Route(ctx context.Context, from Target, st *element.Stanza) {
 	if hasTo && len(r.hooks[StanzaOut]) > 0 && r.Fire(StanzaOut, &EventData{Ctx: ctx, From: from, Stanza: st, To: to}) {
 		return
 	}
-	if st.Name == "presence" {
+	switch st.Name {
+	case "presence":
 		r.Fire(PresenceOut, &EventData{Ctx: ctx, From: from, Stanza: st, To: to})
 		return
+	case "message":
+		if len(r.hooks[MessageOut]) > 0 && r.Fire(MessageOut, &EventData{Ctx: ctx, From: from, Stanza: st, To: to}) {
+			return
+		}
 	}
 	switch {
 	case !hasTo:
@@ -135,18 +140,7 @@ func (r *Router) toFull(ctx context.Context, from Target, st *element.Stanza) {
 // deliverBest sends st to the available resources of bare with the
 // highest non-negative priority, and reports whether any got it.
 func (r *Router) deliverBest(ctx context.Context, from Target, st *element.Stanza, bare jid.JID) bool {
-	r.mu.RLock()
-	best, targets := -1, []Target(nil)
-	for _, res := range r.users[bare.String()] {
-		switch {
-		case !res.available || res.priority < 0 || res.priority < best:
-		case res.priority > best:
-			best, targets = res.priority, append(targets[:0], res.target)
-		default:
-			targets = append(targets, res.target)
-		}
-	}
-	r.mu.RUnlock()
+	targets := r.Best(bare)
 	for _, t := range targets {
 		r.deliverRouted(ctx, from, t, st)
 	}

@@ -347,6 +347,25 @@ func (r *Router) SetPresence(t Target, st *element.Stanza, priority int) (bound,
 	return true, initial
 }
 
+// Best returns the available targets of bare with the highest
+// non-negative priority: those a message to the bare JID goes to (RFC
+// 6121 §8.5.2.1.1).
+func (r *Router) Best(bare jid.JID) []Target {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	best, targets := -1, []Target(nil)
+	for _, res := range r.users[bare.String()] {
+		switch {
+		case !res.available || res.priority < 0 || res.priority < best:
+		case res.priority > best:
+			best, targets = res.priority, append(targets[:0], res.target)
+		default:
+			targets = append(targets, res.target)
+		}
+	}
+	return targets
+}
+
 // PresenceOf returns a copy of the last presence of each available
 // resource of bare, from that resource's full JID.
 func (r *Router) PresenceOf(bare jid.JID) []*element.Stanza {
@@ -363,9 +382,13 @@ func (r *Router) PresenceOf(bare jid.JID) []*element.Stanza {
 	return out
 }
 
-// Deliver queues st to t (no hooks, no checks): for replies and pushes
-// from the server, and for stanzas already admitted.
+// Deliver queues st to t after the StanzaDeliver hooks (no other
+// checks): for replies and pushes from the server, and for stanzas
+// already admitted.
 func (r *Router) Deliver(t Target, st *element.Stanza) {
+	if len(r.hooks[StanzaDeliver]) > 0 && r.Fire(StanzaDeliver, &EventData{Target: t, Stanza: st, To: t.JID()}) {
+		return
+	}
 	if !t.Deliver(st) {
 		r.logger.Debug("delivery dropped", "to", t.JID().String())
 	}
