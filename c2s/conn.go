@@ -337,24 +337,7 @@ func (s *Session) other(name xml.Name, raw []byte) (stream.Error, bool) {
 // client, as a copy the stanza may keep, or nil when the client closed
 // the stream.
 func (l *link) nextElement(fr *framer) ([]byte, bool, error) {
-	br := l.guard.br
-	for {
-		if _, err := br.Peek(1); err != nil {
-			return nil, false, err
-		}
-		chunk, _ := br.Peek(br.Buffered())
-		n, done, err := fr.feed(chunk)
-		br.Discard(n)
-		switch {
-		case err != nil:
-			return nil, false, err
-		case done:
-			el, needsCtx := fr.take()
-			return el, needsCtx, nil
-		case fr.end:
-			return nil, false, nil
-		}
-	}
+	return readElement(l.guard.br, fr)
 }
 
 // handle stamps st and passes it on.
