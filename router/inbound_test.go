@@ -44,13 +44,13 @@ func TestRouteInbound(t *testing.T) {
 	bot := routertest.NewTarget(t, "bot@push.example/x")
 
 	tests := []struct {
-		name     string
-		refused  bool
-		st       string
-		toBob    string // the type of what bob gets ("-" nothing, "" a stanza without type)
-		toBot    string // the error condition bot gets back, "result" for a result, "" nothing
-		offline  int
-		other    int
+		name    string
+		refused bool
+		st      string
+		toBob   string // the type of what bob gets ("-" nothing, "" a stanza without type)
+		toBot   string // the error condition bot gets back, "result" for a result, "" nothing
+		offline int
+		other   int
 	}{
 		{name: "message to bare", st: `<message to='bob@localhost' type='chat'><body>hi</body></message>`, toBob: "chat"},
 		{name: "message to full", st: `<message to='bob@localhost/phone' type='chat'><body>hi</body></message>`, toBob: "chat"},
