@@ -49,7 +49,7 @@ func got(tg *routertest.Target) string {
 // what was held), and the flush on <active/>.
 func TestHeldAndFlushed(t *testing.T) {
 	const (
-		carbonWith = `<message from="bob@localhost" id="cb" type="chat"><received xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0"><message xmlns="jabber:client" from="c1@localhost/x" type="chat"><body>hi</body></message></forwarded></received></message>`
+		carbonWith  = `<message from="bob@localhost" id="cb" type="chat"><received xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0"><message xmlns="jabber:client" from="c1@localhost/x" type="chat"><body>hi</body></message></forwarded></received></message>`
 		carbonState = `<message from="bob@localhost" id="cs" type="chat"><sent xmlns="urn:xmpp:carbons:2"><forwarded xmlns="urn:xmpp:forward:0"><message xmlns="jabber:client" to="c1@localhost/x" type="chat"><active xmlns="http://jabber.org/protocol/chatstates"/></message></forwarded></sent></message>`
 	)
 	for _, tc := range []struct {
