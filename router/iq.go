@@ -58,6 +58,7 @@ const (
 type iqMux struct {
 	server, self, account map[xml.Name]IQHandler
 	features              []string // disco#info features of the server
+	accountFeatures       []string // disco#info features of every account
 }
 
 func newIQMux() iqMux {
@@ -105,6 +106,26 @@ func (r *Router) HandleIQ(name xml.Name, where int, feature string, h IQHandler)
 // Features returns the server's disco#info features, sorted.
 func (r *Router) Features() []string {
 	fs := append([]string(nil), r.iq.features...)
+	sort.Strings(fs)
+	return fs
+}
+
+// AddAccountFeature adds f to the disco#info features of every local
+// account (XEP-0030 §3.1 on a bare JID: push, the archive), for a module
+// whose feature is served for the account rather than by the server.
+// A registration after the first session bound is an error.
+func (r *Router) AddAccountFeature(f string) error {
+	if r.started.Load() {
+		return fmt.Errorf("router: account feature %s after start", f)
+	}
+	r.iq.accountFeatures = append(r.iq.accountFeatures, f)
+	return nil
+}
+
+// AccountFeatures returns the accounts' disco#info features added with
+// AddAccountFeature, sorted.
+func (r *Router) AccountFeatures() []string {
+	fs := append([]string(nil), r.iq.accountFeatures...)
 	sort.Strings(fs)
 	return fs
 }

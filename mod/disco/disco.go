@@ -44,7 +44,7 @@ func Register(core *router.Router) error {
 			return info(req, []xml.Attr{
 				{Name: xml.Name{Local: "category"}, Value: "account"},
 				{Name: xml.Name{Local: "type"}, Value: "registered"},
-			}, []string{nsInfo})
+			}, append([]string{nsInfo}, core.AccountFeatures()...))
 		}},
 		{xml.Name{Space: nsItems, Local: "query"}, router.AtServer | router.AtSelf | router.AtAccount, nsItems, func(context.Context, router.IQRequest) (xml.TokenReader, error) {
 			return element.Empty(nsItems, "query"), nil
