@@ -225,3 +225,7 @@ func TestIMRowsNeedNoAccount(t *testing.T) {
 		t.Errorf("SetLastActivity: %v", err)
 	}
 }
+
+func TestArchive(t *testing.T) {
+	storagetest.TestArchive(t, func(t *testing.T) storagetest.ArchiveStore { return newTestStore(t) })
+}
