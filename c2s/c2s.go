@@ -68,10 +68,20 @@ type Router interface {
 	// s.JID(): local handling, delivery, or an error reply. ctx is
 	// s.Context().
 	Route(ctx context.Context, s *Session, st *element.Stanza)
+	// Reroute takes back a message that a session with stream management
+	// (XEP-0198) queued or sent but the client never acknowledged, once
+	// the session was unbound for good: the server routes it again as to
+	// the user's bare JID (another resource, or offline storage), so that
+	// it is neither lost nor delivered twice. ctx is not cancelled.
+	Reroute(ctx context.Context, s *Session, st *element.Stanza)
+	// Resumed tells that s, bound before, now continues on the
+	// connection negotiating with ctx (XEP-0198 resumption), after its
+	// old connection broke.
+	Resumed(ctx context.Context, s *Session)
 }
 
 // Element is a top-level element that a client sent on a bound stream
-// and that is not a stanza, such as XEP-0198's <r/>.
+// and that is not a stanza, such as XEP-0352's <active/>.
 type Element struct {
 	// Name is the element's name, its namespace resolved.
 	Name xml.Name
@@ -128,10 +138,10 @@ type Config struct {
 	// Router receives bound sessions and their stanzas.
 	Router Router
 	// Elements handle the top-level elements other than stanzas that a
-	// client may send once bound, by name (such as XEP-0198's <r/>, <a/>
-	// and <enable/>). Any other such element ends the stream with
-	// unsupported-stanza-type. WithDefaults panics on a nil handler or a
-	// stanza's name.
+	// client may send once bound, by name (such as XEP-0352's <active/>;
+	// XEP-0198's are handled by c2s itself). Any other such element ends
+	// the stream with unsupported-stanza-type. WithDefaults panics on a
+	// nil handler, a stanza's name or XEP-0198's namespace.
 	Elements map[xml.Name]ElementHandler
 	// Logger is the parent logger; each connection adds its id and address.
 	Logger *slog.Logger
@@ -155,9 +165,24 @@ type Config struct {
 	// CloseGrace is how long to wait for the peer's closing stream tag
 	// after ours before the socket is closed.
 	CloseGrace time.Duration
+	// ResumeTimeout is the longest a session with stream management
+	// (XEP-0198) that asked for resumption waits for its client after
+	// its connection broke: it keeps its resource, its presence and what
+	// is delivered meanwhile, then ends as a dropped connection does. A
+	// client's shorter max is honoured. 0 is 10 minutes; negative offers
+	// acks without resumption.
+	ResumeTimeout time.Duration
+	// AckDelay is how long the server waits, after writing a stanza the
+	// client has not acknowledged, before it asks for an ack with <r/>
+	// (checked by Session.Tick; it also asks every 5 stanzas).
+	AckDelay time.Duration
 
 	ready   bool           // defaults applied
 	connIDs *atomic.Uint64 // numbers the connections in the logs
+	// resumable holds the sessions that may be resumed, by id; copies of
+	// a Config made after WithDefaults share it, so that a session may be
+	// resumed over any of the listeners (TCP, direct TLS, WebSocket).
+	resumable *resumeTable
 }
 
 // WithDefaults returns a copy of c with every zero limit set to its
@@ -168,8 +193,8 @@ func (c *Config) WithDefaults() *Config {
 		return c
 	}
 	for name, h := range c.Elements {
-		if h == nil || element.Is(name) {
-			panic(fmt.Sprintf("c2s: Config.Elements: bad handler for {%s}%s: nil, or a stanza's name", name.Space, name.Local))
+		if h == nil || element.Is(name) || name.Space == nsSM {
+			panic(fmt.Sprintf("c2s: Config.Elements: bad handler for {%s}%s: nil, a stanza's name, or stream management's (handled here)", name.Space, name.Local))
 		}
 	}
 	d := *c
@@ -208,6 +233,13 @@ func (c *Config) WithDefaults() *Config {
 	if d.CloseGrace == 0 {
 		d.CloseGrace = 2 * time.Second
 	}
+	if d.ResumeTimeout == 0 {
+		d.ResumeTimeout = DefaultResumeTimeout
+	}
+	if d.AckDelay == 0 {
+		d.AckDelay = 5 * time.Second
+	}
+	d.resumable = newResumeTable()
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}

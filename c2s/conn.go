@@ -38,8 +38,10 @@ type negotiation struct {
 	restarts int    // streams the client must open: 1 + restarts
 
 	user    string   // authenticated localpart
-	sess    *Session // set by bind
+	sess    *Session // set by bind, or by a resumption
 	authErr error    // last credential failure, for the SASL condition
+	resumed bool     // sess was resumed (XEP-0198) rather than bound
+	previd  string   // the resumption id, when resumed
 }
 
 // Serve runs one client connection to its end: negotiation, then the
@@ -78,19 +80,38 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	s := n.sess
 	// From here on the session reads through the framer and writes its
 	// own bytes: mellium's session (and its buffers) is no longer needed.
-	s.logger.Info("session started", "tls", xs.State()&xmpp.Secure != 0)
-	xs = nil
 	l := newLink(conn, n.guard)
-	s.attach(l)
-	s.leave(s.readLoop(l))
+	if n.resumed {
+		n.logger.Info("connection resumes a session", "jid", s.jid.String())
+		s.resumeOn(l, n.previd)
+	} else {
+		s.logger.Info("session started", "tls", xs.State()&xmpp.Secure != 0)
+		s.attach(l)
+	}
+	xs = nil
+	end, dropped := s.readLoop(l)
+	if s.linkDone(l, dropped) {
+		// The session waits for resumption, or goes on over another
+		// connection: this one is over.
+		return
+	}
+	s.leave(end)
 	<-s.done
+	s.rerouteUnacked()
 	s.logger.Info("session ended")
 }
 
 // leave ends a bound session whose stream is over: its context is
 // cancelled, the router unbinds it (with a context that is not), and it
-// closes with e.
+// closes with e. It is no longer open to resumption.
 func (s *Session) leave(e stream.Error) {
+	s.mu.Lock()
+	s.over = true
+	sm := s.sm
+	s.mu.Unlock()
+	if sm != nil && sm.id != "" {
+		s.cfg.resumable.remove(sm.id)
+	}
 	s.cancel()
 	s.cfg.Router.Unbind(context.WithoutCancel(s.ctx), s)
 	s.Close(e)
@@ -104,6 +125,7 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 		saslFeature(n),
 		bindFeature(n),
 		sessionFeature(),
+		smFeature(n),
 	}
 	for _, name := range n.cfg.Announce {
 		features = append(features, announced(name))
@@ -129,6 +151,9 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 		state = xmpp.Secure // direct TLS (XEP-0368), or HTTPS underneath
 	}
 	xs, err := xmpp.ReceiveSession(context.WithoutCancel(ctx), n.guard, state, negotiator)
+	if errors.Is(err, errResumed) {
+		err = nil
+	}
 	stopped := stop()
 	if err == nil && n.sess == nil {
 		err = errors.New("c2s: negotiation finished without a bound resource")
@@ -257,12 +282,14 @@ func isOtherEncoding(err error) bool {
 }
 
 // readLoop reads stanzas from l until the stream ends and returns the
-// stream error to close with (zero for a clean close).
-func (s *Session) readLoop(l *link) (end stream.Error) {
+// stream error to close with (zero for a clean close), and whether the
+// connection broke (rather than the stream being closed by either side):
+// a session that may be resumed then waits.
+func (s *Session) readLoop(l *link) (end stream.Error, dropped bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logger.Error("panic while handling the stream", "panic", r, "stack", stack())
-			end = streamError(stream.InternalServerError, "")
+			end, dropped = streamError(stream.InternalServerError, ""), false
 		}
 	}()
 	cfg := s.cfg
@@ -276,7 +303,7 @@ func (s *Session) readLoop(l *link) (end stream.Error) {
 			// The client closed its stream.
 			s.logger.Debug("client closed the stream")
 			s.closeGracefully()
-			return stream.Error{}
+			return stream.Error{}, false
 		}
 		st, err := element.FromBytes(el)
 		if needsCtx || errors.Is(err, element.ErrNeedsContext) {
@@ -285,10 +312,10 @@ func (s *Session) readLoop(l *link) (end stream.Error) {
 			if err == nil && st == nil {
 				if name.Space == stream.NS && name.Local == "error" {
 					s.logger.Info("client sent a stream error")
-					return stream.Error{}
+					return stream.Error{}, false
 				}
 				if end, over := s.other(name, el); over {
-					return end
+					return end, false
 				}
 				continue
 			}
@@ -296,19 +323,21 @@ func (s *Session) readLoop(l *link) (end stream.Error) {
 		var addrErr *element.AddrError
 		switch {
 		case errors.As(err, &addrErr):
+			s.handled()
 			st.From = s.jid
 			s.replyError(st, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed})
 			continue
 		case err != nil:
 			s.logger.Info("not well-formed stanza", "err", err)
-			return streamError(stream.NotWellFormed, "")
+			return streamError(stream.NotWellFormed, ""), false
 		}
 		if name := (xml.Name{Space: element.NSClient, Local: st.Name}); !element.Is(name) {
 			if end, over := s.other(name, el); over {
-				return end
+				return end, false
 			}
 			continue
 		}
+		s.handled()
 		s.handle(st)
 	}
 }
@@ -318,6 +347,9 @@ func (s *Session) readLoop(l *link) (end stream.Error) {
 // and true when the stream ends: always without a handler
 // (unsupported-stanza-type), else when the handler failed.
 func (s *Session) other(name xml.Name, raw []byte) (stream.Error, bool) {
+	if name.Space == nsSM {
+		return s.smElement(name.Local, raw)
+	}
 	h, ok := s.cfg.Elements[name]
 	if !ok {
 		s.logger.Info("unsupported top-level element", "name", name.Local, "ns", name.Space)
@@ -338,6 +370,14 @@ func (s *Session) other(name xml.Name, raw []byte) (stream.Error, bool) {
 // the stream.
 func (l *link) nextElement(fr *framer) ([]byte, bool, error) {
 	return readElement(l.guard.br, fr)
+}
+
+// handled counts a stanza read from the client for stream management
+// (XEP-0198's h, wrapping at 2^32). Only the read loop calls it.
+func (s *Session) handled() {
+	if s.sm != nil {
+		s.sm.inH++
+	}
 }
 
 // handle stamps st and passes it on.
@@ -391,37 +431,44 @@ func (s *Session) replyError(st *element.Stanza, e stanza.Error) {
 	s.Deliver(reply)
 }
 
-// readError maps a read failure to the stream error that ends the stream.
-func (s *Session) readError(err error) stream.Error {
+// readError maps a read failure to the stream error that ends the stream,
+// and reports whether the connection broke.
+func (s *Session) readError(err error) (stream.Error, bool) {
 	var se stream.Error
 	var limit *LimitError
 	switch {
 	case errors.As(err, &limit):
 		s.logger.Info("input refused", "reason", limit.Reason)
-		return limit.Err
+		return limit.Err, false
 	case errors.Is(err, io.EOF):
+		if s.resumable() {
+			// No closing tag: the connection broke, and the session
+			// waits for resumption.
+			s.logger.Debug("connection closed without closing the stream")
+			return stream.Error{}, true
+		}
 		s.logger.Debug("client closed the stream")
 		s.closeGracefully()
-		return stream.Error{}
+		return stream.Error{}, false
 	case errors.As(err, &se):
 		s.logger.Info("client sent a stream error", "condition", se.Err)
-		return stream.Error{}
+		return stream.Error{}, false
 	case isXMLSyntax(err):
 		s.logger.Info("not well-formed input", "err", err)
-		return streamError(stream.NotWellFormed, "")
+		return streamError(stream.NotWellFormed, ""), false
 	case isRestricted(err):
 		s.logger.Info("restricted XML", "err", err)
-		return streamError(stream.RestrictedXML, "")
+		return streamError(stream.RestrictedXML, ""), false
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
 		s.logger.Debug("connection ended", "err", err)
-		return stream.Error{}
+		return stream.Error{}, true
 	default:
 		var ne net.Error
 		if errors.As(err, &ne) || errors.Is(err, xmpp.ErrInputStreamClosed) {
 			s.logger.Debug("connection ended", "err", err)
-			return stream.Error{}
+			return stream.Error{}, true
 		}
 		s.logger.Info("stream read failed", "err", err)
-		return streamError(stream.BadFormat, "")
+		return streamError(stream.BadFormat, ""), false
 	}
 }

@@ -29,6 +29,8 @@ type fuzzRouter struct{}
 
 func (fuzzRouter) Bind(context.Context, *Session) error                    { return nil }
 func (fuzzRouter) Unbind(context.Context, *Session)                        {}
+func (fuzzRouter) Reroute(context.Context, *Session, *element.Stanza)      {}
+func (fuzzRouter) Resumed(context.Context, *Session)                       {}
 func (fuzzRouter) Route(_ context.Context, s *Session, st *element.Stanza) { s.Deliver(st) }
 
 var fuzzMech = sasl.Mechanism{Name: "PLAIN", Start: sasl.Plain.Start, Next: sasl.Plain.Next}
@@ -47,6 +49,8 @@ func FuzzStream(f *testing.F) {
 	f.Add(`<?xml version='1.0'?><!DOCTYPE a>`)
 	f.Add(login + `<message>` + "\xff" + `</message>`)
 	f.Add(login + `<r xmlns='urn:xmpp:sm:3'/><sm:r xmlns:sm='urn:xmpp:sm:3'/><enable xmlns='urn:xmpp:sm:3'/>`)
+	f.Add(login + `<enable xmlns='urn:xmpp:sm:3' resume='true' max='60'/><r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='4294967295'/>`)
+	f.Add(login + `<r xmlns='urn:test:seam'/><s:r xmlns:s='urn:test:seam'/>`)
 	// Security review #10, #11, #5: whitespace between every element,
 	// input that is not XML, another encoding, an oversized header.
 	f.Add(" \n" + strings.ReplaceAll(login, "><", ">\n <") + "\n<presence/>\n")
@@ -60,9 +64,9 @@ func FuzzStream(f *testing.F) {
 		Mechanisms: []sasl.Mechanism{fuzzMech},
 		Auth:       fuzzAuth{},
 		Router:     fuzzRouter{},
-		Elements: map[xml.Name]ElementHandler{{Space: "urn:xmpp:sm:3", Local: "r"}: ElementHandlerFunc(
+		Elements: map[xml.Name]ElementHandler{{Space: "urn:test:seam", Local: "r"}: ElementHandlerFunc(
 			func(_ context.Context, s *Session, _ Element) error {
-				s.DeliverRaw([]byte(`<a xmlns='urn:xmpp:sm:3' h='0'/>`))
+				s.DeliverRaw([]byte(`<a xmlns='urn:test:seam'/>`))
 				return nil
 			})},
 		Logger:           slog.New(slog.DiscardHandler),

@@ -52,6 +52,8 @@ type fakeRouter struct {
 	sessionErr  error // the Err of the session's context, at Unbind
 	unbindCalls chan struct{}
 	routed      chan routed
+	rerouted    []*element.Stanza // Reroute's messages
+	resumed     int               // Resumed calls
 }
 
 // routed is one Route call.
@@ -96,6 +98,18 @@ func (r *fakeRouter) Unbind(ctx context.Context, s *Session) {
 
 func (r *fakeRouter) Route(ctx context.Context, s *Session, st *element.Stanza) {
 	r.routed <- routed{ctx: ctx, st: st}
+}
+
+func (r *fakeRouter) Reroute(ctx context.Context, s *Session, st *element.Stanza) {
+	r.mu.Lock()
+	r.rerouted = append(r.rerouted, st)
+	r.mu.Unlock()
+}
+
+func (r *fakeRouter) Resumed(ctx context.Context, s *Session) {
+	r.mu.Lock()
+	r.resumed++
+	r.mu.Unlock()
 }
 
 // nextRouted waits for a Route call.
@@ -452,7 +466,9 @@ func attr(e xmpptest.Element, local string) string {
 	return ""
 }
 
-const nsSM = "urn:xmpp:sm:3"
+// nsSeam is the namespace of the test's non-stanza elements (stream
+// management's own are handled by c2s itself).
+const nsSeam = "urn:test:seam"
 
 // TestElements sends top-level elements that are not stanzas on a bound
 // stream: a registered handler answers through the session's queue and
@@ -462,14 +478,14 @@ func TestElements(t *testing.T) {
 	var seen []string // the raw elements the <r/> handler got
 	var mu sync.Mutex
 	elements := map[xml.Name]ElementHandler{
-		{Space: nsSM, Local: "r"}: ElementHandlerFunc(func(ctx context.Context, s *Session, el Element) error {
+		{Space: nsSeam, Local: "r"}: ElementHandlerFunc(func(ctx context.Context, s *Session, el Element) error {
 			if ctx.Err() != nil || ctx != s.Context() {
 				return errors.New("handler without the session's live context")
 			}
 			mu.Lock()
 			seen = append(seen, string(el.Raw))
 			mu.Unlock()
-			if !s.DeliverRaw([]byte(`<a xmlns='urn:xmpp:sm:3' h='0'/>`)) {
+			if !s.DeliverRaw([]byte(`<a xmlns='urn:test:seam' h='0'/>`)) {
 				return errors.New("DeliverRaw refused")
 			}
 			return nil
@@ -488,9 +504,9 @@ func TestElements(t *testing.T) {
 		// "stream-error <cond>".
 		want string
 	}{
-		{"handled", `<r xmlns='urn:xmpp:sm:3'/>`, "a"},
-		{"handled, prefixed", `<sm:r xmlns:sm='urn:xmpp:sm:3'></sm:r>`, "a"},
-		{"no handler", `<enable xmlns='urn:xmpp:sm:3'/>`, "stream-error unsupported-stanza-type"},
+		{"handled", `<r xmlns='urn:test:seam'/>`, "a"},
+		{"handled, prefixed", `<sm:r xmlns:sm='urn:test:seam'></sm:r>`, "a"},
+		{"no handler", `<enable xmlns='urn:test:seam'/>`, "stream-error unsupported-stanza-type"},
 		{"no handler, client namespace", `<foo/>`, "stream-error unsupported-stanza-type"},
 		{"handler ends the stream", `<boom xmlns='urn:test'/>`, "stream-error policy-violation"},
 		{"handler fails", `<fail xmlns='urn:test'/>`, "stream-error undefined-condition"},
@@ -514,7 +530,7 @@ func TestElements(t *testing.T) {
 				return
 			}
 			e := r.Read()
-			if e.XMLName != (xml.Name{Space: nsSM, Local: tc.want}) {
+			if e.XMLName != (xml.Name{Space: nsSeam, Local: tc.want}) {
 				t.Fatalf("answer: %s (%s), want %s", e, e.XMLName.Space, tc.want)
 			}
 			mu.Lock()
@@ -536,9 +552,10 @@ func TestElements(t *testing.T) {
 func TestElementsRegistration(t *testing.T) {
 	h := ElementHandlerFunc(func(context.Context, *Session, Element) error { return nil })
 	for _, name := range []xml.Name{
-		{Space: nsSM, Local: "nil"},
+		{Space: nsSeam, Local: "nil"},
 		{Space: stanza.NSClient, Local: "message"},
 		{Local: "iq"},
+		{Space: nsSM, Local: "r"},
 	} {
 		elements := map[xml.Name]ElementHandler{name: h}
 		if name.Local == "nil" {
@@ -553,5 +570,5 @@ func TestElementsRegistration(t *testing.T) {
 			(&Config{Elements: elements}).WithDefaults()
 		}()
 	}
-	(&Config{Elements: map[xml.Name]ElementHandler{{Space: nsSM, Local: "r"}: h}}).WithDefaults()
+	(&Config{Elements: map[xml.Name]ElementHandler{{Space: nsSeam, Local: "r"}: h}}).WithDefaults()
 }

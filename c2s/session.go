@@ -28,14 +28,22 @@ type Session struct {
 	cancel context.CancelFunc
 
 	mu         sync.Mutex
-	link       *link // the transport written to; nil until attached
+	idle       sync.Cond // on mu: broadcast when the reader or the writer stops
+	link       *link     // the transport written to; nil until attached
+	on         *link     // the link whose read loop speaks for the session
 	queue      []outbound
 	queueBytes int
 	closeErr   *stream.Error // set once: the stream error to send, then close
 	closing    bool
 	writing    bool          // a writer goroutine is running
+	reading    bool          // a read loop runs on the link
 	finished   bool          // the writer wrote the end of the stream
 	done       chan struct{} // closed when the writer has finished
+	// sm is the XEP-0198 state once the client enabled stream management.
+	sm *smState
+	// waiting: the link broke and the session waits for resumption, with
+	// no goroutine; over: the session was unbound for good.
+	waiting, over bool
 }
 
 // outbound is one queued item and what to call once it was written: a
@@ -45,6 +53,9 @@ type outbound struct {
 	st      *element.Stanza
 	raw     []byte
 	written func(ok bool)
+	// counted: a stanza sent under stream management, which the client
+	// must acknowledge; request: the server's <r/>.
+	counted, request bool
 }
 
 // keepalive is the whitespace that shows a quiet stream is alive.
@@ -65,7 +76,7 @@ func (o outbound) size() int {
 // is derived from parent and lives until the session's stream ended.
 func newSession(parent context.Context, full jid.JID, cfg *Config, logger *connLog) *Session {
 	ctx, cancel := context.WithCancel(parent)
-	return &Session{
+	s := &Session{
 		jid:    full,
 		cfg:    cfg,
 		logger: logger,
@@ -73,6 +84,8 @@ func newSession(parent context.Context, full jid.JID, cfg *Config, logger *connL
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
+	s.idle.L = &s.mu
+	return s
 }
 
 // JID returns the session's full JID.
@@ -111,17 +124,29 @@ func (s *Session) DeliverRaw(b []byte) bool {
 }
 
 // enqueue adds it to the queue, or closes the session when the queue is
-// full.
+// full. Under stream management the stanzas sent and not acknowledged
+// count against the same bounds; a session waiting for resumption whose
+// queue is full ends as a dropped connection does.
 func (s *Session) enqueue(it outbound) bool {
 	s.mu.Lock()
-	if s.closing {
+	if s.closing || s.over {
 		s.mu.Unlock()
 		return false
 	}
 	size := it.size()
-	if len(s.queue) >= s.cfg.QueueLen || s.queueBytes+size > s.cfg.QueueBytes {
-		n, b, l := len(s.queue), s.queueBytes, s.link
+	n, b := len(s.queue), s.queueBytes
+	if s.sm != nil {
+		n, b = n+len(s.sm.unacked), b+s.sm.unackedBytes
+	}
+	if n >= s.cfg.QueueLen || b+size > s.cfg.QueueBytes {
+		l, waiting := s.link, s.waiting
 		s.mu.Unlock()
+		if waiting {
+			// Not on the deliverer's goroutine: ending runs the
+			// router's unbind work.
+			go s.expire("send queue full")
+			return false
+		}
 		s.logger.Warn("send queue full, closing session", "queued", n, "bytes", b)
 		s.Close(streamError(stream.PolicyViolation, "send queue full: the client is not reading"))
 		if l != nil {
@@ -131,6 +156,7 @@ func (s *Session) enqueue(it outbound) bool {
 		}
 		return false
 	}
+	it.counted = s.sm != nil && it.st != nil
 	s.queue = append(s.queue, it)
 	s.queueBytes += size
 	s.kick()
@@ -138,24 +164,29 @@ func (s *Session) enqueue(it outbound) bool {
 	return true
 }
 
-// attach makes l the session's transport and lets the writer write to
-// it; what was queued before (deliveries between bind and the end of
-// negotiation) goes out first, after the bind result. Serve attaches the
-// link it negotiated. It is also where XEP-0198 resumption will attach a
-// new connection to a session that waits after its old one broke.
+// attach makes l the session's transport, whose read loop is about to
+// run, and lets the writer write to it; what was queued before
+// (deliveries between bind and the end of negotiation) goes out first,
+// after the bind result. Serve attaches the link it negotiated;
+// resumption (see resumeOn) attaches a new connection to a session that
+// waited after its old one broke.
 func (s *Session) attach(l *link) {
 	s.mu.Lock()
-	s.link = l
-	if len(s.queue) > 0 || s.closing {
-		s.kick()
-	}
+	s.attachLocked(l)
 	s.mu.Unlock()
 }
 
+func (s *Session) attachLocked(l *link) {
+	s.link, s.on, s.reading = l, l, true
+	if len(s.queue) > 0 || s.closing {
+		s.kick()
+	}
+}
+
 // detach takes the session's link away and closes its connection: the
-// writer writes to it no more. It is called when the link failed (a write
-// error, a panic in the writer); today the session then ends, and
-// XEP-0198 will instead keep it, with its queue, waiting for attach.
+// writer writes to it no more. It is called when the link failed (a
+// panic in the writer, a write error of a session that cannot wait for
+// resumption), and the session then ends.
 func (s *Session) detach() {
 	s.mu.Lock()
 	l := s.link
@@ -185,15 +216,44 @@ func (s *Session) Close(e stream.Error) {
 		s.mu.Unlock()
 		return
 	}
+	if s.waiting {
+		// No connection to write to: the session ends now, as when its
+		// wait for resumption is over.
+		s.mu.Unlock()
+		s.expire("closed: " + e.Err)
+		return
+	}
 	s.closing = true
 	if e.Err != "" {
 		s.closeErr = &e
 	}
-	dropped := s.queue
-	s.queue, s.queueBytes = nil, 0
+	dropped := s.dropQueueLocked()
 	s.kick()
 	s.mu.Unlock()
 	report(dropped, false)
+}
+
+// dropQueueLocked empties the queue and returns the items to report as
+// never written. Under stream management a stanza without a callback is
+// kept with the unacknowledged ones instead, to be routed again when the
+// session ends (Router.Reroute); one with a callback is reported (its
+// sender, offline delivery, keeps it). The caller holds s.mu.
+func (s *Session) dropQueueLocked() []outbound {
+	dropped := s.queue
+	s.queue, s.queueBytes = nil, 0
+	if s.sm == nil {
+		return dropped
+	}
+	kept := dropped[:0]
+	for _, it := range dropped {
+		if it.counted && it.written == nil {
+			s.sm.unacked = append(s.sm.unacked, it.st)
+			s.sm.unackedBytes += it.size()
+			continue
+		}
+		kept = append(kept, it)
+	}
+	return kept
 }
 
 // report calls the written callbacks of items.
@@ -232,7 +292,7 @@ func (s *Session) writeLoop() {
 		l := s.link
 		if l == nil {
 			// Detached: the queue waits for the next link.
-			s.writing = false
+			s.stopWriting()
 			s.mu.Unlock()
 			return
 		}
@@ -240,26 +300,27 @@ func (s *Session) writeLoop() {
 		s.queueBytes = 0
 		closing, closeErr := s.closing, s.closeErr
 		if len(batch) == 0 && !closing {
-			s.writing = false
+			s.stopWriting()
 			s.mu.Unlock()
 			return
+		}
+		if s.sm != nil && s.sm.wantRequest(batch) {
+			batch = append(batch, outbound{raw: ackRequest, request: true})
 		}
 		s.mu.Unlock()
 
 		if len(batch) > 0 {
 			err := l.write(batch, s.cfg.WriteTimeout)
+			s.mu.Lock()
+			if s.sm != nil {
+				s.sm.sent(batch, err == nil)
+			}
+			s.mu.Unlock()
 			report(batch, err == nil)
 			clear(batch)
 			if err != nil {
 				s.logger.Debug("write failed", "err", err)
-				s.mu.Lock()
-				s.closing = true
-				rest := s.queue
-				s.queue = nil
-				s.mu.Unlock()
-				report(rest, false)
-				s.detach()
-				s.end()
+				s.writeFailed(l)
 				return
 			}
 			continue // the queue may have grown meanwhile
@@ -270,10 +331,39 @@ func (s *Session) writeLoop() {
 	}
 }
 
+// writeFailed ends the writer after a write to l failed. A session that
+// may wait for resumption keeps its queue and lets its read loop, which
+// the closed connection ends, decide; any other ends.
+func (s *Session) writeFailed(l *link) {
+	s.mu.Lock()
+	if s.resumableLocked() && !s.closing {
+		if s.link == l {
+			s.link = nil
+		}
+		s.stopWriting()
+		s.mu.Unlock()
+		l.conn.Close()
+		return
+	}
+	s.closing = true
+	rest := s.dropQueueLocked()
+	s.mu.Unlock()
+	report(rest, false)
+	s.detach()
+	s.end()
+}
+
+// stopWriting records that the writer stopped. The caller holds s.mu.
+func (s *Session) stopWriting() {
+	s.writing = false
+	s.idle.Broadcast()
+}
+
 // end marks the writer done for good.
 func (s *Session) end() {
 	s.mu.Lock()
 	s.finished, s.writing = true, false
+	s.idle.Broadcast()
 	s.mu.Unlock()
 	close(s.done)
 }
@@ -292,10 +382,22 @@ func (s *Session) Tick(now time.Time) {
 	}
 	if now.Sub(l.lastInput()) > s.cfg.IdleTimeout {
 		s.logger.Info("idle timeout", "after", s.cfg.IdleTimeout)
+		if s.resumable() {
+			// The network is likely gone: the session waits for its
+			// client to resume on a new connection.
+			l.stall()
+			l.conn.Close()
+			return
+		}
 		s.Close(streamError(stream.ConnectionTimeout, "idle too long"))
 		return
 	}
-	if now.Sub(time.Unix(0, l.lastWrite.Load())) > s.cfg.Keepalive {
+	quiet := now.Sub(time.Unix(0, l.lastWrite.Load()))
+	if s.ackDue(quiet) {
+		s.enqueue(outbound{raw: ackRequest, request: true})
+		return
+	}
+	if quiet > s.cfg.Keepalive {
 		s.enqueue(outbound{raw: keepalive})
 	}
 }

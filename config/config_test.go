@@ -52,6 +52,7 @@ func TestLoadGood(t *testing.T) {
 			ConnectionBurst:       20,
 			Keepalive:             Duration{90 * time.Second},
 			IdleTimeout:           Duration{10 * time.Minute},
+			ResumptionTimeout:     Duration{10 * time.Minute},
 			WriteTimeout:          Duration{15 * time.Second},
 			SendQueue:             256,
 			SendQueueBytes:        1 << 20,

@@ -62,6 +62,13 @@ type Limits struct {
 	// IdleTimeout is how long an authenticated session may stay silent
 	// before it is closed, 1s to 24h. Default 5m.
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// ResumptionTimeout is how long a session with XEP-0198 stream
+	// management waits for its client to resume it after its connection
+	// broke, keeping its resource, presence and what is delivered to it
+	// (within SendQueue and SendQueueBytes), 1s to 24h; a client may ask
+	// for less. Then it ends as a dropped session does, its
+	// unacknowledged messages stored offline. Default 10m.
+	ResumptionTimeout Duration `toml:"resumption_timeout"`
 	// WriteTimeout is how long a write to a client may make no progress
 	// before the connection is closed, 1s to 24h. Default 30s.
 	WriteTimeout Duration `toml:"write_timeout"`
@@ -152,6 +159,7 @@ func DefaultLimits() Limits {
 		ConnectionBurst:       200,
 		Keepalive:             Duration{60 * time.Second},
 		IdleTimeout:           Duration{5 * time.Minute},
+		ResumptionTimeout:     Duration{10 * time.Minute},
 		WriteTimeout:          Duration{30 * time.Second},
 		SendQueue:             1024,
 		SendQueueBytes:        4 * mib,
@@ -270,6 +278,7 @@ func (l Limits) validate() []error {
 	if l.Keepalive.Duration > 0 && l.IdleTimeout.Duration > 0 && l.Keepalive.Duration >= l.IdleTimeout.Duration {
 		add("keepalive", "must be shorter than limits.idle_timeout (%v), got %v", l.IdleTimeout.Duration, l.Keepalive.Duration)
 	}
+	duration("resumption_timeout", l.ResumptionTimeout)
 	duration("write_timeout", l.WriteTimeout)
 	between("send_queue", l.SendQueue, minSendQueue, maxSendQueue)
 	atLeast("send_queue_bytes", l.SendQueueBytes, minSendQueueBytes)

@@ -25,6 +25,7 @@ var wantDefaultLimits = Limits{
 	ConnectionBurst:       200,
 	Keepalive:             Duration{60 * time.Second},
 	IdleTimeout:           Duration{5 * time.Minute},
+	ResumptionTimeout:     Duration{10 * time.Minute},
 	WriteTimeout:          Duration{30 * time.Second},
 	SendQueue:             1024,
 	SendQueueBytes:        4194304,

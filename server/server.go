@@ -29,6 +29,7 @@ import (
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/limit"
+	"ottr.im/ottr/mod/csi"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage/claimlog"
 	"ottr.im/ottr/storage/sqlite"
@@ -205,7 +206,8 @@ func New(opts Options) (*Server, error) {
 		TLS:        tlsCfg,
 		RequireTLS: cfg.C2S.RequireTLSOrDefault(),
 		Mechanisms: []sasl.Mechanism{auth.XToken, auth.Plain},
-		Announce:   []xml.Name{{Space: "urn:xmpp:features:rosterver", Local: "ver"}},
+		Announce:   []xml.Name{{Space: "urn:xmpp:features:rosterver", Local: "ver"}, {Space: csi.NS, Local: "csi"}},
+		Elements:   csiElements(mods.csi),
 		Auth:       authAdapter{authn},
 		Router:     c2sRouter{core},
 		Logger:     logger.With("component", "c2s"),
@@ -223,6 +225,9 @@ func New(opts Options) (*Server, error) {
 		Keepalive:    lim.Keepalive.Duration,
 		IdleTimeout:  lim.IdleTimeout.Duration,
 		WriteTimeout: lim.WriteTimeout.Duration,
+		// XEP-0198: one table of resumable sessions for every listener,
+		// as the web transports' Config is a copy of this one.
+		ResumeTimeout: lim.ResumptionTimeout.Duration,
 	}
 	s.c2s = s.c2s.WithDefaults()
 	if cfg.HTTP.Enabled() {
@@ -327,6 +332,13 @@ func (r boundRouter) Bind(ctx context.Context, sess *c2s.Session) error {
 	}
 	r.conn.Bound()
 	return nil
+}
+
+// Resumed is Bind's counterpart for a session resumed (XEP-0198) over
+// this transport.
+func (r boundRouter) Resumed(ctx context.Context, sess *c2s.Session) {
+	r.Router.Resumed(ctx, sess)
+	r.conn.Bound()
 }
 
 // httpListener applies the connection limits to the HTTP listeners'
@@ -815,6 +827,20 @@ func (a authAdapter) Authenticate(ctx context.Context, c c2s.Credentials) error 
 	})
 }
 
+// csiElements are the handlers of XEP-0352's <active/> and <inactive/>,
+// top-level elements of a client stream that tell the csi module what the
+// client's state is (modules do not know c2s: this adapter does).
+func csiElements(m *csi.Module) map[xml.Name]c2s.ElementHandler {
+	h := c2s.ElementHandlerFunc(func(_ context.Context, s *c2s.Session, el c2s.Element) error {
+		m.SetActive(s, el.Name.Local == "active")
+		return nil
+	})
+	return map[xml.Name]c2s.ElementHandler{
+		{Space: csi.NS, Local: "active"}:   h,
+		{Space: csi.NS, Local: "inactive"}: h,
+	}
+}
+
 // c2sRouter lets the routing core take c2s's sessions: a session is one
 // kind of router.Target.
 type c2sRouter struct{ core *router.Router }
@@ -826,3 +852,14 @@ func (r c2sRouter) Unbind(ctx context.Context, s *c2s.Session) { r.core.Unbind(c
 func (r c2sRouter) Route(ctx context.Context, s *c2s.Session, st *element.Stanza) {
 	r.core.Route(ctx, s, st)
 }
+
+// Reroute routes a message that s never got acknowledged (XEP-0198) again,
+// as from the server to the user's bare JID, s being unbound: another
+// resource, or offline storage (RFC 6121 §8.5.2).
+func (r c2sRouter) Reroute(ctx context.Context, s *c2s.Session, st *element.Stanza) {
+	st.To = s.JID().Bare()
+	r.core.MessageToBare(ctx, nil, st)
+}
+
+// Resumed needs nothing of the core: s stayed bound while it waited.
+func (r c2sRouter) Resumed(context.Context, *c2s.Session) {}
