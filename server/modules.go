@@ -6,6 +6,8 @@ import (
 
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/mod/blocking"
+	"ottr.im/ottr/mod/carbons"
+	"ottr.im/ottr/mod/csi"
 	"ottr.im/ottr/mod/disco"
 	"ottr.im/ottr/mod/entitytime"
 	"ottr.im/ottr/mod/last"
@@ -70,6 +72,14 @@ var modules = []struct {
 			MaxTotalBytes: l.limits.PrivateTotalBytes,
 		})
 	}},
+	{"carbons", func(l *loader) (err error) {
+		_, err = carbons.Register(l.core)
+		return err
+	}},
+	{"csi", func(l *loader) (err error) {
+		l.csi, err = csi.Register(l.core, csi.Options{})
+		return err
+	}},
 }
 
 // loader is what the module list's entries are given, and what the
@@ -82,6 +92,7 @@ type loader struct {
 
 	presence *presence.Module // for DirectedPresences
 	offline  *offline.Module  // waited for at shutdown
+	csi      *csi.Module      // told by the c2s elements <active/> and <inactive/>
 }
 
 // load registers every module of the list with the core, in order.
