@@ -15,7 +15,9 @@
 // Copies go to the user's available resources that enabled carbons,
 // never to the sending resource nor to those the core delivers the
 // message to itself: the best resources for a bare JID (RFC 6121
-// §8.5.2.1.1), the addressed one for a full JID. A message to a full JID
+// §8.5.2.1.1), the addressed one for a full JID. What the server routes
+// on its own (no sender session: a message a session never acknowledged,
+// routed again) is not copied a second time. A message to a full JID
 // that is not bound is left to the bare JID rules, which the core applies
 // next, so that it is copied once.
 //
@@ -167,10 +169,13 @@ func (m *Module) messageFull(ev *router.EventData) bool {
 
 // received strips <private/> and, when the message is eligible, sends
 // <received/> copies to the recipient's resources but the sender and
-// those listed in skip.
+// those listed in skip. A message the server routes itself (no sender
+// session, such as one a session never acknowledged, XEP-0198, routed
+// again to the bare JID) was copied when it first came, if ever: it is
+// not copied again.
 func (m *Module) received(ev *router.EventData, skip ...router.Target) {
 	st := ev.Stanza
-	if removeChild(st, NS, "private") || !eligible(st, true) {
+	if removeChild(st, NS, "private") || ev.From == nil || !eligible(st, true) {
 		return
 	}
 	m.copyTo("received", st, st.To.Bare(), append(skip, ev.From)...)

@@ -221,6 +221,25 @@ func TestEnableDisable(t *testing.T) {
 	}
 }
 
+// TestRerouted: a message the server routes again on its own (no sender
+// session, as XEP-0198 does with what a session never acknowledged) gets
+// no second copy; <private/> is still removed.
+func TestRerouted(t *testing.T) {
+	f := newFixture(t)
+	for _, s := range []string{
+		`<message from="alice@localhost/a1" to="bob@localhost" type="chat"><body>again</body></message>`,
+		`<message from="alice@localhost/a1" to="bob@localhost" type="chat"><body>again</body><private xmlns="urn:xmpp:carbons:2"/></message>`,
+	} {
+		f.core.MessageToBare(context.Background(), nil, routertest.Stanza(t, s))
+		if got := kinds(t, f.b1); got != "msg" {
+			t.Errorf("%s: b1 got %q, want msg", s, got)
+		}
+		if got := kinds(t, f.b2); got != "" {
+			t.Errorf("%s: b2 got %q, want nothing", s, got)
+		}
+	}
+}
+
 // TestEnableReplaced: a session replaced by a new one for its full JID
 // while its enable was on its way is not recorded.
 func TestEnableReplaced(t *testing.T) {
