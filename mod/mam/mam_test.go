@@ -524,4 +524,3 @@ func TestAccountFeatures(t *testing.T) {
 		t.Errorf("server features %q hold the archive's", fs)
 	}
 }
-
