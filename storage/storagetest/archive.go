@@ -328,4 +328,3 @@ var archiveCases = []suiteCase[ArchiveStore]{
 		}
 	}},
 }
-
