@@ -82,3 +82,38 @@ func (s *Stanza) IsSubscription() bool {
 	}
 	return false
 }
+
+// RemoveChildren removes the direct children whose start element match
+// accepts, with all they hold, and reports whether it removed any. The
+// stanza's children are rebuilt as tokens only when one goes.
+func (s *Stanza) RemoveChildren(match func(xml.StartElement) bool) bool {
+	toks := s.Tokens()
+	var out []xml.Token
+	depth, skipping, removed := 0, false, false
+	for i, tok := range toks {
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 && match(t) {
+				if !removed {
+					out = append(make([]xml.Token, 0, len(toks)), toks[:i]...)
+					removed = true
+				}
+				skipping = true
+			}
+			depth++
+		case xml.EndElement:
+			depth--
+			if skipping && depth == 0 {
+				skipping = false
+				continue
+			}
+		}
+		if removed && !skipping {
+			out = append(out, tok)
+		}
+	}
+	if removed {
+		s.SetTokens(out)
+	}
+	return removed
+}

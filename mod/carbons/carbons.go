@@ -175,7 +175,7 @@ func (m *Module) messageFull(ev *router.EventData) bool {
 // not copied again.
 func (m *Module) received(ev *router.EventData, skip ...router.Target) {
 	st := ev.Stanza
-	if removeChild(st, NS, "private") || ev.From == nil || !eligible(st, true) {
+	if st.RemoveChildren(isPrivate) || ev.From == nil || !eligible(st, true) {
 		return
 	}
 	m.copyTo("received", st, st.To.Bare(), append(skip, ev.From)...)
@@ -248,38 +248,12 @@ func eligible(st *element.Stanza, received bool) bool {
 	return true
 }
 
+// isPrivate matches <private xmlns='urn:xmpp:carbons:2'/>.
+func isPrivate(start xml.StartElement) bool {
+	return start.Name == xml.Name{Space: NS, Local: "private"}
+}
+
 func hasChild(st *element.Stanza, space, local string) bool {
 	_, ok := st.Child(space, local)
 	return ok
-}
-
-// removeChild removes st's direct children named {space}local and
-// reports whether there was one.
-func removeChild(st *element.Stanza, space, local string) bool {
-	if !hasChild(st, space, local) {
-		return false
-	}
-	toks := st.Tokens()
-	out := make([]xml.Token, 0, len(toks))
-	depth, skipping := 0, false
-	for _, tok := range toks {
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if depth == 0 && t.Name.Space == space && t.Name.Local == local {
-				skipping = true
-			}
-			depth++
-		case xml.EndElement:
-			depth--
-			if skipping && depth == 0 {
-				skipping = false
-				continue
-			}
-		}
-		if !skipping {
-			out = append(out, tok)
-		}
-	}
-	st.SetTokens(out)
-	return true
 }
