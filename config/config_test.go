@@ -72,6 +72,10 @@ func TestLoadGood(t *testing.T) {
 			RosterBytes:           512 * 1024,
 			BlockedItems:          200,
 			DirectedPresences:     50,
+			ArchiveMessages:       100000,
+			ArchiveBytes:          64 << 20,
+			ArchiveRetention:      Duration{8760 * time.Hour},
+			ArchivePageSize:       250,
 		},
 		HTTP: HTTP{
 			Listen:         []string{"127.0.0.1:5280"},

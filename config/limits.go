@@ -143,6 +143,22 @@ type Limits struct {
 	// offline. Directed presence to one more is refused with
 	// <resource-constraint/>. Default 200.
 	DirectedPresences int `toml:"directed_presences"`
+	// ArchiveMessages is how many messages one user's message archive
+	// (XEP-0313) keeps, 0 to 10,000,000; past it, or past ArchiveBytes,
+	// the oldest messages are deleted. 0 turns the archive off.
+	// Default 100000.
+	ArchiveMessages int `toml:"archive_messages"`
+	// ArchiveBytes is how many bytes of messages one user's archive keeps,
+	// all messages together, 1 KiB to 1 GiB; a message larger than that
+	// alone is not archived. Default 67108864 (64 MiB).
+	ArchiveBytes int `toml:"archive_bytes"`
+	// ArchiveRetention is how long an archived message is kept, 1h to
+	// 876000h (100 years). Default 8760h (365 days).
+	ArchiveRetention Duration `toml:"archive_retention"`
+	// ArchivePageSize is the most messages one archive query returns, 1
+	// to 10,000 (a larger RSM <max/> is capped; half the send queue caps
+	// it too). Default 250.
+	ArchivePageSize int `toml:"archive_page_size"`
 }
 
 // DefaultLimits returns the limits used for keys the file leaves out.
@@ -179,6 +195,10 @@ func DefaultLimits() Limits {
 		RosterBytes:           mib,
 		BlockedItems:          1000,
 		DirectedPresences:     200,
+		ArchiveMessages:       100_000,
+		ArchiveBytes:          64 * mib,
+		ArchiveRetention:      Duration{365 * 24 * time.Hour},
+		ArchivePageSize:       250,
 	}
 }
 
@@ -232,6 +252,10 @@ const (
 	minBlockedItems   = 10
 	maxBlockedItems   = 1_000_000
 	maxDirected       = 100_000
+	maxArchive        = 10_000_000
+	minRetention      = time.Hour
+	maxRetention      = 100 * 365 * 24 * time.Hour
+	maxArchivePage    = 10_000
 	// maxAuthFailureDelay bounds limits.auth_failure_delay: a delayed
 	// answer holds its connection.
 	maxAuthFailureDelay = 30 * time.Second
@@ -308,6 +332,12 @@ func (l Limits) validate() []error {
 	between("roster_bytes", l.RosterBytes, minRosterBytes, maxQuotaBytes)
 	between("blocked_items", l.BlockedItems, minBlockedItems, maxBlockedItems)
 	between("directed_presences", l.DirectedPresences, 1, maxDirected)
+	between("archive_messages", l.ArchiveMessages, 0, maxArchive)
+	between("archive_bytes", l.ArchiveBytes, minStoredBytes, maxQuotaBytes)
+	if d := l.ArchiveRetention.Duration; d < minRetention || d > maxRetention {
+		add("archive_retention", "must be between %v and %v, got %v", minRetention, maxRetention, d)
+	}
+	between("archive_page_size", l.ArchivePageSize, 1, maxArchivePage)
 	return errs
 }
 

@@ -45,6 +45,10 @@ var wantDefaultLimits = Limits{
 	RosterBytes:           1048576,
 	BlockedItems:          1000,
 	DirectedPresences:     200,
+	ArchiveMessages:       100000,
+	ArchiveBytes:          67108864,
+	ArchiveRetention:      Duration{8760 * time.Hour},
+	ArchivePageSize:       250,
 }
 
 func TestLimitDefaults(t *testing.T) {
@@ -163,12 +167,15 @@ func TestValidateZeroLimits(t *testing.T) {
 		t.Fatal("Validate() with zero limits = nil, want errors")
 	}
 	for _, key := range limitKeys() {
-		if key == "offline_messages" || key == "auth_failure_delay" {
+		if key == "offline_messages" || key == "auth_failure_delay" || key == "archive_messages" {
 			continue
 		}
 		if !strings.Contains(err.Error(), "limits."+key+":") {
 			t.Errorf("Validate() with zero limits does not mention limits.%s:\n%v", key, err)
 		}
+	}
+	if strings.Contains(err.Error(), "limits.archive_messages") {
+		t.Errorf("Validate() refuses archive_messages = 0:\n%v", err)
 	}
 	if strings.Contains(err.Error(), "limits.offline_messages") {
 		t.Errorf("Validate() refuses offline_messages = 0:\n%v", err)
