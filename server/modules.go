@@ -11,6 +11,7 @@ import (
 	"ottr.im/ottr/mod/disco"
 	"ottr.im/ottr/mod/entitytime"
 	"ottr.im/ottr/mod/last"
+	"ottr.im/ottr/mod/mam"
 	"ottr.im/ottr/mod/offline"
 	"ottr.im/ottr/mod/ping"
 	"ottr.im/ottr/mod/presence"
@@ -71,6 +72,21 @@ var modules = []struct {
 			MaxDocuments:  l.limits.PrivateDocuments,
 			MaxTotalBytes: l.limits.PrivateTotalBytes,
 		})
+	}},
+	{"mam", func(l *loader) error {
+		if l.limits.ArchiveMessages == 0 {
+			return nil // archive_messages = 0: no archive
+		}
+		_, err := mam.Register(l.core, l.store, mam.Options{
+			MaxMessages:    l.limits.ArchiveMessages,
+			MaxBytes:       int64(l.limits.ArchiveBytes),
+			Retention:      l.limits.ArchiveRetention.Duration,
+			MaxPage:        l.limits.ArchivePageSize,
+			SendQueue:      l.limits.SendQueue,
+			SendQueueBytes: l.limits.SendQueueBytes,
+			Now:            l.now,
+		})
+		return err
 	}},
 	{"carbons", func(l *loader) (err error) {
 		_, err = carbons.Register(l.core)
