@@ -67,15 +67,21 @@ type Module struct {
 	maxStanzas int
 	maxBytes   int
 
-	// mu guards inactive and orders deliveries to inactive sessions:
-	// what is held and what goes through are queued under it.
-	mu sync.Mutex
-	// inactive holds what each inactive session is held back.
-	inactive map[router.Target]*held
+	// inactive maps each inactive session (router.Target) to what it is
+	// held back (*held). A sync.Map: every delivery looks here, and
+	// sessions come and go far less often.
+	inactive sync.Map
 }
 
-// held is what one inactive session is held back.
+// held is what one inactive session is held back. Its mutex orders the
+// deliveries to the session while it is inactive: what is held and what
+// goes through are queued under it.
 type held struct {
+	mu sync.Mutex
+	// done is set, under mu, once the session turned active or ended and
+	// all was delivered: a delivery that found the entry just before
+	// goes straight through.
+	done bool
 	// stanzas in the order they came; nil where a presence was replaced
 	// by a later one from the same full JID.
 	stanzas []*element.Stanza
@@ -94,12 +100,7 @@ func Register(core *router.Router, opts Options) (*Module, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
-	m := &Module{
-		core:       core,
-		maxStanzas: opts.MaxStanzas,
-		maxBytes:   opts.MaxBytes,
-		inactive:   make(map[router.Target]*held),
-	}
+	m := &Module{core: core, maxStanzas: opts.MaxStanzas, maxBytes: opts.MaxBytes}
 	if err := core.Hooks("csi",
 		router.HookSpec{Event: router.StanzaDeliver, Priority: 0, Fn: m.stanzaDeliver},
 		router.HookSpec{Event: router.SessionUnbound, Priority: -100, Fn: m.sessionUnbound},
@@ -114,62 +115,70 @@ func Register(core *router.Router, opts Options) (*Module, error) {
 // Saying the same twice changes nothing. A target that is not bound (or
 // was replaced meanwhile) is not recorded.
 func (m *Module) SetActive(t router.Target, active bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	q := m.inactive[t]
 	if active {
-		if q != nil {
-			delete(m.inactive, t)
-			flush(t, q)
-		}
+		m.end(t)
 		return
 	}
-	if q != nil {
+	if _, loaded := m.inactive.LoadOrStore(t, &held{}); loaded {
 		return
 	}
-	m.inactive[t] = &held{}
 	// Checked after the record: a SessionUnbound for t either ran
-	// before (t is not bound now) or runs after and drops it.
+	// before (t is not bound now) or runs after and ends it.
 	if m.core.Session(t.JID()) != t {
-		delete(m.inactive, t)
+		m.end(t)
 	}
 }
 
 // Active reports whether t is active (the state every session starts
 // in).
 func (m *Module) Active(t router.Target) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.inactive[t] == nil
+	_, inactive := m.inactive.Load(t)
+	return !inactive
+}
+
+// end delivers what t was held back and forgets it. The entry goes only
+// after the delivery, so that nothing overtakes what was held.
+func (m *Module) end(t router.Target) {
+	v, ok := m.inactive.Load(t)
+	if !ok {
+		return
+	}
+	q := v.(*held)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.done {
+		return
+	}
+	q.flush(t)
+	q.done = true
+	m.inactive.Delete(t)
 }
 
 func (m *Module) stanzaDeliver(ev *router.EventData) bool {
-	t, st := ev.Target, ev.Stanza
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	q := m.inactive[t]
-	if q == nil {
+	v, ok := m.inactive.Load(ev.Target)
+	if !ok {
 		return false
 	}
-	if important(st) {
-		flush(t, q)
+	t, st, q := ev.Target, ev.Stanza, v.(*held)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.done:
+		return false
+	case important(st):
+		q.flush(t)
 		t.Deliver(st)
 		return true
 	}
 	q.add(st)
 	if q.count > m.maxStanzas || q.bytes > m.maxBytes {
-		flush(t, q)
+		q.flush(t)
 	}
 	return true
 }
 
 func (m *Module) sessionUnbound(ev *router.EventData) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if q := m.inactive[ev.Target]; q != nil {
-		delete(m.inactive, ev.Target)
-		flush(ev.Target, q)
-	}
+	m.end(ev.Target)
 	return false
 }
 
@@ -212,14 +221,14 @@ func (q *held) compact() {
 }
 
 // flush delivers what q holds to t, in order, and empties q. The caller
-// holds Module.mu.
-func flush(t router.Target, q *held) {
+// holds q.mu.
+func (q *held) flush(t router.Target) {
 	for _, st := range q.stanzas {
 		if st != nil {
 			t.Deliver(st)
 		}
 	}
-	*q = held{}
+	q.stanzas, q.presence, q.count, q.bytes = nil, nil, 0, 0
 }
 
 // size is about how many bytes st takes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"ottr.im/ottr/element"
@@ -196,5 +197,49 @@ func TestUnbound(t *testing.T) {
 	core.Deliver(other, &element.Stanza{Name: "presence", From: bob.JID()})
 	if len(other.Take()) != 1 {
 		t.Error("a session never made inactive is held for")
+	}
+}
+
+// TestConcurrentOrder: deliveries from several goroutines while the
+// client turns active and inactive again and again: every stanza arrives
+// once, and each sender's in the order it sent them.
+func TestConcurrentOrder(t *testing.T) {
+	core, mod, bob := setup(t, csi.Options{MaxStanzas: 50})
+	const senders, each = 4, 300
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			mod.SetActive(bob, i%2 == 1)
+		}
+	}()
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				core.Deliver(bob, &element.Stanza{Name: "message", Type: "chat", ID: fmt.Sprintf("%d-%d", s, i)})
+			}
+		}()
+	}
+	wg.Wait()
+	<-done
+	mod.SetActive(bob, true)
+	next := make([]int, senders)
+	for _, st := range bob.Take() {
+		var s, i int
+		if _, err := fmt.Sscanf(st.ID, "%d-%d", &s, &i); err != nil {
+			t.Fatalf("id %q: %v", st.ID, err)
+		}
+		if i != next[s] {
+			t.Fatalf("sender %d: got %d, want %d", s, i, next[s])
+		}
+		next[s]++
+	}
+	for s, n := range next {
+		if n != each {
+			t.Errorf("sender %d: %d stanzas arrived, want %d", s, n, each)
+		}
 	}
 }
