@@ -66,18 +66,13 @@ type Module struct {
 	core   *router.Router
 	logger *slog.Logger
 
-	mu sync.Mutex
-	// enabled holds the sessions that enabled carbons.
-	enabled map[router.Target]struct{}
+	// enabled holds the sessions (router.Target) that enabled carbons.
+	enabled sync.Map
 }
 
 // Register adds the carbons module to core: its iq handlers and hooks.
 func Register(core *router.Router) (*Module, error) {
-	m := &Module{
-		core:    core,
-		logger:  core.Logger().With("module", "carbons"),
-		enabled: make(map[router.Target]struct{}),
-	}
+	m := &Module{core: core, logger: core.Logger().With("module", "carbons")}
 	for _, h := range []struct {
 		local, feature string
 		on             bool
@@ -107,9 +102,7 @@ func Register(core *router.Router) (*Module, error) {
 
 // Enabled reports whether t enabled carbons.
 func (m *Module) Enabled(t router.Target) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.enabled[t]
+	_, ok := m.enabled.Load(t)
 	return ok
 }
 
@@ -117,22 +110,18 @@ func (m *Module) Enabled(t router.Target) bool {
 // meanwhile is not recorded: its SessionUnbound ran before the check or
 // runs after the record.
 func (m *Module) set(t router.Target, on bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !on {
-		delete(m.enabled, t)
+		m.enabled.Delete(t)
 		return
 	}
-	m.enabled[t] = struct{}{}
+	m.enabled.Store(t, struct{}{})
 	if m.core.Session(t.JID()) != t {
-		delete(m.enabled, t)
+		m.enabled.Delete(t)
 	}
 }
 
 func (m *Module) sessionUnbound(ev *router.EventData) bool {
-	m.mu.Lock()
-	delete(m.enabled, ev.Target)
-	m.mu.Unlock()
+	m.enabled.Delete(ev.Target)
 	return false
 }
 
@@ -186,13 +175,11 @@ func (m *Module) received(ev *router.EventData, skip ...router.Target) {
 // those in skip.
 func (m *Module) copyTo(wrapper string, st *element.Stanza, user jid.JID, skip ...router.Target) {
 	var targets []router.Target
-	m.mu.Lock()
 	for _, t := range m.core.Available(user, false) {
-		if _, on := m.enabled[t]; on && !contains(skip, t) {
+		if m.Enabled(t) && !contains(skip, t) {
 			targets = append(targets, t)
 		}
 	}
-	m.mu.Unlock()
 	if len(targets) == 0 {
 		return
 	}
