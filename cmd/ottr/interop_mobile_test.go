@@ -1,0 +1,380 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The interop tests of the mobile-client features (issue 11): stream
+// management (XEP-0198), carbons (XEP-0280) and the message archive
+// (XEP-0313), driven by slixmpp over TCP and by @xmpp/client over
+// WebSocket; scripts in testdata/interop/slixmpp_mobile.py and
+// testdata/xmppjs/sm.mjs.
+
+// cutProxy forwards TCP connections to a target and, when the client under
+// test asks it to over HTTP, black-holes what the server sends (the bytes
+// are read and dropped, as on a network that went away mid-burst) or cuts
+// every connection at once with a reset and no stream close. A connection
+// accepted after a cut is forwarded normally again.
+type cutProxy struct {
+	target  string
+	ln      net.Listener
+	control *httptest.Server
+
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{} // both ends of every forwarded connection
+	blackhole bool
+	discarded int64 // bytes from the server dropped while black-holing
+	cuts      int   // connections cut
+}
+
+// proxyStats is what GET /stats of a cutProxy's control server answers.
+type proxyStats struct {
+	Discarded int64 `json:"discarded"`
+	Cuts      int   `json:"cuts"`
+	Conns     int   `json:"conns"`
+}
+
+// startCutProxy listens on a free loopback port and forwards to target
+// until the test ends. Its control server answers POST /blackhole, POST
+// /cut and GET /stats.
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := &cutProxy{target: target, ln: ln, conns: make(map[net.Conn]struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /blackhole", func(w http.ResponseWriter, r *http.Request) {
+		px.mu.Lock()
+		px.blackhole = true
+		px.mu.Unlock()
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("POST /cut", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, px.cut())
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(px.stats())
+	})
+	px.control = httptest.NewServer(mux)
+	go px.serve()
+	t.Cleanup(func() {
+		px.control.Close()
+		ln.Close()
+		px.cut()
+	})
+	return px
+}
+
+// port is the proxy's listening port.
+func (px *cutProxy) port() string {
+	_, port, _ := net.SplitHostPort(px.ln.Addr().String())
+	return port
+}
+
+func (px *cutProxy) serve() {
+	for {
+		client, err := px.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", px.target)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		px.mu.Lock()
+		px.conns[client] = struct{}{}
+		px.conns[server] = struct{}{}
+		px.mu.Unlock()
+		go func() {
+			io.Copy(server, client)
+			px.forget(client, server)
+		}()
+		go func() {
+			px.toClient(client, server)
+			px.forget(client, server)
+		}()
+	}
+}
+
+// forget closes a forwarded connection that ended by itself and drops it
+// from the set a cut resets.
+func (px *cutProxy) forget(client, server net.Conn) {
+	px.mu.Lock()
+	delete(px.conns, client)
+	delete(px.conns, server)
+	px.mu.Unlock()
+	client.Close()
+	server.Close()
+}
+
+// toClient copies what the server sends to the client, or drops it while
+// the proxy black-holes.
+func (px *cutProxy) toClient(client, server net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := server.Read(buf)
+		if n > 0 {
+			px.mu.Lock()
+			drop := px.blackhole
+			if drop {
+				px.discarded += int64(n)
+			}
+			px.mu.Unlock()
+			if !drop {
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut resets every forwarded connection (SO_LINGER 0: an RST, no FIN) and
+// ends black-holing, and returns how many connections it cut.
+func (px *cutProxy) cut() int {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	n := 0
+	for c := range px.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+		n++
+	}
+	clear(px.conns)
+	px.blackhole = false
+	px.cuts += n / 2
+	return n / 2
+}
+
+func (px *cutProxy) stats() proxyStats {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	return proxyStats{Discarded: px.discarded, Cuts: px.cuts, Conns: len(px.conns) / 2}
+}
+
+// addPasswordUsers creates each user@localhost with the password
+// "<user>'s password" and returns the script arguments for them.
+func addPasswordUsers(t *testing.T, cfg string, users ...string) []string {
+	t.Helper()
+	var args []string
+	for _, u := range users {
+		pw := u + "'s password"
+		runOttr(t, "", pw+"\n", "user", "add", "-c", cfg, u+"@localhost").check(t, 0, nil, nil)
+		args = append(args, "--"+u+"-password", pw)
+	}
+	return args
+}
+
+// runSlixmppMobile runs testdata/interop/slixmpp_mobile.py's scenario
+// against the server on port and fails the test unless it printed "all
+// steps OK" and exited 0. slixmpp's debug log (every stanza) is shown
+// only on failure.
+func runSlixmppMobile(t *testing.T, p *serveProc, scenario, port string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_mobile.py")
+	argv := append([]string{script, scenario, "-v", "--timeout", "60",
+		"--host", "127.0.0.1", "--port", port, "--domain", "localhost"}, args...)
+	cmd := exec.CommandContext(ctx, python, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("slixmpp_mobile.py %s: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
+			scenario, err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "all steps OK") {
+		t.Fatalf("slixmpp_mobile.py %s exited 0 without \"all steps OK\":\n%s", scenario, stdout.String())
+	}
+	t.Logf("%s:\n%s", scenario, strings.TrimRight(stdout.String(), "\n"))
+	return stdout.String()
+}
+
+// stopServe stops the server with SIGINT and reports a non-zero exit.
+func stopServe(t *testing.T, p *serveProc) {
+	t.Helper()
+	if code := p.stop(t, os.Interrupt); code != 0 {
+		t.Errorf("exit code %d\nserver stderr:\n%s", code, p.stderr.String())
+	}
+}
+
+// TestInteropSlixmppSMResume has slixmpp (plugin xep_0198) enable stream
+// management with resumption, through a proxy that then black-holes what
+// the server sends while bob sends a burst, and cuts the connection (a
+// reset, no stream close); bob sends more while alice is away; alice
+// reconnects, resumes (the session_resumed event, no new bind) and has
+// every message exactly once and in order, including the ones that were
+// in flight; the acks of what she sent flow both before and after.
+func TestInteropSlixmppSMResume(t *testing.T) {
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	users := addPasswordUsers(t, cfg, "alice", "bob")
+	p := startServe(t, cfg, addr)
+	px := startCutProxy(t, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
+	runSlixmppMobile(t, p, "sm", port, append(users,
+		"--proxy-port", px.port(), "--control", px.control.URL)...)
+	st := px.stats()
+	if st.Cuts != 1 || st.Discarded == 0 {
+		t.Errorf("proxy: %d connections cut, %d bytes black-holed; want 1 cut and some bytes in flight", st.Cuts, st.Discarded)
+	}
+	stopServe(t, p)
+}
+
+// TestInteropSlixmppCarbons has two slixmpp resources of alice (plugin
+// xep_0280) enable carbons: a message from bob to one is a received carbon
+// on the other, one's message to bob a sent carbon on the other, private
+// messages (<private/> and <no-copy/>) are not copied either way, a message
+// to the bare JID reaches each resource exactly once, and after disable no
+// carbon comes.
+func TestInteropSlixmppCarbons(t *testing.T) {
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	users := addPasswordUsers(t, cfg, "alice", "bob")
+	p := startServe(t, cfg, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
+	runSlixmppMobile(t, p, "carbons", port, users...)
+	stopServe(t, p)
+}
+
+// TestInteropSlixmppMAM has alice and bob exchange messages with slixmpp,
+// then alice pages through her archive (plugin xep_0313, RSM pages of 10)
+// forward and backward: every message once, in order, pages within the
+// limit, <fin complete='true'/> at the end; the <stanza-id/> (XEP-0359)
+// of each message she received live is its archive id.
+func TestInteropSlixmppMAM(t *testing.T) {
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	users := addPasswordUsers(t, cfg, "alice", "bob")
+	p := startServe(t, cfg, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
+	runSlixmppMobile(t, p, "mam", port, append(users, "--messages", "25", "--page", "10")...)
+	stopServe(t, p)
+}
+
+// xmppjsDir holds the @xmpp/client test script and its pinned npm packages.
+var xmppjsDir = filepath.Join("..", "..", "testdata", "xmppjs")
+
+// requireXmppjs returns node and the arguments it needs for a global
+// WebSocket (Node 20 has it behind --experimental-websocket). The test is
+// skipped when node or the npm packages are missing, except in CI, where
+// .ci/run installs them and their absence is a failure.
+func requireXmppjs(t *testing.T) (string, []string) {
+	t.Helper()
+	var missing []string
+	node, err := exec.LookPath("node")
+	if err != nil {
+		missing = append(missing, "node (Node.js 20 or later)")
+	}
+	if _, err := os.Stat(filepath.Join(xmppjsDir, "node_modules", "@xmpp", "client", "package.json")); err != nil {
+		missing = append(missing, "testdata/xmppjs/node_modules/@xmpp/client (npm ci in testdata/xmppjs)")
+	}
+	if len(missing) > 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the @xmpp/client test needs, in CI: %s", strings.Join(missing, ", "))
+		}
+		t.Skipf("missing %s", strings.Join(missing, ", "))
+	}
+	if exec.Command(node, "-e", `process.exit(typeof WebSocket === "function" ? 0 : 1)`).Run() == nil {
+		return node, nil
+	}
+	return node, []string{"--experimental-websocket"}
+}
+
+// TestInteropXmppjsWebSocketSM logs in with @xmpp/client 0.14 in Node over
+// ottr's WebSocket endpoint (through a cutProxy), with its
+// stream-management plugin: enabled with resumption, a chat with bob (a Go
+// client that answers "pong: " and the body), the server's acks of what it
+// sent; then, while the proxy black-holes what the server sends, a message
+// whose answer is in flight, a cut, the client's own reconnect and
+// resumption, the answer delivered exactly once, and bob got each message
+// exactly once.
+func TestInteropXmppjsWebSocketSM(t *testing.T) {
+	node, nodeArgs := requireXmppjs(t)
+	c2sAddr, httpAddr := freeAddr(t), freeAddr(t)
+	for httpAddr == c2sAddr {
+		httpAddr = freeAddr(t)
+	}
+	cfg := writeConfigFile(t, func(dataDir string) string {
+		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf("[http]\nlisten = [%q]\n", httpAddr)
+	})
+	users := addPasswordUsers(t, cfg, "alice")
+	p := startServe(t, cfg, c2sAddr)
+	waitListening(t, p, httpAddr)
+	bob := startPonger(t, c2sAddr, p, filepath.Join(filepath.Dir(cfg), "data"), "bob", mintWithCLI(t, cfg, "bob@localhost"))
+	px := startCutProxy(t, httpAddr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	argv := append(nodeArgs, filepath.Join(xmppjsDir, "sm.mjs"),
+		"--service", "ws://127.0.0.1:"+px.port()+"/xmpp-websocket",
+		"--domain", "localhost",
+		"--username", "alice", "--password", users[1],
+		"--to", bob.jid.Bare().String(),
+		"--control", px.control.URL,
+		"--timeout", "60")
+	cmd := exec.CommandContext(ctx, node, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("sm.mjs: %v\nstdout:\n%s\nstderr (every stanza):\n%s\nserver stderr:\n%s",
+			err, stdout.String(), stderr.String(), p.stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "all steps OK") {
+		t.Fatalf("sm.mjs exited 0 without \"all steps OK\":\n%s", stdout.String())
+	}
+	t.Logf("sm.mjs:\n%s", strings.TrimRight(stdout.String(), "\n"))
+
+	// bob got each of the script's messages exactly once, in order.
+	// The script saw the answer to its last message, so bob had got it,
+	// and a doubled earlier one before it.
+	var got []string
+	for drained := false; !drained; {
+		select {
+		case m := <-bob.got:
+			if !strings.HasPrefix(m.From, "alice@localhost/") {
+				t.Fatalf("bob got %+v, not from alice", m)
+			}
+			got = append(got, m.Body)
+		default:
+			drained = true
+		}
+	}
+	want := []string{"xmppjs 1", "xmppjs 2 (answer in flight)", "xmppjs 3 (after resume)"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("bob got %q, want %q exactly once each", got, want)
+	}
+	if st := px.stats(); st.Cuts != 1 {
+		t.Errorf("proxy: %d connections cut, want 1", st.Cuts)
+	}
+	stopServe(t, p)
+}
