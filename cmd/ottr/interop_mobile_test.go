@@ -175,31 +175,42 @@ func (px *cutProxy) stats() proxyStats {
 	return proxyStats{Discarded: px.discarded, Cuts: px.cuts, Conns: len(px.conns) / 2}
 }
 
-// addPasswordUsers creates each user@localhost with the password
-// "<user>'s password" and returns the script arguments for them.
+// password is the password addPasswordUsers gives user.
+func password(user string) string { return user + "'s password" }
+
+// addPasswordUsers creates each user@localhost with its password and
+// returns the script arguments for them.
 func addPasswordUsers(t *testing.T, cfg string, users ...string) []string {
 	t.Helper()
 	var args []string
 	for _, u := range users {
-		pw := u + "'s password"
+		pw := password(u)
 		runOttr(t, "", pw+"\n", "user", "add", "-c", cfg, u+"@localhost").check(t, 0, nil, nil)
 		args = append(args, "--"+u+"-password", pw)
 	}
 	return args
 }
 
-// runSlixmppMobile runs testdata/interop/slixmpp_mobile.py's scenario
-// against the server on port and fails the test unless it printed "all
-// steps OK" and exited 0. slixmpp's debug log (every stanza) is shown
-// only on failure.
-func runSlixmppMobile(t *testing.T, p *serveProc, scenario, port string, args ...string) string {
+// runSlixmppMobile starts ottr with the accounts alice and bob, runs
+// testdata/interop/slixmpp_mobile.py's scenario against it, with the
+// arguments extra returns for ottr's c2s address, and stops ottr. The test
+// fails unless the script printed "all steps OK" and exited 0; slixmpp's
+// debug log (every stanza) is shown only on failure.
+func runSlixmppMobile(t *testing.T, scenario string, extra func(c2sAddr string) []string) {
 	t.Helper()
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	users := addPasswordUsers(t, cfg, "alice", "bob")
+	p := startServe(t, cfg, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_mobile.py")
 	argv := append([]string{script, scenario, "-v", "--timeout", "60",
-		"--host", "127.0.0.1", "--port", port, "--domain", "localhost"}, args...)
-	cmd := exec.CommandContext(ctx, python, argv...)
+		"--host", "127.0.0.1", "--port", port, "--domain", "localhost"}, users...)
+	cmd := exec.CommandContext(ctx, python, append(argv, extra(addr)...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -210,7 +221,7 @@ func runSlixmppMobile(t *testing.T, p *serveProc, scenario, port string, args ..
 		t.Fatalf("slixmpp_mobile.py %s exited 0 without \"all steps OK\":\n%s", scenario, stdout.String())
 	}
 	t.Logf("%s:\n%s", scenario, strings.TrimRight(stdout.String(), "\n"))
-	return stdout.String()
+	stopServe(t, p)
 }
 
 // stopServe stops the server with SIGINT and reports a non-zero exit.
@@ -229,21 +240,15 @@ func stopServe(t *testing.T, p *serveProc) {
 // every message exactly once and in order, including the ones that were
 // in flight; the acks of what she sent flow both before and after.
 func TestInteropSlixmppSMResume(t *testing.T) {
-	requireSlixmpp(t)
-	addr := freeAddr(t)
-	cfg := writeInteropConfig(t, addr)
-	users := addPasswordUsers(t, cfg, "alice", "bob")
-	p := startServe(t, cfg, addr)
-	px := startCutProxy(t, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	runSlixmppMobile(t, p, "sm", port, append(users,
-		"--proxy-port", px.port(), "--control", px.control.URL)...)
+	var px *cutProxy
+	runSlixmppMobile(t, "sm", func(c2sAddr string) []string {
+		px = startCutProxy(t, c2sAddr)
+		return []string{"--proxy-port", px.port(), "--control", px.control.URL}
+	})
 	st := px.stats()
 	if st.Cuts != 1 || st.Discarded == 0 {
 		t.Errorf("proxy: %d connections cut, %d bytes black-holed; want 1 cut and some bytes in flight", st.Cuts, st.Discarded)
 	}
-	stopServe(t, p)
 }
 
 // TestInteropSlixmppCarbons has two slixmpp resources of alice (plugin
@@ -253,15 +258,7 @@ func TestInteropSlixmppSMResume(t *testing.T) {
 // to the bare JID reaches each resource exactly once, and after disable no
 // carbon comes.
 func TestInteropSlixmppCarbons(t *testing.T) {
-	requireSlixmpp(t)
-	addr := freeAddr(t)
-	cfg := writeInteropConfig(t, addr)
-	users := addPasswordUsers(t, cfg, "alice", "bob")
-	p := startServe(t, cfg, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	runSlixmppMobile(t, p, "carbons", port, users...)
-	stopServe(t, p)
+	runSlixmppMobile(t, "carbons", func(string) []string { return nil })
 }
 
 // TestInteropSlixmppMAM has alice and bob exchange messages with slixmpp,
@@ -270,15 +267,7 @@ func TestInteropSlixmppCarbons(t *testing.T) {
 // limit, <fin complete='true'/> at the end; the <stanza-id/> (XEP-0359)
 // of each message she received live is its archive id.
 func TestInteropSlixmppMAM(t *testing.T) {
-	requireSlixmpp(t)
-	addr := freeAddr(t)
-	cfg := writeInteropConfig(t, addr)
-	users := addPasswordUsers(t, cfg, "alice", "bob")
-	p := startServe(t, cfg, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	runSlixmppMobile(t, p, "mam", port, append(users, "--messages", "25", "--page", "10")...)
-	stopServe(t, p)
+	runSlixmppMobile(t, "mam", func(string) []string { return []string{"--messages", "25", "--page", "10"} })
 }
 
 // xmppjsDir holds the @xmpp/client test script and its pinned npm packages.
@@ -327,7 +316,7 @@ func TestInteropXmppjsWebSocketSM(t *testing.T) {
 	cfg := writeConfigFile(t, func(dataDir string) string {
 		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf("[http]\nlisten = [%q]\n", httpAddr)
 	})
-	users := addPasswordUsers(t, cfg, "alice")
+	addPasswordUsers(t, cfg, "alice")
 	p := startServe(t, cfg, c2sAddr)
 	waitListening(t, p, httpAddr)
 	bob := startPonger(t, c2sAddr, p, filepath.Join(filepath.Dir(cfg), "data"), "bob", mintWithCLI(t, cfg, "bob@localhost"))
@@ -338,7 +327,7 @@ func TestInteropXmppjsWebSocketSM(t *testing.T) {
 	argv := append(nodeArgs, filepath.Join(xmppjsDir, "sm.mjs"),
 		"--service", "ws://127.0.0.1:"+px.port()+"/xmpp-websocket",
 		"--domain", "localhost",
-		"--username", "alice", "--password", users[1],
+		"--username", "alice", "--password", password("alice"),
 		"--to", bob.jid.Bare().String(),
 		"--control", px.control.URL,
 		"--timeout", "60")

@@ -51,10 +51,7 @@ import asyncio
 import copy
 import datetime
 import json
-import logging
-import os
 import secrets
-import signal
 import sys
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -63,7 +60,7 @@ import xml.etree.ElementTree as ET
 # slixmpp is missing.
 import slixmpp_login  # noqa: F401
 from slixmpp_login import CheckFailed
-from slixmpp_pair import Deadline, Peer
+from slixmpp_pair import Deadline, Peer, run_main
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
@@ -181,10 +178,6 @@ class Scenario:
             if not p.done.done():
                 await p.close(self.deadline)
         print('all steps OK', flush=True)
-
-    def abort(self):
-        for p in self.peers:
-            p.abort()
 
 
 # --------------------------------------------------------------------------
@@ -657,40 +650,9 @@ def parse_args(argv):
     return args
 
 
-async def run_scenario(sc):
-    try:
-        await sc.run()
-    finally:
-        sc.abort()
-
-
 def main(argv):
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.CRITICAL,
-        format='slixmpp %(levelname)s %(name)s: %(message)s')
-
-    # Backstop: even if the event loop got stuck, never outlive the timeout.
-    def alarm(_sig, _frame):
-        sys.stderr.write('FAIL: hard timeout (%.0f s) hit\n' % args.timeout)
-        sys.stderr.flush()
-        os._exit(1)
-    signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(int(args.timeout) + 5)
-
-    sc = SCENARIOS[args.scenario](args)
-    try:
-        asyncio.run(run_scenario(sc))
-    except CheckFailed as exc:
-        sys.stdout.flush()
-        sys.stderr.write('FAIL: %s: %s\n' % (sc.step, exc))
-        return 1
-    except Exception as exc:  # a bug here or in slixmpp: still one clear line
-        sys.stdout.flush()
-        sys.stderr.write('FAIL: %s: unexpected %s: %s\n'
-                         % (sc.step, type(exc).__name__, exc))
-        return 1
-    return 0
+    return run_main(args, SCENARIOS[args.scenario](args))
 
 
 if __name__ == '__main__':

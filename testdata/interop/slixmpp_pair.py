@@ -537,6 +537,13 @@ async def run_pair(pair):
 
 def main(argv):
     args = parse_args(argv)
+    return run_main(args, Pair(args))
+
+
+def run_main(args, pair):
+    """Run pair (anything with run(), peers and step, as slixmpp_mobile.py's
+    scenarios) under args.timeout; print a FAIL line and return 1 when a
+    step failed, else return 0."""
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.CRITICAL,
         format='slixmpp %(levelname)s %(name)s: %(message)s')
@@ -549,7 +556,6 @@ def main(argv):
     signal.signal(signal.SIGALRM, alarm)
     signal.alarm(int(args.timeout) + 5)
 
-    pair = Pair(args)
     try:
         asyncio.run(run_pair(pair))
     except CheckFailed as exc:
