@@ -84,6 +84,9 @@ type Config struct {
 	// HTTP holds the web transports (WebSocket, BOSH, host-meta); off
 	// unless it lists an address.
 	HTTP HTTP `toml:"http"`
+	// Components holds the external components (XEP-0114); off unless
+	// it lists an address.
+	Components Components `toml:"components"`
 }
 
 // Log holds the logging settings.
@@ -461,6 +464,8 @@ func (c *Config) Validate() error {
 	checkAddrs("http.listen", c.HTTP.Listen)
 	checkAddrs("http.tls_listen", c.HTTP.TLSListen)
 	errs = append(errs, c.HTTP.validate()...)
+	checkAddrs("components.listen", c.Components.Listen)
+	errs = append(errs, c.Components.validate(c.Hosts)...)
 
 	switch {
 	case c.TLS.Cert != "" && c.TLS.Key == "":
@@ -635,6 +640,7 @@ func (c *Config) Summary() string {
 	writeLimits(&b, c.Limits)
 	line("[http]")
 	writeHTTP(&b, c.HTTP)
+	writeComponents(&b, c.Components)
 	return b.String()
 }
 

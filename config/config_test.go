@@ -76,6 +76,8 @@ func TestLoadGood(t *testing.T) {
 			ArchiveBytes:          64 << 20,
 			ArchiveRetention:      Duration{8760 * time.Hour},
 			ArchivePageSize:       250,
+			PushRegistrations:     8,
+			PushInterval:          Duration{5 * time.Second},
 		},
 		HTTP: HTTP{
 			Listen:         []string{"127.0.0.1:5280"},
@@ -238,6 +240,7 @@ func TestExample(t *testing.T) {
 	want.HTTP.TLSListen = []string{}
 	want.HTTP.Origins = []string{}
 	want.HTTP.TrustedProxies = []string{}
+	want.Components.Listen = []string{}
 	want.Hosts[0].OTPSeed = "XVGR73KMZH2M4XMY"
 	want.Hosts[0].TokenSecret = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
 	if !reflect.DeepEqual(c, want) {

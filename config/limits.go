@@ -159,6 +159,15 @@ type Limits struct {
 	// to 10,000 (a larger RSM <max/> is capped; half the send queue caps
 	// it too). Default 250.
 	ArchivePageSize int `toml:"archive_page_size"`
+	// PushRegistrations is how many push registrations (XEP-0357: an app
+	// server and node a client enabled) one user may hold, 1 to 1000;
+	// enabling one more is refused with <resource-constraint/>.
+	// Default 8.
+	PushRegistrations int `toml:"push_registrations"`
+	// PushInterval is the least time between two push notifications for
+	// one user, 1s to 24h; the messages between are counted in the next
+	// one. Default 5s.
+	PushInterval Duration `toml:"push_interval"`
 }
 
 // DefaultLimits returns the limits used for keys the file leaves out.
@@ -199,6 +208,8 @@ func DefaultLimits() Limits {
 		ArchiveBytes:          64 * mib,
 		ArchiveRetention:      Duration{365 * 24 * time.Hour},
 		ArchivePageSize:       250,
+		PushRegistrations:     8,
+		PushInterval:          Duration{5 * time.Second},
 	}
 }
 
@@ -256,6 +267,7 @@ const (
 	minRetention      = time.Hour
 	maxRetention      = 100 * 365 * 24 * time.Hour
 	maxArchivePage    = 10_000
+	maxPushRegs       = 1000
 	// maxAuthFailureDelay bounds limits.auth_failure_delay: a delayed
 	// answer holds its connection.
 	maxAuthFailureDelay = 30 * time.Second
@@ -338,6 +350,8 @@ func (l Limits) validate() []error {
 		add("archive_retention", "must be between %v and %v, got %v", minRetention, maxRetention, d)
 	}
 	between("archive_page_size", l.ArchivePageSize, 1, maxArchivePage)
+	between("push_registrations", l.PushRegistrations, 1, maxPushRegs)
+	duration("push_interval", l.PushInterval)
 	return errs
 }
 

@@ -49,6 +49,8 @@ var wantDefaultLimits = Limits{
 	ArchiveBytes:          67108864,
 	ArchiveRetention:      Duration{8760 * time.Hour},
 	ArchivePageSize:       250,
+	PushRegistrations:     8,
+	PushInterval:          Duration{5 * time.Second},
 }
 
 func TestLimitDefaults(t *testing.T) {
