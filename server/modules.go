@@ -16,6 +16,7 @@ import (
 	"ottr.im/ottr/mod/ping"
 	"ottr.im/ottr/mod/presence"
 	"ottr.im/ottr/mod/private"
+	"ottr.im/ottr/mod/push"
 	"ottr.im/ottr/mod/roster"
 	"ottr.im/ottr/mod/vcard"
 	"ottr.im/ottr/mod/version"
@@ -72,6 +73,13 @@ var modules = []struct {
 			MaxDocuments:  l.limits.PrivateDocuments,
 			MaxTotalBytes: l.limits.PrivateTotalBytes,
 		})
+	}},
+	{"push", func(l *loader) (err error) {
+		_, err = push.Register(l.core, l.store, push.Options{
+			MaxRegistrations: l.limits.PushRegistrations,
+			Interval:         l.limits.PushInterval.Duration,
+		})
+		return err
 	}},
 	{"mam", func(l *loader) error {
 		if l.limits.ArchiveMessages == 0 {

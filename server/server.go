@@ -26,6 +26,7 @@ import (
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/c2s"
 	"ottr.im/ottr/certs"
+	"ottr.im/ottr/component"
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/limit"
@@ -77,6 +78,10 @@ type Server struct {
 	closed    bool
 	listeners []net.Listener // c2s
 	httpLns   []net.Listener // http.listen, then http.tls_listen
+	compLns   []net.Listener // components.listen
+
+	// components serves [components] (XEP-0114); nil without services.
+	components *component.Server
 	// conns holds the c2s connections and web sessions open, each with
 	// its key in perAddr ("" when not counted per address).
 	conns map[net.Conn]string
@@ -230,6 +235,12 @@ func New(opts Options) (*Server, error) {
 		ResumeTimeout: lim.ResumptionTimeout.Duration,
 	}
 	s.c2s = s.c2s.WithDefaults()
+	if err := s.newComponents(); err != nil {
+		cancel()
+		claims.Close()
+		store.Close()
+		return nil, err
+	}
 	if cfg.HTTP.Enabled() {
 		if err := s.newWeb(); err != nil {
 			cancel()
@@ -475,6 +486,12 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.logger.Info("listening", "addr", l.Addr().String(), "kind", sp.kind)
 		opened = append(opened, l)
+	}
+	if err := s.startComponents(ctx); err != nil {
+		for _, o := range opened {
+			o.Close()
+		}
+		return err
 	}
 	n := len(s.cfg.C2S.Listen) + len(s.cfg.C2S.DirectTLS)
 	s.listeners, s.httpLns = opened[:n:n], opened[n:]
@@ -763,6 +780,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.logger.Info("shutting down", "sessions", s.router.Sessions())
 	}
 	s.router.CloseAll(stream.Error{Err: stream.SystemShutdown.Err})
+	s.closeComponents()
 	// Connections still negotiating have no session to close: cancel
 	// their context, which ends negotiation.
 	s.cancel()
