@@ -66,8 +66,8 @@ type Core interface {
 	Deliver(t router.Target, st *element.Stanza)
 }
 
-// Config configures a Server. Zero limits take the defaults of
-// WithDefaults, the same as c2s.Config's.
+// Config configures a Server. Zero limits take the defaults of a client
+// session's (c2s.Config.WithDefaults).
 type Config struct {
 	// Services are the components accepted.
 	Services []Service
@@ -94,37 +94,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns a copy of c with every zero limit set.
+// withDefaults returns a copy of c with every zero limit set to the
+// default a client session's (c2s.Config.WithDefaults) has.
 func (c Config) withDefaults() Config {
-	if c.Guard == (c2s.GuardLimits{}) {
-		c.Guard = c2s.GuardLimits{MaxElement: 256 << 10, MaxDepth: 32, MaxAttributes: 64}
-	}
-	if c.Guard.MaxPrebind == 0 || c.Guard.MaxPrebind > c.Guard.MaxElement {
-		c.Guard.MaxPrebind = min(16<<10, c.Guard.MaxElement)
-	}
-	if c.Limits == (element.Limits{}) {
-		c.Limits = element.Limits{MaxTokens: 1 << 16, MaxBytes: c.Guard.MaxElement, MaxDepth: c.Guard.MaxDepth}
-	}
-	if c.HandshakeTimeout == 0 {
-		c.HandshakeTimeout = 30 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 30 * time.Second
-	}
-	if c.CloseGrace == 0 {
-		c.CloseGrace = 2 * time.Second
-	}
-	if c.QueueLen == 0 {
-		c.QueueLen = 1024
-	}
-	if c.QueueBytes == 0 {
-		c.QueueBytes = 4 << 20
-	}
+	d := (&c2s.Config{
+		Guard: c.Guard, Limits: c.Limits, NegotiateTimeout: c.HandshakeTimeout,
+		WriteTimeout: c.WriteTimeout, CloseGrace: c.CloseGrace,
+		QueueLen: c.QueueLen, QueueBytes: c.QueueBytes, Logger: c.Logger,
+	}).WithDefaults()
+	c.Guard, c.Limits, c.HandshakeTimeout = d.Guard, d.Limits, d.NegotiateTimeout
+	c.WriteTimeout, c.CloseGrace = d.WriteTimeout, d.CloseGrace
+	c.QueueLen, c.QueueBytes, c.Logger = d.QueueLen, d.QueueBytes, d.Logger
+	c.Guard.MaxPrebind = min(c.Guard.MaxPrebind, c.Guard.MaxElement)
 	if c.MaxPendingIQ == 0 {
 		c.MaxPendingIQ = 1024
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	return c
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -186,10 +187,20 @@ func closeBytes(e *stream.Error) []byte {
 	return b.Bytes()
 }
 
-// Serve runs one component connection to its end and closes conn.
+// Serve runs one component connection to its end and closes conn. A
+// panic while handling it is recovered, logged with its stack, and
+// answered with an internal-server-error stream error, as a client
+// session's is.
 func (s *Server) Serve(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	logger := s.cfg.Logger.With("conn", s.ids.Add(1), "remote", conn.RemoteAddr().String())
+	defer func() {
+		if r := recover(); r != nil {
+			logger.Error("panic while handling a component", "panic", r, "stack", string(debug.Stack()))
+			conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			conn.Write(closeBytes(&stream.InternalServerError))
+		}
+	}()
 	br := bufio.NewReaderSize(conn, 1024)
 	conn.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })

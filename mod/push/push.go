@@ -178,17 +178,30 @@ type command struct {
 
 var errBadRequest = stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
 
-// enable stores a registration (XEP-0357 §5).
-func (m *Module) enable(ctx context.Context, req router.IQRequest) (xml.TokenReader, error) {
-	if req.Stanza.Type != "set" {
-		return nil, errBadRequest
-	}
+// decodeCommand reads an <enable/> or <disable/> set and its app
+// server's JID.
+func decodeCommand(req router.IQRequest) (command, jid.JID, error) {
 	var c command
+	if req.Stanza.Type != "set" {
+		return c, jid.JID{}, errBadRequest
+	}
 	if err := req.Stanza.DecodePayload(&c); err != nil {
-		return nil, errBadRequest
+		return c, jid.JID{}, errBadRequest
 	}
 	service, err := jid.Parse(c.JID)
-	if err != nil || c.Node == "" {
+	if err != nil {
+		return c, jid.JID{}, errBadRequest
+	}
+	return c, service, nil
+}
+
+// enable stores a registration (XEP-0357 §5).
+func (m *Module) enable(ctx context.Context, req router.IQRequest) (xml.TokenReader, error) {
+	c, service, err := decodeCommand(req)
+	if err != nil {
+		return nil, err
+	}
+	if c.Node == "" {
 		return nil, errBadRequest
 	}
 	reg := storage.PushRegistration{Service: service.String(), Node: c.Node}
@@ -210,16 +223,9 @@ func (m *Module) enable(ctx context.Context, req router.IQRequest) (xml.TokenRea
 
 // disable removes registrations (XEP-0357 §6).
 func (m *Module) disable(ctx context.Context, req router.IQRequest) (xml.TokenReader, error) {
-	if req.Stanza.Type != "set" {
-		return nil, errBadRequest
-	}
-	var c command
-	if err := req.Stanza.DecodePayload(&c); err != nil {
-		return nil, errBadRequest
-	}
-	service, err := jid.Parse(c.JID)
+	c, service, err := decodeCommand(req)
 	if err != nil {
-		return nil, errBadRequest
+		return nil, err
 	}
 	user := req.From.Bare()
 	_, err = m.store.DisablePush(ctx, user.Domainpart(), user.Localpart(), service.String(), c.Node)
