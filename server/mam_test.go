@@ -195,3 +195,30 @@ func TestMamPaging(t *testing.T) {
 		t.Errorf("query after an unknown id: %+v", bad)
 	}
 }
+
+// TestMamOffline checks that a message stored offline is in the archive,
+// and is delivered at login with the stanza-id of its archive entry.
+func TestMamOffline(t *testing.T) {
+	ts := startServer(t, nil)
+	bob := ts.online(t, "bob", "b")
+	alice := ts.online(t, "alice", "a")
+	xmpptest.SubscribeBoth(t, alice, bob)
+	alice.Close()
+	bob.PresenceFrom("alice@localhost/a", "unavailable")
+	bob.Send(`<message to="alice@localhost" type="chat" id="off"><body>while you were away</body></message>`)
+	// Bob's own copy is archived at once: once his query sees it, the
+	// message has been routed.
+	if p := queryArchive(t, bob, "bob", `<max>10</max>`); len(p.ids) != 1 {
+		t.Fatalf("bob's archive: %d results", len(p.ids))
+	}
+	alice = ts.online(t, "alice", "a")
+	r := alice.WaitFor(func(r xmpptest.Received) bool { return r.Name == "message" && r.ID == "off" })
+	id := archiveIDBy(r.Inner, "alice@localhost")
+	if id == "" || !strings.Contains(r.Inner, "urn:xmpp:delay") {
+		t.Fatalf("offline message without stanza-id or delay: %s", r.Inner)
+	}
+	p := queryArchive(t, alice, "a", `<max>10</max>`)
+	if !slices.Equal(p.ids, []string{id}) || !slices.Equal(p.bodies, []string{"while you were away"}) || !p.complete {
+		t.Errorf("alice's archive: %+v, want the offline message under %s", p, id)
+	}
+}
