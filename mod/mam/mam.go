@@ -149,27 +149,13 @@ type Module struct {
 
 // Register adds the archive to core.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.MaxMessages <= 0 {
-		opts.MaxMessages = DefaultMaxMessages
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = DefaultRetention
-	}
-	if opts.MaxPage <= 0 {
-		opts.MaxPage = DefaultMaxPage
-	}
-	if opts.SendQueue <= 0 {
-		opts.SendQueue = DefaultSendQueue
-	}
-	if opts.SendQueueBytes <= 0 {
-		opts.SendQueueBytes = DefaultSendQueueBytes
-	}
-	if opts.MaxPrefsJIDs <= 0 {
-		opts.MaxPrefsJIDs = DefaultMaxPrefsJIDs
-	}
+	orDefault(&opts.MaxMessages, DefaultMaxMessages)
+	orDefault(&opts.MaxBytes, DefaultMaxBytes)
+	orDefault(&opts.Retention, DefaultRetention)
+	orDefault(&opts.MaxPage, DefaultMaxPage)
+	orDefault(&opts.SendQueue, DefaultSendQueue)
+	orDefault(&opts.SendQueueBytes, DefaultSendQueueBytes)
+	orDefault(&opts.MaxPrefsJIDs, DefaultMaxPrefsJIDs)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -190,6 +176,13 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// orDefault sets *v to def when it is not positive.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // now is the module's clock to the microsecond: the precision of the
@@ -401,31 +394,7 @@ func stanzaIDs(st *element.Stanza, owner jid.JID) []string {
 // removeStanzaIDs removes st's stanza-id children by owner (XEP-0359
 // §5: only the entity named in 'by' may set them).
 func removeStanzaIDs(st *element.Stanza, owner jid.JID) {
-	if len(stanzaIDs(st, owner)) == 0 {
-		return
-	}
-	toks := st.Tokens()
-	var out []xml.Token
-	depth, skipping := 0, false
-	for _, tok := range toks {
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if depth == 0 && isStanzaIDBy(t, owner) {
-				skipping = true
-			}
-			depth++
-		case xml.EndElement:
-			depth--
-			if skipping && depth == 0 {
-				skipping = false
-				continue
-			}
-		}
-		if !skipping {
-			out = append(out, tok)
-		}
-	}
-	st.SetTokens(out)
+	st.RemoveChildren(func(start xml.StartElement) bool { return isStanzaIDBy(start, owner) })
 }
 
 // isStanzaIDBy reports whether start is a stanza-id by owner.
