@@ -52,8 +52,11 @@ type fakeRouter struct {
 	sessionErr  error // the Err of the session's context, at Unbind
 	unbindCalls chan struct{}
 	routed      chan routed
+	sessions    []*Session        // bound, in order
 	rerouted    []*element.Stanza // Reroute's messages
-	resumed     int               // Resumed calls
+	// rerouteEarly: a Reroute came before any Unbind.
+	rerouteEarly bool
+	resumed      int // Resumed calls
 }
 
 // routed is one Route call.
@@ -77,6 +80,7 @@ func (r *fakeRouter) Bind(ctx context.Context, s *Session) error {
 	_, hasDeadline := ctx.Deadline()
 	r.mu.Lock()
 	r.bound = append(r.bound, s.JID())
+	r.sessions = append(r.sessions, s)
 	r.bindCtxOK = r.bindCtxOK && hasDeadline && ctx.Err() == nil
 	r.mu.Unlock()
 	msg, err := element.New("message", "chat", s.JID().Domain(), s.JID(), "w1",
@@ -103,6 +107,7 @@ func (r *fakeRouter) Route(ctx context.Context, s *Session, st *element.Stanza) 
 func (r *fakeRouter) Reroute(ctx context.Context, s *Session, st *element.Stanza) {
 	r.mu.Lock()
 	r.rerouted = append(r.rerouted, st)
+	r.rerouteEarly = r.rerouteEarly || r.unbinds == 0
 	r.mu.Unlock()
 }
 

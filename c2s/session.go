@@ -304,19 +304,25 @@ func (s *Session) writeLoop() {
 			s.mu.Unlock()
 			return
 		}
-		if s.sm != nil && s.sm.wantRequest(batch) {
-			batch = append(batch, outbound{raw: ackRequest, request: true})
+		if s.sm != nil {
+			// Counted as sent before the write: the client may read and
+			// acknowledge the first stanzas before the write returns.
+			if s.sm.wantRequest(batch) {
+				batch = append(batch, outbound{raw: ackRequest, request: true})
+			}
+			s.sm.sent(batch)
 		}
 		s.mu.Unlock()
 
 		if len(batch) > 0 {
 			err := l.write(batch, s.cfg.WriteTimeout)
-			s.mu.Lock()
-			if s.sm != nil {
-				s.sm.sent(batch, err == nil)
+			for _, it := range batch {
+				if it.written != nil {
+					// A counted stanza is stream management's from
+					// here: resent on resumption, or routed again.
+					it.written(err == nil || it.counted)
+				}
 			}
-			s.mu.Unlock()
-			report(batch, err == nil)
 			clear(batch)
 			if err != nil {
 				s.logger.Debug("write failed", "err", err)

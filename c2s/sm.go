@@ -81,15 +81,14 @@ func (sm *smState) wantRequest(batch []outbound) bool {
 	return n > 0 && (n >= requestEvery || !sm.awaiting)
 }
 
-// sent records a batch the writer wrote (ok) or tried to: its counted
-// stanzas are now unacknowledged. A stanza with a callback whose write
-// failed is not: its sender is told it was not written and keeps it.
-func (sm *smState) sent(batch []outbound, ok bool) {
+// sent records a batch handed to the writer: its counted stanzas are
+// now unacknowledged, and an <r/> in it is awaited.
+func (sm *smState) sent(batch []outbound) {
 	for _, it := range batch {
 		switch {
-		case it.request && ok:
+		case it.request:
 			sm.sinceReq, sm.awaiting = 0, true
-		case it.counted && (ok || it.written == nil):
+		case it.counted:
 			sm.unacked = append(sm.unacked, it.st)
 			sm.unackedBytes += it.size()
 			sm.sinceReq++
@@ -264,14 +263,14 @@ func (s *Session) enable(raw []byte) (stream.Error, bool) {
 // the caller ends the session.
 func (s *Session) linkDone(l *link, dropped bool) bool {
 	s.mu.Lock()
+	s.reading = false
+	s.idle.Broadcast()
 	if s.on != l {
-		// Resumed elsewhere: that link's read loop speaks for the
-		// session now.
+		// Resumed elsewhere (takeOver waited for this): that link's
+		// read loop speaks for the session now.
 		s.mu.Unlock()
 		return true
 	}
-	s.reading = false
-	s.idle.Broadcast()
 	if !dropped || s.closing || !s.resumableLocked() {
 		s.mu.Unlock()
 		return false
@@ -436,7 +435,13 @@ func smFeature(n *negotiation) xmpp.StreamFeature {
 			return false, nil, d.Skip()
 		},
 		Negotiate: func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
-			return 0, nil, n.smBeforeBind(s)
+			if err := n.smBeforeBind(s); err != nil {
+				// mellium goes on reading features after an optional
+				// one failed, unless it returned a ReadWriter: the
+				// error (errResumed included) must end negotiation.
+				return 0, n.guard, err
+			}
+			return 0, nil, nil
 		},
 	}
 }
