@@ -18,6 +18,14 @@ type ArchivedMessage struct {
 	Stored time.Time
 }
 
+// ArchiveEntry is a message for one user's archive, in a batch.
+type ArchiveEntry struct {
+	// Host and User name the archive's owner.
+	Host, User string
+	// Message is what is archived.
+	Message ArchivedMessage
+}
+
 // ArchiveLimits bound one user's archive when a message is added: beyond
 // Quota (messages, bytes of their stanzas) the oldest messages are
 // deleted until it fits again, and the messages stored before Expire,

@@ -25,37 +25,28 @@ const expireBatch = 16
 // [storage.ErrQuota]; an ID the archive holds already, with one wrapping
 // [storage.ErrExists]. All of it is one IMMEDIATE transaction.
 func (s *Store) AppendArchive(ctx context.Context, host, user string, msg storage.ArchivedMessage, lim storage.ArchiveLimits) error {
-	size := int64(len(msg.Stanza))
-	if msg.Stanza == nil {
-		msg.Stanza = []byte{} // the column is NOT NULL
+	errs, err := s.AppendArchives(ctx, []storage.ArchiveEntry{{Host: host, User: user, Message: msg}}, lim)
+	if err == nil {
+		err = errs[0]
 	}
+	return err
+}
+
+// AppendArchives appends entries in order, each as AppendArchive does,
+// in one transaction (one sync to disk for all). The error of each entry
+// refused (ErrQuota, ErrExists) is at its index, the others' nil; any
+// other failure stores none of them and is returned alone.
+func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error) {
+	errs := make([]error, len(entries))
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if lim.Quota.Count < 1 || size > lim.Quota.Bytes {
-			return fmt.Errorf("a message of %d bytes in an archive of at most %d messages and %d bytes: %w",
-				size, lim.Quota.Count, lim.Quota.Bytes, storage.ErrQuota)
-		}
-		var exists bool
-		err := tx.QueryRowContext(ctx,
-			`SELECT EXISTS (SELECT 1 FROM archive WHERE host = ? AND username = ? AND id = ?)`,
-			host, user, msg.ID).Scan(&exists)
-		if err != nil {
-			return err
-		}
-		if exists {
-			return fmt.Errorf("archive id %q: %w", msg.ID, storage.ErrExists)
-		}
-		bare, _, _ := strings.Cut(msg.With, "/")
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
-		if err != nil {
-			return err
-		}
-		if err := addUsage(ctx, tx, host, user, 1, size); err != nil {
-			return err
-		}
-		if err := trimArchive(ctx, tx, host, user, lim.Quota); err != nil {
-			return err
+		for i, e := range entries {
+			refused, err := appendArchive(ctx, tx, e.Host, e.User, e.Message, lim.Quota)
+			if err != nil {
+				return err
+			}
+			if refused != nil {
+				errs[i] = fmt.Errorf("sqlite: archive a message for %s@%s: %w", e.User, e.Host, refused)
+			}
 		}
 		if lim.Expire.IsZero() {
 			return nil
@@ -63,9 +54,44 @@ func (s *Store) AppendArchive(ctx context.Context, host, user string, msg storag
 		return expireArchive(ctx, tx, lim.Expire)
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: archive a message for %s@%s: %w", user, host, err)
+		return nil, fmt.Errorf("sqlite: archive %d messages: %w", len(entries), err)
 	}
-	return nil
+	return errs, nil
+}
+
+// appendArchive adds one message to the user's archive and trims it to
+// q. A message refused for the quota or its ID is reported in refused,
+// having changed nothing.
+func appendArchive(ctx context.Context, tx *sql.Tx, host, user string, msg storage.ArchivedMessage, q storage.Quota) (refused, err error) {
+	size := int64(len(msg.Stanza))
+	if msg.Stanza == nil {
+		msg.Stanza = []byte{} // the column is NOT NULL
+	}
+	if q.Count < 1 || size > q.Bytes {
+		return fmt.Errorf("a message of %d bytes in an archive of at most %d messages and %d bytes: %w",
+			size, q.Count, q.Bytes, storage.ErrQuota), nil
+	}
+	var exists bool
+	err = tx.QueryRowContext(ctx,
+		`SELECT EXISTS (SELECT 1 FROM archive WHERE host = ? AND username = ? AND id = ?)`,
+		host, user, msg.ID).Scan(&exists)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		return fmt.Errorf("archive id %q: %w", msg.ID, storage.ErrExists), nil
+	}
+	bare, _, _ := strings.Cut(msg.With, "/")
+	_, err = tx.ExecContext(ctx,
+		`INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
+	if err != nil {
+		return nil, err
+	}
+	if err := addUsage(ctx, tx, host, user, 1, size); err != nil {
+		return nil, err
+	}
+	return nil, trimArchive(ctx, tx, host, user, q)
 }
 
 // addUsage adds n messages and size bytes to the user's archive usage.

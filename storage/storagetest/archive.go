@@ -21,6 +21,11 @@ type ArchiveStore interface {
 	// with an error wrapping storage.ErrQuota, an ID already in the
 	// archive with one wrapping storage.ErrExists.
 	AppendArchive(ctx context.Context, host, user string, msg storage.ArchivedMessage, lim storage.ArchiveLimits) error
+	// AppendArchives appends entries in order, each as AppendArchive
+	// does, all in one transaction; the error of each entry refused
+	// (ErrQuota, ErrExists) is at its index, and any other failure
+	// stores none of them.
+	AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error)
 	// QueryArchive returns one page of the user's archive (see
 	// storage.ArchiveQuery); an unknown ID fails with an error wrapping
 	// storage.ErrNotFound.
@@ -141,6 +146,31 @@ var archiveCases = []suiteCase[ArchiveStore]{
 			t.Errorf("AppendArchive of alice's id to another host's alice: %v", err)
 		}
 		wantArchivePage(t, ctx, s, storage.ArchiveQuery{Max: 10, MaxBytes: 1 << 20}, archiveIDs(0, 1), true, 1)
+	}},
+	{"batch", func(t *testing.T, ctx context.Context, s ArchiveStore) {
+		big := archived(3)
+		big.Stanza = bytes.Repeat([]byte("x"), 2000)
+		lim := storage.ArchiveLimits{Quota: storage.Quota{Count: 10, Bytes: 1000}}
+		errs, err := s.AppendArchives(ctx, []storage.ArchiveEntry{
+			{Host: "example.com", User: "alice", Message: archived(0)},
+			{Host: "example.com", User: "bob", Message: archived(0)},
+			{Host: "example.com", User: "alice", Message: archived(1)},
+			{Host: "example.com", User: "alice", Message: archived(0)}, // the same id again
+			{Host: "example.com", User: "alice", Message: big},
+			{Host: "example.com", User: "alice", Message: archived(2)},
+		}, lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(errs) != 6 || errs[0] != nil || errs[1] != nil || errs[2] != nil ||
+			!errors.Is(errs[3], storage.ErrExists) || !errors.Is(errs[4], storage.ErrQuota) || errs[5] != nil {
+			t.Errorf("AppendArchives errors %v, want nil, nil, nil, ErrExists, ErrQuota, nil", errs)
+		}
+		wantArchivePage(t, ctx, s, storage.ArchiveQuery{Max: 10, MaxBytes: 1 << 20}, archiveIDs(0, 3), true, 3)
+		page, err := s.QueryArchive(ctx, "example.com", "bob", storage.ArchiveQuery{})
+		if err != nil || page.Count != 1 {
+			t.Errorf("bob's archive: %d messages, %v; want 1", page.Count, err)
+		}
 	}},
 	{"paging forward and back", func(t *testing.T, ctx context.Context, s ArchiveStore) {
 		fillArchive(t, ctx, s, 10)
