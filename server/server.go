@@ -214,7 +214,7 @@ func New(opts Options) (*Server, error) {
 		Announce:   []xml.Name{{Space: "urn:xmpp:features:rosterver", Local: "ver"}, {Space: csi.NS, Local: "csi"}},
 		Elements:   csiElements(mods.csi),
 		Auth:       authAdapter{authn},
-		Router:     c2sRouter{core},
+		Router:     c2sRouter{core: core, csi: mods.csi},
 		Logger:     logger.With("component", "c2s"),
 
 		NegotiateTimeout: lim.AuthTimeout.Duration,
@@ -861,7 +861,10 @@ func csiElements(m *csi.Module) map[xml.Name]c2s.ElementHandler {
 
 // c2sRouter lets the routing core take c2s's sessions: a session is one
 // kind of router.Target.
-type c2sRouter struct{ core *router.Router }
+type c2sRouter struct {
+	core *router.Router
+	csi  *csi.Module // a resumed stream starts active (XEP-0352 §4.2)
+}
 
 func (r c2sRouter) Bind(ctx context.Context, s *c2s.Session) error { return r.core.Bind(ctx, s) }
 
@@ -879,5 +882,7 @@ func (r c2sRouter) Reroute(ctx context.Context, s *c2s.Session, st *element.Stan
 	r.core.MessageToBare(ctx, nil, st)
 }
 
-// Resumed needs nothing of the core: s stayed bound while it waited.
-func (r c2sRouter) Resumed(context.Context, *c2s.Session) {}
+// Resumed needs nothing of the core: s stayed bound while it waited. A
+// stream begins active, a resumed one too (XEP-0352 §4.2 and its 0.2.1
+// revision): what was held for s is delivered on the new connection.
+func (r c2sRouter) Resumed(_ context.Context, s *c2s.Session) { r.csi.SetActive(s, true) }
