@@ -14,8 +14,9 @@
 //     invitations, every iq, every error, subscription requests and
 //     answers.
 //
-// Everything held is delivered when the client says <active/> again and
-// when the session ends. What one session holds is bounded
+// Everything held is delivered when the client says <active/> again, when
+// its stream is resumed (XEP-0198: a stream starts active, so the
+// transport's adapter calls SetActive then too) and when the session ends. What one session holds is bounded
 // (Options.MaxStanzas, Options.MaxBytes): past the bound it is all
 // delivered instead of growing.
 //
