@@ -160,11 +160,12 @@ func (m *Module) messageFull(ev *router.EventData) bool {
 // <received/> copies to the recipient's resources but the sender and
 // those listed in skip. A message the server routes itself (no sender
 // session, such as one a session never acknowledged, XEP-0198, routed
-// again to the bare JID) was copied when it first came, if ever: it is
-// not copied again.
+// again to the bare JID) was copied and stripped when it first came: it
+// is left as it is, untouched (other sessions' writers may be reading
+// it).
 func (m *Module) received(ev *router.EventData, skip ...router.Target) {
 	st := ev.Stanza
-	if st.RemoveChildren(isPrivate) || ev.From == nil || !eligible(st, true) {
+	if ev.From == nil || st.RemoveChildren(isPrivate) || !eligible(st, true) {
 		return
 	}
 	m.copyTo("received", st, st.To.Bare(), append(skip, ev.From)...)
