@@ -76,42 +76,45 @@ func TestCarbons(t *testing.T) {
 		t.Fatalf("disco#info without carbons: %s", r.Inner)
 	}
 
-	// Sent: a1 to bob.
-	a1.Send(`<message to='bob@localhost' type='chat' id='m1'><body>one</body></message>`)
-	if m := bob.NextNamed("message", "chat"); m.Body != "one" || m.From != "alice@localhost/a1" {
-		t.Fatalf("bob got %+v", m)
+	// Sent from a1 to bob; received by a1 from bob; received at alice's
+	// bare JID when a2, with a negative priority, is not among the
+	// resources it goes to.
+	for _, tc := range []struct {
+		name       string
+		from, to   *xmpptest.Client
+		addr, body string
+		before     func()
+		kind       string
+		silent     []*xmpptest.Client // get no carbon
+		wantFrom   string
+		wantOrigTo string
+	}{
+		{name: "sent", from: a1, to: bob, addr: "bob@localhost", body: "one", kind: "sent",
+			silent: []*xmpptest.Client{a1, bob}, wantFrom: "alice@localhost/a1", wantOrigTo: "bob@localhost"},
+		{name: "received", from: bob, to: a1, addr: "alice@localhost/a1", body: "two", kind: "received",
+			silent: []*xmpptest.Client{a1, bob}, wantFrom: "bob@localhost/b1", wantOrigTo: "alice@localhost/a1"},
+		{name: "received at the bare JID", from: bob, to: a1, addr: "alice@localhost", body: "three", kind: "received",
+			before: func() {
+				a2.Send(`<presence><priority>-1</priority></presence>`)
+				a2.PresenceFrom(a2.JID.String(), "")
+			},
+			silent: []*xmpptest.Client{a1}, wantFrom: "bob@localhost/b1", wantOrigTo: "alice@localhost"},
+	} {
+		if tc.before != nil {
+			tc.before()
+		}
+		tc.from.Send(fmt.Sprintf(`<message to='%s' type='chat'><body>%s</body></message>`, tc.addr, tc.body))
+		if m := tc.to.WaitFor(func(r xmpptest.Received) bool { return r.Name == "message" && r.Body == tc.body }); m.From != tc.wantFrom {
+			t.Fatalf("%s: %s got %+v", tc.name, tc.to.JID, m)
+		}
+		c := nextCarbon(t, a2)
+		if m := c.Forwarded.Message; c.XMLName.Local != tc.kind || m.Body != tc.body || m.From != tc.wantFrom || m.To != tc.wantOrigTo {
+			t.Fatalf("%s: a2's carbon: %+v", tc.name, c)
+		}
+		for _, s := range tc.silent {
+			noCarbon(t, s)
+		}
 	}
-	sent := nextCarbon(t, a2)
-	if m := sent.Forwarded.Message; sent.XMLName.Local != "sent" || m.Body != "one" || m.From != "alice@localhost/a1" || m.To != "bob@localhost" {
-		t.Fatalf("a2's sent carbon: %+v", sent)
-	}
-	noCarbon(t, a1)
-	noCarbon(t, bob)
-
-	// Received: bob to a1.
-	bob.Send(`<message to='alice@localhost/a1' type='chat' id='m2'><body>two</body></message>`)
-	if m := a1.NextNamed("message", "chat"); m.Body != "two" {
-		t.Fatalf("a1 got %+v", m)
-	}
-	recv := nextCarbon(t, a2)
-	if m := recv.Forwarded.Message; recv.XMLName.Local != "received" || m.Body != "two" || m.From != "bob@localhost/b1" || m.To != "alice@localhost/a1" {
-		t.Fatalf("a2's received carbon: %+v", recv)
-	}
-	noCarbon(t, a1)
-	noCarbon(t, bob)
-
-	// Received at the bare JID: a2 with a negative priority is not among
-	// the resources it goes to, so it gets a copy.
-	a2.Send(`<presence><priority>-1</priority></presence>`)
-	a2.PresenceFrom(a2.JID.String(), "")
-	bob.Send(`<message to='alice@localhost' type='chat' id='m3'><body>three</body></message>`)
-	if m := a1.NextNamed("message", "chat"); m.Body != "three" {
-		t.Fatalf("a1 got %+v", m)
-	}
-	if recv := nextCarbon(t, a2); recv.XMLName.Local != "received" || recv.Forwarded.Message.Body != "three" {
-		t.Fatalf("a2's received carbon: %+v", recv)
-	}
-	noCarbon(t, a1)
 
 	// Private and no-copy, both ways: no copy; <private/> is stripped.
 	for _, tc := range []struct{ hint, kept string }{
