@@ -49,8 +49,18 @@ type negotiation struct {
 // conn before it returns. A panic while handling the connection is
 // recovered, logged with its stack, and answered with an
 // internal-server-error stream error; it never takes the process down.
+//
+// The goroutine that calls Serve only waits: the work runs on goroutines
+// of its own, so that an idle session holds no deep stack (see relay).
 func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	cfg = cfg.WithDefaults()
+	defer conn.Close()
+	r := newRelay(conn, cfg.Logger)
+	r.run(func() { serveConn(ctx, conn, cfg, r) })
+}
+
+// serveConn is Serve's work, run by r.
+func serveConn(ctx context.Context, conn net.Conn, cfg *Config, r *relay) {
 	n := &negotiation{
 		cfg:    cfg,
 		base:   ctx,
@@ -59,7 +69,6 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 		guard:  newGuard(conn, cfg.Guard),
 		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", cfg.connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
 	}
-	defer conn.Close()
 	defer func() {
 		if r := recover(); r != nil {
 			n.logger.Error("panic during negotiation", "panic", r, "stack", stack())
@@ -80,7 +89,7 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 	s := n.sess
 	// From here on the session reads through the framer and writes its
 	// own bytes: mellium's session (and its buffers) is no longer needed.
-	l := newLink(conn, n.guard)
+	l := newLink(conn, n.guard, r)
 	if n.resumed {
 		n.logger.Info("connection resumes a session", "jid", s.jid.String())
 		s.resumeOn(l, n.previd)
@@ -89,16 +98,17 @@ func Serve(ctx context.Context, conn net.Conn, cfg *Config) {
 		s.attach(l)
 	}
 	xs = nil
-	end, dropped := s.readLoop(l)
-	if s.linkDone(l, dropped) {
-		// The session waits for resumption, or goes on over another
-		// connection: this one is over.
-		return
-	}
-	s.leave(end)
-	<-s.done
-	s.rerouteUnacked()
-	s.logger.Info("session ended")
+	l.readThen(s.readLoop, func(end stream.Error, dropped bool) {
+		if s.linkDone(l, dropped) {
+			// The session waits for resumption, or goes on over another
+			// connection: this one is over.
+			return
+		}
+		s.leave(end)
+		<-s.done
+		s.rerouteUnacked()
+		s.logger.Info("session ended")
+	})
 }
 
 // leave ends a bound session whose stream is over: its context is
@@ -293,7 +303,7 @@ func (s *Session) readLoop(l *link) (end stream.Error, dropped bool) {
 		}
 	}()
 	cfg := s.cfg
-	fr := &framer{lim: cfg.Guard}
+	fr := l.newFramer(cfg.Guard)
 	for {
 		el, needsCtx, err := l.nextElement(fr)
 		if err != nil {
@@ -437,6 +447,8 @@ func (s *Session) readError(err error) (stream.Error, bool) {
 	var se stream.Error
 	var limit *LimitError
 	switch {
+	case errors.Is(err, errParked):
+		return stream.Error{}, false
 	case errors.As(err, &limit):
 		s.logger.Info("input refused", "reason", limit.Reason)
 		return limit.Err, false

@@ -3,7 +3,10 @@ package c2s
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,6 +68,9 @@ type guard struct {
 
 	// lastRead is when bytes last arrived, in unix nanoseconds.
 	lastRead atomic.Int64
+	// park is set once the stream is bound and its reader may park
+	// (see relay); nil before, and on transports that cannot.
+	park *parking
 
 	state    scanState
 	depth    int  // open elements, the stream element included
@@ -123,11 +129,138 @@ func newGuard(c net.Conn, lim GuardLimits) *guard {
 type activityReader struct{ g *guard }
 
 func (r activityReader) Read(p []byte) (int, error) {
-	n, err := r.g.Conn.Read(p)
-	if n > 0 {
-		r.g.lastRead.Store(time.Now().UnixNano())
+	for {
+		pk := r.g.park
+		if pk != nil {
+			pk.arm(r.g.Conn)
+		}
+		n, err := r.g.Conn.Read(p)
+		if n > 0 {
+			r.g.lastRead.Store(time.Now().UnixNano())
+		}
+		if n > 0 || pk == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		switch pk.timedOut(r.g.Conn) {
+		case parkNow:
+			return 0, errParked
+		case readOn:
+			continue
+		}
+		return n, err
 	}
-	return n, err
+}
+
+// errParked ends a read loop whose reader parks: the stream goes on (see
+// link.readThen).
+var errParked = errors.New("c2s: reader parked")
+
+// parking is the state of a bound stream's reader that parks when no
+// input came for parkAfter, between two elements: it reads with a read
+// deadline at most parkAfter ahead, moved on as input comes, and when it
+// passes, the read loop returns and the relay waits for input with a
+// small stack. crypto/tls keeps a partial record across a timeout (the
+// error is temporary), and a read that timed out has found nothing
+// buffered in crypto/tls, so waiting for the socket to be readable loses
+// nothing.
+type parking struct {
+	mu      sync.Mutex
+	closing bool // the stream is closing: its read deadline is the close's
+	// deadline is the read deadline set by arm, unix ns (0: none); it
+	// changes under mu.
+	deadline atomic.Int64
+	// between reports whether the read loop is between two top-level
+	// elements (set with the read loop's framer), where it may park.
+	between func() bool
+	parked  bool // the last read ended with errParked
+}
+
+// What a read that timed out does next.
+const (
+	failRead = iota // the deadline is not ours: the read fails
+	parkNow         // park
+	readOn          // in the middle of an element: go on reading
+)
+
+// arm moves the read deadline parkAfter ahead when it is less than half
+// of that away, so that a busy reader sets it about twice per parkAfter.
+func (pk *parking) arm(c net.Conn) {
+	now := time.Now().UnixNano()
+	if pk.deadline.Load()-now >= int64(parkAfter/2) {
+		return
+	}
+	pk.mu.Lock()
+	if !pk.closing {
+		pk.deadline.Store(now + int64(parkAfter))
+		c.SetReadDeadline(time.Unix(0, now+int64(parkAfter)))
+	}
+	pk.mu.Unlock()
+}
+
+// timedOut decides what a read that timed out does next, and clears the
+// deadline unless it was the close's.
+func (pk *parking) timedOut(c net.Conn) int {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.closing || pk.deadline.Load() == 0 {
+		return failRead
+	}
+	pk.deadline.Store(0)
+	c.SetReadDeadline(time.Time{})
+	if pk.between == nil || !pk.between() {
+		return readOn
+	}
+	pk.parked = true
+	return parkNow
+}
+
+// parked reports whether the read loop ended because its reader parked.
+func (g *guard) parked() bool {
+	if g.park == nil {
+		return false
+	}
+	g.park.mu.Lock()
+	defer g.park.mu.Unlock()
+	return g.park.parked
+}
+
+// close gives the read deadline to the stream's close: from now on a
+// timeout fails the read.
+func (pk *parking) close(c net.Conn, deadline time.Time) {
+	pk.mu.Lock()
+	pk.closing = true
+	c.SetReadDeadline(deadline)
+	pk.mu.Unlock()
+}
+
+// idleReaders keep the read buffers that parked readers gave back: a
+// parked stream holds none.
+var idleReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// release gives the guard's read buffer back while its reader is parked,
+// unless it holds input (it does not: the reader parks only after a read
+// found nothing). The buffer changes under the parking's lock, with which
+// parked is read.
+func (g *guard) release() {
+	g.park.mu.Lock()
+	defer g.park.mu.Unlock()
+	if g.br.Buffered() > 0 {
+		return
+	}
+	g.br.Reset(nil)
+	idleReaders.Put(g.br)
+	g.br = nil
+}
+
+// reacquire gives the guard a read buffer again after a park.
+func (g *guard) reacquire() {
+	g.park.mu.Lock()
+	defer g.park.mu.Unlock()
+	g.park.parked = false
+	if g.br == nil {
+		g.br = idleReaders.Get().(*bufio.Reader)
+		g.br.Reset(activityReader{g})
+	}
 }
 
 // ReadByte makes the guard an io.ByteReader, so that mellium's XML

@@ -17,16 +17,49 @@ import (
 type link struct {
 	conn  net.Conn // the socket (or the web transport's virtual one)
 	guard *guard   // the stream's input and output, over TLS if any
+	relay *relay   // where its reader parks; see readThen
 	// lastWrite is when the writer last wrote, in unix nanoseconds.
 	lastWrite atomic.Int64
 }
 
 // newLink returns the link of a negotiated connection, whose stream goes
-// through g.
-func newLink(conn net.Conn, g *guard) *link {
-	l := &link{conn: conn, guard: g}
+// through g, and whose reader parks on r when r can (see relay).
+func newLink(conn net.Conn, g *guard, r *relay) *link {
+	l := &link{conn: conn, guard: g, relay: r}
+	if r.parks() {
+		g.park = &parking{}
+	}
 	l.lastWrite.Store(time.Now().UnixNano())
 	return l
+}
+
+// newFramer returns the framer of a read loop over l: the reader parks
+// only when it is between two elements.
+func (l *link) newFramer(lim GuardLimits) *framer {
+	fr := &framer{lim: lim}
+	if pk := l.guard.park; pk != nil {
+		pk.mu.Lock()
+		pk.between = fr.between
+		pk.mu.Unlock()
+	}
+	return fr
+}
+
+// readThen runs the read loop over l, then then with what it returned.
+// When the reader parks, the loop returns early: readThen returns at
+// once, leaving the relay to run it again on a new goroutine once input
+// came, without the read buffer meanwhile.
+func (l *link) readThen(loop func(*link) (stream.Error, bool), then func(end stream.Error, dropped bool)) {
+	end, dropped := loop(l)
+	if l.guard.parked() {
+		l.guard.release()
+		l.relay.park(func() {
+			l.guard.reacquire()
+			l.readThen(loop, then)
+		})
+		return
+	}
+	then(end, dropped)
 }
 
 // Activity is implemented by a connection whose client can show it is
@@ -91,5 +124,15 @@ func (l *link) finish(e *stream.Error, grace time.Duration, logger *connLog) {
 	}
 	// The read loop ends when the client closes its stream or at this
 	// deadline, and then the socket is closed.
+	if pk := l.guard.park; pk != nil {
+		pk.close(l.conn, time.Now().Add(grace))
+		return
+	}
 	l.conn.SetReadDeadline(time.Now().Add(grace))
+}
+
+// between reports whether f is between two top-level elements, holding
+// nothing of the next.
+func (f *framer) between() bool {
+	return f.state == fText && f.depth == 0 && len(f.buf) == 0 && !f.end
 }
