@@ -37,17 +37,24 @@
 //     a message to a full JID that is not bound is left to MessageBare,
 //     which the core fires next. None stops.
 //   - MessageOut (-100, after the hooks that may stop it): outgoing.
+//   - AccountDeleted (0): the account's cached preferences go.
 //
-// Store: AppendArchive, QueryArchive, ArchivePrefs, SetArchivePrefs,
+// Writes are off the stanza path: a message is queued with its archive
+// id, and one goroutine (started at the first message) writes the queue
+// in batches of one transaction each; a query first waits for what was
+// queued before it. Close writes the queue and stops it. The users'
+// preferences, read for every message, are cached (10,000 users at most).
+//
+// Store: AppendArchives, QueryArchive, ArchivePrefs, SetArchivePrefs,
 // RosterItem.
 package mam
 
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"mellium.im/xmlstream"
@@ -76,13 +83,14 @@ const (
 
 // Store holds the archives.
 type Store interface {
-	// AppendArchive adds msg to the end of the user's archive, then
-	// deletes the user's oldest messages until the archive is within
-	// lim.Quota, and a few messages of any user stored before
-	// lim.Expire. A message larger than lim.Quota.Bytes alone is refused
-	// with an error wrapping storage.ErrQuota, an ID already in the
-	// archive with one wrapping storage.ErrExists.
-	AppendArchive(ctx context.Context, host, user string, msg storage.ArchivedMessage, lim storage.ArchiveLimits) error
+	// AppendArchives adds each entry's message to the end of its user's
+	// archive, in order and in one transaction, deleting the user's
+	// oldest messages until the archive is within lim.Quota, and a few
+	// messages of any user stored before lim.Expire. The error of an
+	// entry refused (larger than lim.Quota.Bytes alone: storage.ErrQuota;
+	// an ID the archive holds: storage.ErrExists) is at its index; any
+	// other failure stores none and is returned alone.
+	AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error)
 	// QueryArchive returns one page of the user's archive (see
 	// storage.ArchiveQuery); an unknown ID fails with an error wrapping
 	// storage.ErrNotFound.
@@ -145,7 +153,19 @@ type Module struct {
 	store  Store
 	opts   Options
 	logger *slog.Logger
+	w      *writer
+
+	// prefs caches users' preferences by bare JID, read on every
+	// message: at most maxCachedPrefs, all dropped when full.
+	prefsMu sync.Mutex
+	prefs   map[string]storage.ArchivePrefs
+	// prefsGen counts the changes of preferences: a read from the store
+	// that a change overtook is not cached.
+	prefsGen uint64
 }
+
+// maxCachedPrefs bounds Module.prefs.
+const maxCachedPrefs = 10_000
 
 // Register adds the archive to core.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
@@ -159,7 +179,10 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	m := &Module{core: core, store: store, opts: opts, logger: core.Logger().With("module", "mam")}
+	m := &Module{
+		core: core, store: store, opts: opts, logger: core.Logger().With("module", "mam"),
+		prefs: make(map[string]storage.ArchivePrefs),
+	}
 	if err := m.registerIQ(); err != nil {
 		return nil, fmt.Errorf("mam: %w", err)
 	}
@@ -172,11 +195,21 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 		router.HookSpec{Event: router.MessageBare, Priority: 100, Fn: m.messageBare},
 		router.HookSpec{Event: router.MessageFull, Priority: 100, Fn: m.messageFull},
 		router.HookSpec{Event: router.MessageOut, Priority: -100, Fn: m.messageOut},
+		router.HookSpec{Event: router.AccountDeleted, Priority: 0, Fn: m.accountDeleted},
 	); err != nil {
 		return nil, err
 	}
+	m.w = newWriter(m)
 	return m, nil
 }
+
+// Flush waits until the messages archived so far are written.
+func (m *Module) Flush() { m.w.sync() }
+
+// Close writes the messages archived so far and stops the writer: the
+// server calls it at shutdown, after the sessions ended and before it
+// closes the store. Messages archived afterwards are dropped.
+func (m *Module) Close() { m.w.close() }
 
 // orDefault sets *v to def when it is not positive.
 func orDefault[T int | int64 | time.Duration](v *T, def T) {
@@ -240,6 +273,7 @@ func (m *Module) routedAgain(ctx context.Context, st *element.Stanza, owner jid.
 	if len(ids) != 1 {
 		return false
 	}
+	m.w.sync()
 	page, err := m.store.QueryArchive(ctx, owner.Domainpart(), owner.Localpart(), storage.ArchiveQuery{
 		IDs: ids, Max: 1, MaxBytes: 1, Expire: m.expire(m.now()),
 	})
@@ -283,28 +317,15 @@ func (m *Module) archive(ctx context.Context, owner, with jid.JID, st *element.S
 		m.logger.Error("encoding a message to archive failed", "err", err)
 		return "", false
 	}
-	now := m.now()
-	lim := storage.ArchiveLimits{
-		Quota:  storage.Quota{Count: m.opts.MaxMessages, Bytes: m.opts.MaxBytes},
-		Expire: m.expire(now),
-	}
-	// An id drawn twice (64 random bits) is drawn again, once.
-	for range 2 {
-		id := randid.New()
-		err = m.store.AppendArchive(ctx, host, user, storage.ArchivedMessage{ID: id, With: with.String(), Stanza: b, Stored: now}, lim)
-		if err == nil {
-			return id, true
-		}
-		if !errors.Is(err, storage.ErrExists) {
-			break
-		}
-	}
-	if errors.Is(err, storage.ErrQuota) {
+	if int64(len(b)) > m.opts.MaxBytes {
 		m.logger.Info("message larger than the archive quota not archived", "user", owner.String(), "bytes", len(b))
-	} else {
-		m.logger.Error("archiving a message failed", "user", owner.String(), "err", err)
+		return "", false
 	}
-	return "", false
+	id := randid.New()
+	ok := m.w.add(storage.ArchiveEntry{Host: host, User: user, Message: storage.ArchivedMessage{
+		ID: id, With: with.String(), Stanza: b, Stored: m.now(),
+	}})
+	return id, ok
 }
 
 // wanted reports whether owner's preferences archive messages exchanged
@@ -312,7 +333,7 @@ func (m *Module) archive(ctx context.Context, owner, with jid.JID, st *element.S
 // JID for all its resources); otherwise the default, where roster means
 // the contacts in the user's roster.
 func (m *Module) wanted(ctx context.Context, owner, with jid.JID) (bool, error) {
-	p, err := m.store.ArchivePrefs(ctx, owner.Domainpart(), owner.Localpart())
+	p, err := m.userPrefs(ctx, owner)
 	if err != nil {
 		return false, err
 	}
@@ -330,6 +351,47 @@ func (m *Module) wanted(ctx context.Context, owner, with jid.JID) (bool, error) 
 		return ok && item.InRoster, err
 	}
 	return true, nil
+}
+
+// userPrefs returns owner's preferences, from the cache when it has them.
+func (m *Module) userPrefs(ctx context.Context, owner jid.JID) (storage.ArchivePrefs, error) {
+	key := owner.String()
+	m.prefsMu.Lock()
+	p, ok := m.prefs[key]
+	gen := m.prefsGen
+	m.prefsMu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := m.store.ArchivePrefs(ctx, owner.Domainpart(), owner.Localpart())
+	if err != nil {
+		return p, err
+	}
+	m.prefsMu.Lock()
+	defer m.prefsMu.Unlock()
+	if gen == m.prefsGen {
+		if len(m.prefs) >= maxCachedPrefs {
+			clear(m.prefs)
+		}
+		m.prefs[key] = p
+	}
+	return p, nil
+}
+
+// forgetPrefs drops owner's cached preferences, which are changing.
+func (m *Module) forgetPrefs(owner jid.JID) {
+	m.prefsMu.Lock()
+	delete(m.prefs, owner.String())
+	m.prefsGen++
+	m.prefsMu.Unlock()
+}
+
+// accountDeleted forgets a deleted account's cached preferences.
+func (m *Module) accountDeleted(ev *router.EventData) bool {
+	if ev.Deleted == nil {
+		m.forgetPrefs(ev.To.Bare())
+	}
+	return false
 }
 
 // listed reports whether with is in jids: as it is, or by its bare JID.

@@ -42,6 +42,7 @@ func (c *clock) Add(d time.Duration) {
 type fixture struct {
 	core   *router.Router
 	store  *sqlite.Store
+	mod    *mam.Module
 	clock  *clock
 	a1     *routertest.Target
 	b1, b2 *routertest.Target
@@ -54,13 +55,15 @@ func newFixture(t *testing.T, opts mam.Options) *fixture {
 	if opts.Now == nil {
 		opts.Now = c.Now
 	}
-	if _, err := mam.Register(core, store, opts); err != nil {
+	mod, err := mam.Register(core, store, opts)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(mod.Close)
 	if _, err := store.EnsureAccount(context.Background(), routertest.Host, "carol"); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{core: core, store: store, clock: c}
+	f := &fixture{core: core, store: store, mod: mod, clock: c}
 	for _, s := range []struct {
 		tg  **routertest.Target
 		jid string
@@ -77,6 +80,7 @@ func newFixture(t *testing.T, opts mam.Options) *fixture {
 // archive returns the messages of user's archive, oldest first.
 func (f *fixture) archive(t *testing.T, user string) []storage.ArchivedMessage {
 	t.Helper()
+	f.mod.Flush()
 	page, err := f.store.QueryArchive(context.Background(), routertest.Host, user, storage.ArchiveQuery{Max: 1000, MaxBytes: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
@@ -506,6 +510,18 @@ func TestPrefsIQ(t *testing.T) {
 	if got := ask(`<iq type="get" id="p" to="bob@localhost"><prefs xmlns="urn:xmpp:mam:2"/></iq>`); !strings.Contains(got, "<forbidden") {
 		t.Errorf("bob's prefs: %s", got)
 	}
+
+	// The preferences set decide at once, after messages were archived
+	// under the old ones.
+	routertest.Send(t, f.core, f.b1, `<message to="alice@localhost" type="chat"><body>1</body></message>`)
+	f.a1.Take()
+	ask(`<iq type="set" id="p"><prefs xmlns="urn:xmpp:mam:2" default="never"><always><jid>carol@localhost</jid></always></prefs></iq>`)
+	routertest.Send(t, f.core, f.b1, `<message to="alice@localhost" type="chat"><body>2</body></message>`)
+	carol := routertest.Bind(t, f.core, "carol@localhost/c")
+	routertest.Send(t, f.core, carol, `<message to="alice@localhost" type="chat"><body>3</body></message>`)
+	if got := f.bodies(t, "alice"); fmt.Sprint(got) != "[1 3]" {
+		t.Errorf("alice's archive across a change of prefs: %q, want [1 3]", got)
+	}
 }
 
 func TestAccountFeatures(t *testing.T) {
@@ -522,5 +538,72 @@ func TestAccountFeatures(t *testing.T) {
 	}
 	if fs := f.core.Features(); strings.Contains(fmt.Sprint(fs), mam.NS) {
 		t.Errorf("server features %q hold the archive's", fs)
+	}
+}
+
+// BenchmarkRouteMessage routes a chat message between two local users,
+// with and without the archive: its cost is two archive entries (the
+// sender's and the addressee's), written in batches, and the stanza-id.
+func BenchmarkRouteMessage(b *testing.B) {
+	for _, archive := range []bool{false, true} {
+		b.Run(fmt.Sprintf("archive=%v", archive), func(b *testing.B) {
+			core, store := routertest.New(b)
+			flush := func() {}
+			if archive {
+				mod, err := mam.Register(core, store, mam.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(mod.Close)
+				flush = mod.Flush
+			}
+			alice := routertest.Bind(b, core, "alice@localhost/a")
+			bob := routertest.Bind(b, core, "bob@localhost/b")
+			core.SetPresence(bob, &element.Stanza{Name: "presence"}, 0)
+			const msg = `<message to="bob@localhost" type="chat" id="x"><body>Are we still on for lunch at noon? I booked the usual place.</body></message>`
+			b.ReportAllocs()
+			for b.Loop() {
+				routertest.Send(b, core, alice, msg)
+				bob.Take()
+			}
+			// The writes the loop queued count too.
+			flush()
+		})
+	}
+}
+
+// TestCloseWritesTheQueue archives from many senders at once, closes the
+// module and finds every message written; one archived after Close is
+// dropped, and the message still goes through.
+func TestCloseWritesTheQueue(t *testing.T) {
+	core, store := routertest.New(t)
+	mod, err := mam.Register(core, store, mam.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 8, 50
+	var wg sync.WaitGroup
+	for i := range senders {
+		tg := routertest.Bind(t, core, fmt.Sprintf("s%d@localhost/r", i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				routertest.Send(t, core, tg, fmt.Sprintf(`<message to="dave@example.net" type="chat"><body>%d</body></message>`, j))
+			}
+		}()
+	}
+	wg.Wait()
+	mod.Close()
+	for i := range senders {
+		page, err := store.QueryArchive(context.Background(), routertest.Host, fmt.Sprintf("s%d", i), storage.ArchiveQuery{})
+		if err != nil || page.Count != each {
+			t.Errorf("s%d's archive after Close: %d messages, %v; want %d", i, page.Count, err, each)
+		}
+	}
+	late := routertest.Bind(t, core, "late@localhost/r")
+	routertest.Send(t, core, late, `<message to="dave@example.net" type="chat"><body>late</body></message>`)
+	if page, err := store.QueryArchive(context.Background(), routertest.Host, "late", storage.ArchiveQuery{}); err != nil || page.Count != 0 {
+		t.Errorf("archive after Close: %d messages, %v; want none", page.Count, err)
 	}
 }

@@ -42,7 +42,12 @@ func (m *Module) handlePrefs(ctx context.Context, req router.IQRequest) (xml.Tok
 	if err != nil {
 		return nil, err
 	}
-	if err := m.store.SetArchivePrefs(ctx, host, user, p); err != nil {
+	// Dropped before and after: a read that started before the change
+	// is not cached (see userPrefs), nor one that starts during it.
+	m.forgetPrefs(owner)
+	err = m.store.SetArchivePrefs(ctx, host, user, p)
+	m.forgetPrefs(owner)
+	if err != nil {
 		return nil, err
 	}
 	return prefsXML(p), nil

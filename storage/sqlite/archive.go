@@ -13,8 +13,10 @@ import (
 )
 
 // expireBatch is how many expired messages, of any user, one
-// AppendArchive deletes at most: expiry follows the writes, a few rows at
-// a time, and never holds the write lock for long.
+// AppendArchives deletes at most besides two per message it adds: expiry
+// follows the writes (faster than messages come, at the same traffic a
+// retention period ago), a few rows at a time, and never holds the write
+// lock for long.
 const expireBatch = 16
 
 // AppendArchive adds msg to the end of the user's archive (XEP-0313),
@@ -39,8 +41,13 @@ func (s *Store) AppendArchive(ctx context.Context, host, user string, msg storag
 func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error) {
 	errs := make([]error, len(entries))
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		a, err := newArchiveAppender(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer a.close()
 		for i, e := range entries {
-			refused, err := appendArchive(ctx, tx, e.Host, e.User, e.Message, lim.Quota)
+			refused, err := a.append(ctx, e.Host, e.User, e.Message, lim.Quota)
 			if err != nil {
 				return err
 			}
@@ -51,7 +58,7 @@ func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEnt
 		if lim.Expire.IsZero() {
 			return nil
 		}
-		return expireArchive(ctx, tx, lim.Expire)
+		return expireArchive(ctx, tx, lim.Expire, expireBatch+2*len(entries))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: archive %d messages: %w", len(entries), err)
@@ -59,10 +66,40 @@ func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEnt
 	return errs, nil
 }
 
-// appendArchive adds one message to the user's archive and trims it to
-// q. A message refused for the quota or its ID is reported in refused,
-// having changed nothing.
-func appendArchive(ctx context.Context, tx *sql.Tx, host, user string, msg storage.ArchivedMessage, q storage.Quota) (refused, err error) {
+// archiveAppender adds messages to archives in one transaction, with the
+// two statements each costs prepared once.
+type archiveAppender struct {
+	tx            *sql.Tx
+	insert, usage *sql.Stmt
+}
+
+func newArchiveAppender(ctx context.Context, tx *sql.Tx) (*archiveAppender, error) {
+	insert, err := tx.PrepareContext(ctx,
+		`INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (host, username, id) DO NOTHING`)
+	if err != nil {
+		return nil, err
+	}
+	usage, err := tx.PrepareContext(ctx,
+		`INSERT INTO archive_usage (host, username, messages, bytes) VALUES (?, ?, 1, ?)
+		ON CONFLICT (host, username) DO UPDATE SET messages = messages + 1, bytes = bytes + excluded.bytes
+		RETURNING messages, bytes`)
+	if err != nil {
+		insert.Close()
+		return nil, err
+	}
+	return &archiveAppender{tx: tx, insert: insert, usage: usage}, nil
+}
+
+func (a *archiveAppender) close() {
+	a.insert.Close()
+	a.usage.Close()
+}
+
+// append adds one message to the user's archive and trims it to q. A
+// message refused for the quota or its ID is reported in refused, having
+// changed nothing.
+func (a *archiveAppender) append(ctx context.Context, host, user string, msg storage.ArchivedMessage, q storage.Quota) (refused, err error) {
 	size := int64(len(msg.Stanza))
 	if msg.Stanza == nil {
 		msg.Stanza = []byte{} // the column is NOT NULL
@@ -71,27 +108,21 @@ func appendArchive(ctx context.Context, tx *sql.Tx, host, user string, msg stora
 		return fmt.Errorf("a message of %d bytes in an archive of at most %d messages and %d bytes: %w",
 			size, q.Count, q.Bytes, storage.ErrQuota), nil
 	}
-	var exists bool
-	err = tx.QueryRowContext(ctx,
-		`SELECT EXISTS (SELECT 1 FROM archive WHERE host = ? AND username = ? AND id = ?)`,
-		host, user, msg.ID).Scan(&exists)
+	bare, _, _ := strings.Cut(msg.With, "/")
+	res, err := a.insert.ExecContext(ctx, host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
 	if err != nil {
 		return nil, err
 	}
-	if exists {
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n == 0 {
 		return fmt.Errorf("archive id %q: %w", msg.ID, storage.ErrExists), nil
 	}
-	bare, _, _ := strings.Cut(msg.With, "/")
-	_, err = tx.ExecContext(ctx,
-		`INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
-	if err != nil {
-		return nil, err
+	var count, total int64
+	if err := a.usage.QueryRowContext(ctx, host, user, size).Scan(&count, &total); err != nil {
+		return nil, fmt.Errorf("archive usage: %w", err)
 	}
-	if err := addUsage(ctx, tx, host, user, 1, size); err != nil {
-		return nil, err
-	}
-	return nil, trimArchive(ctx, tx, host, user, q)
+	return nil, trimArchive(ctx, a.tx, host, user, count, total, q)
 }
 
 // addUsage adds n messages and size bytes to the user's archive usage.
@@ -106,15 +137,9 @@ func addUsage(ctx context.Context, tx *sql.Tx, host, user string, n, size int64)
 	return nil
 }
 
-// trimArchive deletes the user's oldest messages until the archive is
-// within q.
-func trimArchive(ctx context.Context, tx *sql.Tx, host, user string, q storage.Quota) error {
-	var n, total int64
-	err := tx.QueryRowContext(ctx,
-		`SELECT messages, bytes FROM archive_usage WHERE host = ? AND username = ?`, host, user).Scan(&n, &total)
-	if err != nil {
-		return fmt.Errorf("archive usage: %w", err)
-	}
+// trimArchive deletes the user's oldest messages until the archive,
+// which holds n messages of total bytes, is within q.
+func trimArchive(ctx context.Context, tx *sql.Tx, host, user string, n, total int64, q storage.Quota) error {
 	for n > int64(q.Count) || total > q.Bytes {
 		// At least the messages beyond the count; more while the bytes
 		// are over.
@@ -149,13 +174,13 @@ func trimArchive(ctx context.Context, tx *sql.Tx, host, user string, q storage.Q
 	return nil
 }
 
-// expireArchive deletes up to expireBatch messages, of any user, stored
-// before cutoff, oldest first.
-func expireArchive(ctx context.Context, tx *sql.Tx, cutoff time.Time) error {
+// expireArchive deletes up to limit messages, of any user, stored before
+// cutoff, oldest first.
+func expireArchive(ctx context.Context, tx *sql.Tx, cutoff time.Time, limit int) error {
 	rows, err := tx.QueryContext(ctx,
 		`DELETE FROM archive WHERE seq IN (
 			SELECT seq FROM archive WHERE stored < ? ORDER BY stored LIMIT ?)
-		RETURNING host, username, length(stanza)`, cutoff.UnixNano(), expireBatch)
+		RETURNING host, username, length(stanza)`, cutoff.UnixNano(), limit)
 	if err != nil {
 		return fmt.Errorf("expire archive: %w", err)
 	}
