@@ -85,7 +85,8 @@ var modules = []struct {
 		if l.limits.ArchiveMessages == 0 {
 			return nil // archive_messages = 0: no archive
 		}
-		_, err := mam.Register(l.core, l.store, mam.Options{
+		var err error
+		l.mam, err = mam.Register(l.core, l.store, mam.Options{
 			MaxMessages:    l.limits.ArchiveMessages,
 			MaxBytes:       int64(l.limits.ArchiveBytes),
 			Retention:      l.limits.ArchiveRetention.Duration,
@@ -116,6 +117,7 @@ type loader struct {
 
 	presence *presence.Module // for DirectedPresences
 	offline  *offline.Module  // waited for at shutdown
+	mam      *mam.Module      // closed at shutdown (nil with archive_messages = 0)
 	csi      *csi.Module      // told by the c2s elements <active/> and <inactive/>
 }
 

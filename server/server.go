@@ -816,6 +816,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.web.Close()
 	}
 	s.mods.offline.Wait()
+	if s.mods.mam != nil {
+		s.mods.mam.Close() // writes what is queued
+	}
 	if cerr := s.claims.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
