@@ -140,6 +140,16 @@ func (s *Session) resumable() bool {
 
 func (s *Session) resumableLocked() bool { return s.sm != nil && s.sm.id != "" && !s.over }
 
+// Waiting reports whether the session waits for resumption (XEP-0198):
+// bound, with its presence, but with no connection now. What is
+// delivered to it meanwhile is queued for its return (push notifications
+// are sent for it, see mod/push).
+func (s *Session) Waiting() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
+}
+
 // ackDue reports whether Tick should ask for an ack: stanzas went out that
 // no <r/> covers and the stream has been quiet for AckDelay.
 func (s *Session) ackDue(quiet time.Duration) bool {

@@ -878,9 +878,12 @@ func (r c2sRouter) Route(ctx context.Context, s *c2s.Session, st *element.Stanza
 }
 
 // Reroute routes a message that s never got acknowledged (XEP-0198) again,
-// as from the server to the user's bare JID, s being unbound: another
-// resource, or offline storage (RFC 6121 §8.5.2).
+// as from the server (no sender session) to the user's bare JID, s being
+// unbound: another resource, or offline storage (RFC 6121 §8.5.2).
 func (r c2sRouter) Reroute(ctx context.Context, s *c2s.Session, st *element.Stanza) {
+	// A copy: a message to the bare JID may have gone to other sessions
+	// too, whose writers read it.
+	st = st.Clone()
 	st.To = s.JID().Bare()
 	r.core.MessageToBare(ctx, nil, st)
 }
