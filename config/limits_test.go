@@ -140,6 +140,17 @@ func TestLoadBadLimits(t *testing.T) {
 		{"limits_vcard_too_large.toml", []string{"limits.vcard_bytes:", "between 1024 and 16777216", "got 16777217"}},
 		{"limits_private_too_small.toml", []string{"limits.private_bytes:", "got 512"}},
 		{"limits_roster_too_small.toml", []string{"limits.roster_items:", "between 10 and 1000000", "got 5"}},
+		{"limits_archive.toml", []string{
+			"limits.archive_messages:", "between 0 and 10000000", "got 10000001",
+			"limits.archive_bytes:", "between 1024 and 1073741824", "got 512",
+			"limits.archive_retention:", "between 1h0m0s and 876000h0m0s", "got 59m0s",
+			"limits.archive_page_size:", "between 1 and 10000", "got 0",
+		}},
+		{"limits_archive_retention_long.toml", []string{
+			"limits.archive_messages:", "got -1",
+			"limits.archive_retention:", "got 876001h0m0s",
+			"limits.archive_page_size:", "got 10001",
+		}},
 		{"limits_store_quotas.toml", []string{
 			"limits.offline_bytes:", "between 1024 and 1073741824", "got 1073741825",
 			"limits.private_documents:", "between 1 and 100000", "got 0",
