@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"ottr.im/ottr/config"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -220,5 +221,25 @@ func TestMamOffline(t *testing.T) {
 	p := queryArchive(t, alice, "a", `<max>10</max>`)
 	if !slices.Equal(p.ids, []string{id}) || !slices.Equal(p.bodies, []string{"while you were away"}) || !p.complete {
 		t.Errorf("alice's archive: %+v, want the offline message under %s", p, id)
+	}
+}
+
+// TestMamOff checks that archive_messages = 0 leaves the archive out:
+// no stanza-id, no feature, queries unanswered.
+func TestMamOff(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.ArchiveMessages = 0 })
+	alice := ts.online(t, "alice", "a")
+	bob := ts.online(t, "bob", "b")
+	bob.Send(`<message to="alice@localhost" type="chat" id="x"><body>hi</body></message>`)
+	if r := alice.WaitFor(func(r xmpptest.Received) bool { return r.Name == "message" && r.ID == "x" }); strings.Contains(r.Inner, "stanza-id") {
+		t.Errorf("a message with the archive off: %s", r.Inner)
+	}
+	info := alice.IQ(`<iq type="get" id="d1" to="alice@localhost"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`, "d1")
+	if strings.Contains(info.Inner, "urn:xmpp:mam:2") {
+		t.Errorf("account disco#info with the archive off: %s", info.Inner)
+	}
+	q := alice.IQ(`<iq type="set" id="q"><query xmlns="urn:xmpp:mam:2"/></iq>`, "q")
+	if q.Type != "error" || !strings.Contains(q.Inner, "service-unavailable") {
+		t.Errorf("a query with the archive off: %+v", q)
 	}
 }
