@@ -607,3 +607,28 @@ func TestCloseWritesTheQueue(t *testing.T) {
 		t.Errorf("archive after Close: %d messages, %v; want none", page.Count, err)
 	}
 }
+
+// TestPageFitsTheSendQueue: a page holds at most half the send queue, in
+// count and in bytes, whatever <max/> asks.
+func TestPageFitsTheSendQueue(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts mam.Options
+		want int
+	}{
+		{"count", mam.Options{SendQueue: 6}, 3},
+		{"bytes", mam.Options{SendQueueBytes: 700}, 2}, // each message is stored in about 130 bytes
+		{"page size", mam.Options{MaxPage: 4}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.opts)
+			for i := range 10 {
+				routertest.Send(t, f.core, f.b1, fmt.Sprintf(`<message to="alice@localhost" type="chat"><body>%d</body></message>`, i))
+			}
+			a := query(t, f, f.a1, `<query xmlns="urn:xmpp:mam:2"><set xmlns="http://jabber.org/protocol/rsm"><max>100</max></set></query>`)
+			if len(a.results) != tc.want || !strings.Contains(a.fin, `complete="false"`) {
+				t.Errorf("%d results, %s; want %d, not complete", len(a.results), a.fin, tc.want)
+			}
+		})
+	}
+}
