@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -304,7 +305,14 @@ func (s *Session) linkDone(l *link, dropped bool) bool {
 		kept = append(kept, it)
 	}
 	clear(s.queue[len(kept):])
-	s.queue = kept
+	// A waiting session holds no more than what it keeps: the backing
+	// arrays of the queue (the writer's last batch) and of the
+	// unacknowledged stanzas go.
+	s.queue = slices.Clip(slices.Clone(kept))
+	if len(s.queue) == 0 {
+		s.queue = nil
+	}
+	s.sm.unacked = slices.Clip(slices.Clone(s.sm.unacked))
 	unacked := len(s.sm.unacked)
 	s.mu.Unlock()
 	l.stall()

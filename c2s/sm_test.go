@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/xmpptest"
@@ -519,4 +521,52 @@ func TestSMTimeout(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 		t.Error("a session closed cleanly was not unbound at once")
 	}
+}
+
+// TestSMWaitingCost measures what a session waiting for resumption holds
+// besides its unacknowledged stanzas: at most 4 KiB (issue 11), its
+// connection, buffers and goroutines gone. It is the heap that n waiting
+// sessions hold and that goes when they end, over n.
+func TestSMWaitingCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures memory")
+	}
+	const n = 200
+	ss := newSMServer(t, func(c *Config) { c.Logger = slog.New(slog.DiscardHandler) })
+	goroutines := runtime.NumGoroutine()
+	for i := range n {
+		r := ss.login(t, "alice", "r"+strconv.Itoa(i))
+		enable(t, r, `resume='true'`)
+		r.Close()
+	}
+	for i := range n {
+		waitFor(t, "the session to wait", ss.session(t, i).Waiting)
+	}
+	// Serve returned for each: no goroutine is left per waiting session.
+	waitFor(t, "the connections' goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
+	waiting := heapAlloc()
+
+	ss.router.mu.Lock()
+	sessions := ss.router.sessions
+	ss.router.sessions, ss.router.bound = nil, nil
+	ss.router.mu.Unlock()
+	for _, s := range sessions {
+		go func() { <-ss.router.unbindCalls }()
+		s.Close(stream.Error{})
+	}
+	sessions = nil
+	ended := heapAlloc()
+	per := (int64(waiting) - int64(ended)) / n
+	t.Logf("a waiting session holds %d bytes", per)
+	if per > 4096 || per <= 0 {
+		t.Errorf("a waiting session holds %d bytes, want at most 4096", per)
+	}
+}
+
+// heapAlloc is the live heap after a collection.
+func heapAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
