@@ -395,18 +395,24 @@ func writeSASLFailure(w xmlstream.TokenWriteFlusher, condition, text string) err
 // bindFeature binds a resource (RFC 6120 §7): the client's choice, or a
 // random one, for the user that SASL authenticated.
 func bindFeature(n *negotiation) xmpp.StreamFeature {
+	return authnFeature(xml.Name{Space: nsBind, Local: "bind"}, true, n.bind)
+}
+
+// authnFeature is a feature negotiated once the client authenticated and
+// before it is bound, listed as an empty element, required or not.
+func authnFeature(name xml.Name, required bool, negotiate func(*xmpp.Session) (xmpp.SessionState, io.ReadWriter, error)) xmpp.StreamFeature {
 	return xmpp.StreamFeature{
-		Name:       xml.Name{Space: nsBind, Local: "bind"},
+		Name:       name,
 		Necessary:  xmpp.Authn,
 		Prohibited: xmpp.Ready,
 		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
-			return true, listElement(e, start)
+			return required, listElement(e, start)
 		},
 		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, interface{}, error) {
-			return true, nil, d.Skip()
+			return required, nil, d.Skip()
 		},
 		Negotiate: func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
-			return n.bind(s)
+			return negotiate(s)
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -182,20 +183,26 @@ type testServer struct {
 	done   chan struct{} // closed when Serve returned
 }
 
-// serve runs Serve on one end of a pipe; change adjusts the Config.
-func serve(t *testing.T, change func(*Config)) *testServer {
-	t.Helper()
-	ts := &testServer{router: newFakeRouter(), logs: new(xmpptest.LogBuffer), done: make(chan struct{})}
-	cfg := &Config{
+// pipeConfig is the Config of the tests over net.Pipe, with the fakes:
+// no TLS, debug logs to logs.
+func pipeConfig(router Router, logs io.Writer) *Config {
+	return &Config{
 		Serves:           func(d string) bool { return d == "localhost" },
 		Secure:           true, // no TLS over a pipe
 		Mechanisms:       []sasl.Mechanism{sasl.Plain, twoStep, endless},
 		Auth:             fakeAuth{},
-		Router:           ts.router,
-		Logger:           slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Router:           router,
+		Logger:           slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		NegotiateTimeout: 10 * time.Second,
 		CloseGrace:       100 * time.Millisecond,
 	}
+}
+
+// serve runs Serve on one end of a pipe; change adjusts the Config.
+func serve(t *testing.T, change func(*Config)) *testServer {
+	t.Helper()
+	ts := &testServer{router: newFakeRouter(), logs: new(xmpptest.LogBuffer), done: make(chan struct{})}
+	cfg := pipeConfig(ts.router, ts.logs)
 	if change != nil {
 		change(cfg)
 	}

@@ -442,26 +442,15 @@ var errResumed = errors.New("c2s: session resumed")
 // (XEP-0198 §2) and takes what comes of it before bind: a <resume/>, or
 // an <enable/> that is too early.
 func smFeature(n *negotiation) xmpp.StreamFeature {
-	return xmpp.StreamFeature{
-		Name:       xml.Name{Space: nsSM, Local: "sm"},
-		Necessary:  xmpp.Authn,
-		Prohibited: xmpp.Ready,
-		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
-			return false, listElement(e, start)
-		},
-		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, interface{}, error) {
-			return false, nil, d.Skip()
-		},
-		Negotiate: func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
-			if err := n.smBeforeBind(s); err != nil {
-				// mellium goes on reading features after an optional
-				// one failed, unless it returned a ReadWriter: the
-				// error (errResumed included) must end negotiation.
-				return 0, n.guard, err
-			}
-			return 0, nil, nil
-		},
-	}
+	return authnFeature(xml.Name{Space: nsSM, Local: "sm"}, false, func(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, error) {
+		if err := n.smBeforeBind(s); err != nil {
+			// mellium goes on reading features after an optional one
+			// failed, unless it returned a ReadWriter: the error
+			// (errResumed included) must end negotiation.
+			return 0, n.guard, err
+		}
+		return 0, nil, nil
+	})
 }
 
 // resumeRequest is a <resume/>.

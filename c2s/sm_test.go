@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
@@ -43,17 +42,8 @@ type smServer struct {
 func newSMServer(t *testing.T, change func(*Config)) *smServer {
 	t.Helper()
 	ss := &smServer{router: newFakeRouter(), logs: new(xmpptest.LogBuffer)}
-	cfg := &Config{
-		Serves:           func(d string) bool { return d == "localhost" },
-		Secure:           true,
-		Mechanisms:       []sasl.Mechanism{sasl.Plain},
-		Auth:             smAuth{},
-		Router:           ss.router,
-		Logger:           slog.New(slog.NewTextHandler(ss.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		NegotiateTimeout: 10 * time.Second,
-		CloseGrace:       100 * time.Millisecond,
-		ResumeTimeout:    time.Minute,
-	}
+	cfg := pipeConfig(ss.router, ss.logs)
+	cfg.Auth, cfg.ResumeTimeout = smAuth{}, time.Minute
 	if change != nil {
 		change(cfg)
 	}
