@@ -282,7 +282,9 @@ func (s *Session) linkDone(l *link, dropped bool) bool {
 		s.mu.Unlock()
 		return true
 	}
-	if !dropped || s.closing || !s.resumableLocked() {
+	if !dropped || s.closing || !s.resumableLocked() || s.ctx.Err() != nil {
+		// A stream that was closed, or a session of a server shutting
+		// down (its context is the server's): it ends now.
 		s.mu.Unlock()
 		return false
 	}

@@ -345,3 +345,25 @@ func TestSMResumeWebSocket(t *testing.T) {
 		}
 	}
 }
+
+// TestSMConflictWhileWaiting: a new session bound to the full JID of one
+// waiting for resumption replaces it (RFC 6120 §7.7.2.2): the old one
+// can no longer be resumed, and what it never got acknowledged reaches
+// the new one.
+func TestSMConflictWhileWaiting(t *testing.T) {
+	ts := startServer(t, nil)
+	alice := ts.smLogin(t, "alice", "phone", true)
+	bob := ts.online(t, "bob", "pc")
+	bob.Send(`<message to='alice@localhost/phone' type='chat' id='c0'><body>unacked</body></message>`)
+	if b := alice.nextMessage(); b != "unacked" {
+		t.Fatalf("alice got %q", b)
+	}
+	alice.conn.kill()
+
+	again := ts.online(t, "alice", "phone")
+	if m := again.NextNamed("message", "chat"); m.Body != "unacked" {
+		t.Errorf("the new session got %+v, want the unacknowledged message", m)
+	}
+	_, e := ts.resumeTCP(t, "alice", false, alice.id, alice.h)
+	wantFailed(t, e)
+}
