@@ -1,7 +1,9 @@
 // Package c2s owns one client connection: stream negotiation with mellium
 // (STARTTLS, SASL, resource binding), the read loop that stamps and hands
 // each stanza to the Router, and the session's bounded outbound queue with
-// its single writer goroutine.
+// its single writer goroutine; XEP-0198 stream management (acks, and
+// sessions that wait for their client to resume them on a new
+// connection, see sm.go).
 //
 // c2s knows nothing of rosters or routing rules: it declares the small
 // Router and Authenticator interfaces it needs and the server satisfies

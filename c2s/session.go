@@ -108,9 +108,11 @@ func (s *Session) Deliver(st *element.Stanza) bool {
 
 // DeliverThen is Deliver with a callback: written is called from the
 // writer goroutine with true once st was flushed to the socket, or with
-// false if it never will be (the session closed first). It is called
-// exactly once when DeliverThen returns true, and never when it returns
-// false. It must not block.
+// false if it never will be (the session closed first). Under stream
+// management (XEP-0198) true means the writer took st: it is then the
+// session's to resend on resumption or to route again (Router.Reroute),
+// even if the write failed. It is called exactly once when DeliverThen
+// returns true, and never when it returns false. It must not block.
 func (s *Session) DeliverThen(st *element.Stanza, written func(ok bool)) bool {
 	return s.enqueue(outbound{st: st, written: written})
 }
