@@ -521,7 +521,7 @@ func TestSMWaitingCost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures memory")
 	}
-	const n = 200
+	const n = 1000
 	ss := newSMServer(t, func(c *Config) { c.Logger = slog.New(slog.DiscardHandler) })
 	goroutines := runtime.NumGoroutine()
 	for i := range n {
