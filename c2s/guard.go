@@ -237,13 +237,14 @@ func (pk *parking) close(c net.Conn, deadline time.Time) {
 // parked stream holds none.
 var idleReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
 
-// release gives the guard's read buffer back while its reader is parked,
-// unless it holds input (it does not: the reader parks only after a read
-// found nothing). The buffer changes under the parking's lock, with which
-// parked is read.
+// release lets the read loop's framer go and gives the guard's read
+// buffer back while its reader is parked, unless the buffer holds input
+// (it does not: the reader parks only after a read found nothing). The
+// buffer changes under the parking's lock, with which parked is read.
 func (g *guard) release() {
 	g.park.mu.Lock()
 	defer g.park.mu.Unlock()
+	g.park.between = nil // the read loop's framer: the next loop has its own
 	if g.br.Buffered() > 0 {
 		return
 	}

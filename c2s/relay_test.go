@@ -27,7 +27,9 @@ type tcpServer struct {
 	served sync.WaitGroup // one per connection, done when Serve returned
 }
 
-func serveTCP(t testing.TB) *tcpServer {
+// serveTCP starts a tcpServer; a quiet one logs nothing and drops what
+// is routed, keeping nothing per session besides the sessions.
+func serveTCP(t testing.TB, quiet bool) *tcpServer {
 	t.Helper()
 	cert, err := certs.LoadOrCreate(t.TempDir(), []string{"localhost"}, nil)
 	if err != nil {
@@ -35,6 +37,14 @@ func serveTCP(t testing.TB) *tcpServer {
 	}
 	ts := &tcpServer{router: newFakeRouter(), logs: new(xmpptest.LogBuffer)}
 	ts.router.routed = make(chan routed, 1024)
+	logger := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if quiet {
+		logger = slog.New(slog.DiscardHandler)
+		go func() {
+			for range ts.router.routed {
+			}
+		}()
+	}
 	cfg := (&Config{
 		Serves:           func(d string) bool { return d == "localhost" },
 		TLS:              certs.ServerConfig(cert),
@@ -42,7 +52,7 @@ func serveTCP(t testing.TB) *tcpServer {
 		Mechanisms:       []sasl.Mechanism{sasl.Plain},
 		Auth:             fakeAuth{},
 		Router:           ts.router,
-		Logger:           slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:           logger,
 		NegotiateTimeout: 10 * time.Second,
 		CloseGrace:       100 * time.Millisecond,
 	}).WithDefaults()
@@ -150,7 +160,7 @@ func waitParked(t testing.TB, s *Session) {
 // record straddles it in crypto/tls. A stream closed by the server while
 // its reader is parked ends as any other.
 func TestIdleReaderParks(t *testing.T) {
-	ts := serveTCP(t)
+	ts := serveTCP(t, false)
 	r, sc := ts.dial(t, "phone")
 	s := ts.router.sessions[0]
 
