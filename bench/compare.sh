@@ -379,7 +379,8 @@ prosody_config() {
 		data_path = "$work/prosody/data"
 		certificates = "$work"
 		log = { { levels = { min = "error" }, to = "file", filename = "$work/prosody/prosody.log" } }
-		modules_enabled = { "roster", "saslauth", "tls", "disco", "private", "vcard_legacy", "version", "uptime", "time", "ping", "register", "blocklist" }
+		modules_enabled = { "roster", "saslauth", "tls", "disco", "private", "vcard_legacy", "version", "uptime", "time", "ping", "register", "blocklist", "offline", "mam", "carbons", "smacks", "csi_simple", "lastactivity" }
+		default_archive_policy = true
 		modules_disabled = { "s2s" }
 		c2s_ports = { $port_prosody }
 		c2s_interfaces = { "127.0.0.1" }
@@ -452,6 +453,12 @@ ejabberd_config() {
 		  mod_version: {}
 		  mod_privacy: {}
 		  mod_blocking: {}
+		  mod_last: {}
+		  mod_mam:
+		    default: always
+		  mod_carboncopy: {}
+		  mod_stream_mgmt: {}
+		  mod_client_state: {}
 		  mod_register:
 		    ip_access: all
 		    access: register
