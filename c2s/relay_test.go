@@ -37,11 +37,16 @@ func serveTCP(t testing.TB, quiet bool) *tcpServer {
 	}
 	ts := &tcpServer{router: newFakeRouter(), logs: new(xmpptest.LogBuffer)}
 	ts.router.routed = make(chan routed, 1024)
+	ts.router.unbindCalls = make(chan struct{}, 1024)
 	logger := slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if quiet {
 		logger = slog.New(slog.DiscardHandler)
 		go func() {
 			for range ts.router.routed {
+			}
+		}()
+		go func() {
+			for range ts.router.unbindCalls {
 			}
 		}()
 	}
