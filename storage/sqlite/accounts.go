@@ -73,7 +73,7 @@ func pendingDeletion(ctx context.Context, tx *sql.Tx, host, username string, now
 // hash removes the password. It returns an error wrapping
 // [storage.ErrNotFound] if there is no such account.
 func (s *Store) SetPassword(ctx context.Context, host, username, passwordHash string) error {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`UPDATE accounts SET password_hash = ? WHERE host = ? AND username = ?`,
 		passwordHash, host, username)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 // SetLastActivity records at (kept to the nanosecond) and status as the
 // user's last logout, replacing any earlier record.
 func (s *Store) SetLastActivity(ctx context.Context, host, user string, at time.Time, status string) error {
-	_, err := s.db.ExecContext(ctx,
+	_, err := s.exec(ctx,
 		`INSERT INTO last_activity (host, username, at, status) VALUES (?, ?, ?, ?)
 		ON CONFLICT (host, username) DO UPDATE SET at = excluded.at, status = excluded.status`,
 		host, user, at.UnixNano(), status)

@@ -417,7 +417,7 @@ func (s *Store) SetArchivePrefs(ctx context.Context, host, user string, p storag
 		var never string
 		never, err = encodeGroups(p.Never)
 		if err == nil {
-			_, err = s.db.ExecContext(ctx,
+			_, err = s.exec(ctx,
 				`INSERT INTO archive_prefs (host, username, default_mode, always, never) VALUES (?, ?, ?, ?, ?)
 				ON CONFLICT (host, username) DO UPDATE SET
 					default_mode = excluded.default_mode, always = excluded.always, never = excluded.never`,

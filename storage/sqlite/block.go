@@ -86,7 +86,7 @@ func (s *Store) Block(ctx context.Context, host, user string, jids []string, max
 func (s *Store) Unblock(ctx context.Context, host, user string, jids []string) error {
 	var err error
 	if len(jids) == 0 {
-		_, err = s.db.ExecContext(ctx,
+		_, err = s.exec(ctx,
 			`DELETE FROM block_list WHERE host = ? AND username = ?`, host, user)
 	} else {
 		err = s.write(ctx, func(tx *sql.Tx) error {

@@ -216,7 +216,7 @@ func (s *Store) PurgeDeleted(ctx context.Context, host, username string) (bool, 
 // CreateAccount and EnsureAccount refuse it for up to a minute). Marking
 // a deletion that is done or pruned already changes nothing.
 func (s *Store) MarkDeletionDone(ctx context.Context, seq int64) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE account_deletions SET done = 1 WHERE seq = ?`, seq); err != nil {
+	if _, err := s.exec(ctx, `UPDATE account_deletions SET done = 1 WHERE seq = ?`, seq); err != nil {
 		return fmt.Errorf("sqlite: mark deletion %d done: %w", seq, err)
 	}
 	return nil

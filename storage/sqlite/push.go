@@ -70,7 +70,7 @@ func (s *Store) EnablePush(ctx context.Context, host, user string, reg storage.P
 // DisablePush removes the user's registrations with service, only the
 // one with node when node is not empty, and returns how many it removed.
 func (s *Store) DisablePush(ctx context.Context, host, user, service, node string) (int, error) {
-	res, err := s.db.ExecContext(ctx,
+	res, err := s.exec(ctx,
 		`DELETE FROM push_registrations WHERE host = ? AND username = ? AND service = ? AND (? = '' OR node = ?)`,
 		host, user, service, node, node)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"ottr.im/ottr/storage"
@@ -46,6 +47,13 @@ type Account = storage.Account
 // or in others) may have the same file open at once.
 type Store struct {
 	db *sql.DB
+	// writeMu lets this process's writers take SQLite's write lock one at
+	// a time, in about the order they asked (sync.Mutex hands over in
+	// order once a waiter has waited 1 ms). SQLite admits one writer
+	// anyway; without it, a writer that commits and begins again at once
+	// (the archive's batches) could win the lock over and over while
+	// another's busy handler sleeps, past busy_timeout.
+	writeMu sync.Mutex
 	// now is the clock used for created_at and applied_at; time.Now outside
 	// tests.
 	now func() time.Time

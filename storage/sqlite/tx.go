@@ -13,7 +13,17 @@ import (
 // commit, so a check and the write that depends on it cannot be interleaved
 // with another connection's, in this process or another.
 func (s *Store) write(ctx context.Context, f func(tx *sql.Tx) error) error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	return s.inTx(ctx, nil, f)
+}
+
+// exec runs one writing statement outside a transaction, after this
+// process's other writers (see Store.writeMu).
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.db.ExecContext(ctx, query, args...)
 }
 
 // read runs f in a read-only (deferred) transaction: its reads see one

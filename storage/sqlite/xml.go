@@ -42,7 +42,7 @@ func (s *Store) GetXML(ctx context.Context, host, user, key string) (doc []byte,
 func (s *Store) PutXML(ctx context.Context, host, user, key string, doc []byte, q storage.Quota) error {
 	var err error
 	if len(doc) == 0 {
-		_, err = s.db.ExecContext(ctx,
+		_, err = s.exec(ctx,
 			`DELETE FROM user_xml WHERE host = ? AND username = ? AND key = ?`,
 			host, user, key)
 	} else {
