@@ -248,6 +248,10 @@ func (c *Config) WithDefaults() *Config {
 	return &d
 }
 
+// StreamError returns e with text for the peer (none when text is
+// empty): for the other transports that answer with stream errors.
+func StreamError(e stream.Error, text string) stream.Error { return streamError(e, text) }
+
 // streamError wraps a stream error with a text for the client.
 func streamError(e stream.Error, text string) stream.Error {
 	if text != "" {

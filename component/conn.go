@@ -257,14 +257,14 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn, br *bufio.Reader,
 	}
 	secret, ok := s.secrets[name]
 	if !ok {
-		return nil, streamError(stream.HostUnknown, "no component is configured for this domain")
+		return nil, c2s.StreamError(stream.HostUnknown, "no component is configured for this domain")
 	}
 	proof, err := readHandshake(br, s.cfg.Guard)
 	if err != nil {
 		return nil, err
 	}
 	if !CheckHandshake(id, secret, proof) {
-		return nil, streamError(stream.NotAuthorized, "")
+		return nil, c2s.StreamError(stream.NotAuthorized, "")
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	c := &Conn{
@@ -275,7 +275,7 @@ func (s *Server) handshake(ctx context.Context, conn net.Conn, br *bufio.Reader,
 	}
 	if !s.claim(c) {
 		cancel()
-		return nil, streamError(stream.Conflict, "this component is connected already")
+		return nil, c2s.StreamError(stream.Conflict, "this component is connected already")
 	}
 	conn.SetDeadline(time.Time{})
 	if _, err := conn.Write([]byte("<handshake/>")); err != nil {
@@ -299,17 +299,6 @@ func CheckHandshake(id, secret, proof string) bool {
 	return subtle.ConstantTimeCompare([]byte(Handshake(id, secret)), []byte(strings.ToLower(strings.TrimSpace(proof)))) == 1
 }
 
-// streamError is e with a text.
-func streamError(e stream.Error, text string) stream.Error {
-	if text != "" {
-		e.Text = append(e.Text, struct {
-			Lang  string
-			Value string
-		}{Value: text})
-	}
-	return e
-}
-
 // byteBudget reads one byte at a time from a bufio.Reader, at most n of
 // them: the XML decoder reads the stream header through it and takes no
 // byte past the header's '>'.
@@ -320,7 +309,7 @@ type byteBudget struct {
 
 func (b *byteBudget) ReadByte() (byte, error) {
 	if b.n <= 0 {
-		return 0, streamError(stream.PolicyViolation, "stream header too large")
+		return 0, c2s.StreamError(stream.PolicyViolation, "stream header too large")
 	}
 	b.n--
 	return b.br.ReadByte()
@@ -352,19 +341,19 @@ func readHeader(br *bufio.Reader, max int) (to string, err error) {
 		switch t := tok.(type) {
 		case xml.ProcInst:
 			if !first || t.Target != "xml" {
-				return "", streamError(stream.RestrictedXML, "processing instruction")
+				return "", c2s.StreamError(stream.RestrictedXML, "processing instruction")
 			}
 			if enc := procInstParam(t.Inst, "encoding"); enc != "" && !strings.EqualFold(enc, "utf-8") {
-				return "", streamError(stream.UnsupportedEncoding, "")
+				return "", c2s.StreamError(stream.UnsupportedEncoding, "")
 			}
 		case xml.CharData:
 			if len(bytes.TrimSpace(t)) > 0 {
-				return "", streamError(stream.BadFormat, "text before the stream header")
+				return "", c2s.StreamError(stream.BadFormat, "text before the stream header")
 			}
 		case xml.StartElement:
 			return checkHeader(t)
 		default:
-			return "", streamError(stream.RestrictedXML, "comments, DTDs and declarations are not allowed")
+			return "", c2s.StreamError(stream.RestrictedXML, "comments, DTDs and declarations are not allowed")
 		}
 	}
 }
@@ -385,13 +374,13 @@ func checkHeader(t xml.StartElement) (string, error) {
 	}
 	switch {
 	case t.Name.Local != "stream":
-		return to, streamError(stream.InvalidNamespace, "not a stream header")
+		return to, c2s.StreamError(stream.InvalidNamespace, "not a stream header")
 	case t.Name.Space == "" && def != stream.NS, t.Name.Space != "" && prefixNS != stream.NS:
-		return to, streamError(stream.InvalidNamespace, "")
+		return to, c2s.StreamError(stream.InvalidNamespace, "")
 	case t.Name.Space != "" && def != NS:
-		return to, streamError(stream.InvalidNamespace, "the default namespace must be "+NS)
+		return to, c2s.StreamError(stream.InvalidNamespace, "the default namespace must be "+NS)
 	case to == "":
-		return to, streamError(stream.HostUnknown, "the stream header has no to")
+		return to, c2s.StreamError(stream.HostUnknown, "the stream header has no to")
 	}
 	return to, nil
 }
@@ -441,7 +430,7 @@ func readHandshake(br *bufio.Reader, lim c2s.GuardLimits) (string, error) {
 	}
 	start, ok := tok.(xml.StartElement)
 	if !ok || start.Name != (xml.Name{Space: NS, Local: "handshake"}) {
-		return "", streamError(stream.NotAuthorized, "the handshake comes first")
+		return "", c2s.StreamError(stream.NotAuthorized, "the handshake comes first")
 	}
 	var text strings.Builder
 	for {
@@ -455,7 +444,7 @@ func readHandshake(br *bufio.Reader, lim c2s.GuardLimits) (string, error) {
 		case xml.EndElement:
 			return text.String(), nil
 		default:
-			return "", streamError(stream.NotAuthorized, "a handshake holds text only")
+			return "", c2s.StreamError(stream.NotAuthorized, "a handshake holds text only")
 		}
 	}
 }
@@ -476,11 +465,11 @@ func readErr(err error) error {
 		return limit.Err
 	case errors.As(err, &syntax):
 		if strings.Contains(syntax.Msg, "CharsetReader") {
-			return streamError(stream.UnsupportedEncoding, "")
+			return c2s.StreamError(stream.UnsupportedEncoding, "")
 		}
-		return streamError(stream.NotWellFormed, "")
+		return c2s.StreamError(stream.NotWellFormed, "")
 	case strings.Contains(err.Error(), "CharsetReader"):
-		return streamError(stream.UnsupportedEncoding, "")
+		return c2s.StreamError(stream.UnsupportedEncoding, "")
 	}
 	return err
 }
@@ -520,12 +509,12 @@ func (c *Conn) readLoop(br *bufio.Reader) stream.Error {
 			continue
 		case err != nil:
 			c.logger.Info("not well-formed stanza", "err", err)
-			return streamError(stream.NotWellFormed, "")
+			return c2s.StreamError(stream.NotWellFormed, "")
 		case st == nil && name == xml.Name{Space: stream.NS, Local: "error"}:
 			c.logger.Info("component sent a stream error")
 			return stream.Error{}
 		case st == nil:
-			return streamError(stream.UnsupportedStanzaType, "")
+			return c2s.StreamError(stream.UnsupportedStanzaType, "")
 		}
 		if end, over := c.handle(st); over {
 			return end
@@ -541,7 +530,7 @@ func (c *Conn) handle(st *element.Stanza) (stream.Error, bool) {
 		st.From = c.jid // Prosody's leniency: the component's domain
 	case st.From.Domainpart() != c.name:
 		c.logger.Info("stanza from outside the component's domain", "from", st.From.String())
-		return streamError(stream.InvalidFrom, "stanzas must come from "+c.name+" or its JIDs"), true
+		return c2s.StreamError(stream.InvalidFrom, "stanzas must come from "+c.name+" or its JIDs"), true
 	}
 	if st.Name == "iq" && (st.ID == "" || st.Type != "get" && st.Type != "set" && st.Type != "result" && st.Type != "error") {
 		if st.IsIQRequest() || st.Type != "result" && st.Type != "error" {

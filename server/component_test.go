@@ -13,6 +13,7 @@ import (
 
 	"ottr.im/ottr/component"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/storage/sqlite"
 )
@@ -137,27 +138,7 @@ func TestPushToComponent(t *testing.T) {
 	if st.Name != "iq" || st.Type != "set" || st.From.String() != "alice@localhost" || st.To.String() != compName {
 		t.Fatalf("publish %s %s from %s to %s", st.Name, st.Type, st.From, st.To)
 	}
-	var ps struct {
-		XMLName xml.Name `xml:"http://jabber.org/protocol/pubsub pubsub"`
-		Publish struct {
-			Node   string `xml:"node,attr"`
-			Fields []struct {
-				Var   string `xml:"var,attr"`
-				Value string `xml:"value"`
-			} `xml:"item>notification>x>field"`
-		} `xml:"publish"`
-		Options []struct {
-			Var   string `xml:"var,attr"`
-			Value string `xml:"value"`
-		} `xml:"publish-options>x>field"`
-	}
-	if err := st.DecodePayload(&ps); err != nil {
-		t.Fatalf("decoding the publish: %v", err)
-	}
-	fields := map[string]string{}
-	for _, f := range ps.Publish.Fields {
-		fields[f.Var] = f.Value
-	}
+	ps, fields := decodePublish(t, st)
 	if ps.Publish.Node != "node-1" || fields["FORM_TYPE"] != "urn:xmpp:push:summary" || fields["message-count"] != "1" ||
 		fields["last-message-sender"] != "bob@localhost/b" {
 		t.Errorf("publish to node %q with %v", ps.Publish.Node, fields)
@@ -180,4 +161,38 @@ func TestPushToComponent(t *testing.T) {
 		regs, err := store.PushRegistrations(context.Background(), "localhost", "alice")
 		return err == nil && len(regs) == 0
 	})
+}
+
+// publish is a push publish (XEP-0357) as the app server gets it.
+type publish struct {
+	XMLName xml.Name `xml:"http://jabber.org/protocol/pubsub pubsub"`
+	Publish struct {
+		Node   string `xml:"node,attr"`
+		Fields []struct {
+			Var   string `xml:"var,attr"`
+			Value string `xml:"value"`
+		} `xml:"item>notification>x>field"`
+	} `xml:"publish"`
+	Options []struct {
+		Var   string `xml:"var,attr"`
+		Value string `xml:"value"`
+	} `xml:"publish-options>x>field"`
+}
+
+// decodePublish decodes a push publish and its summary form's fields by
+// name, failing the test if st is not one.
+func decodePublish(t *testing.T, st *element.Stanza) (publish, map[string]string) {
+	t.Helper()
+	var ps publish
+	if st.Name != "iq" || st.Type != "set" {
+		t.Fatalf("the app server got %s %s, want a publish", st.Name, st.Type)
+	}
+	if err := st.DecodePayload(&ps); err != nil {
+		t.Fatalf("decoding the publish: %v", err)
+	}
+	fields := map[string]string{}
+	for _, f := range ps.Publish.Fields {
+		fields[f.Var] = f.Value
+	}
+	return ps, fields
 }

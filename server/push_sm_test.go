@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"encoding/xml"
 	"testing"
 	"time"
 
@@ -45,23 +44,7 @@ func TestPushWhileWaiting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the app server got no publish while alice's session waits: %v", err)
 	}
-	var ps struct {
-		XMLName xml.Name `xml:"http://jabber.org/protocol/pubsub pubsub"`
-		Publish struct {
-			Node   string `xml:"node,attr"`
-			Fields []struct {
-				Var   string `xml:"var,attr"`
-				Value string `xml:"value"`
-			} `xml:"item>notification>x>field"`
-		} `xml:"publish"`
-	}
-	if st.Name != "iq" || st.Type != "set" || st.DecodePayload(&ps) != nil {
-		t.Fatalf("the app server got %s %s, want a publish", st.Name, st.Type)
-	}
-	fields := map[string]string{}
-	for _, f := range ps.Publish.Fields {
-		fields[f.Var] = f.Value
-	}
+	ps, fields := decodePublish(t, st)
 	if ps.Publish.Node != "node-1" || fields["message-count"] != "1" || fields["last-message-sender"] != "bob@localhost/b" {
 		t.Errorf("publish to node %q with %v", ps.Publish.Node, fields)
 	}
