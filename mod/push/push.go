@@ -91,6 +91,11 @@ const (
 	DefaultMaxUsers         = 10000
 )
 
+// MaxRegistrationBytes bounds one registration's node and publish-options
+// together, as stored and sent with every publish: a real one (a node id
+// and an app secret) takes a few hundred bytes.
+const MaxRegistrationBytes = 4 << 10
+
 // Options are the module's limits.
 type Options struct {
 	// MaxRegistrations bounds one user's registrations; 0 is
@@ -210,6 +215,11 @@ func (m *Module) enable(ctx context.Context, req router.IQRequest) (xml.TokenRea
 		if reg.Options, err = xml.Marshal(c.Form); err != nil {
 			return nil, errBadRequest
 		}
+	}
+	if len(reg.Node)+len(reg.Options) > MaxRegistrationBytes {
+		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable, Text: map[string]string{
+			"": "node and publish-options larger than 4 KiB",
+		}}
 	}
 	user := req.From.Bare()
 	err = m.store.EnablePush(ctx, user.Domainpart(), user.Localpart(), reg, m.opts.MaxRegistrations)

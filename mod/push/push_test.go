@@ -134,6 +134,7 @@ func TestEnableDisable(t *testing.T) {
 		{"no node", `<iq type='set' id='4'><enable xmlns='urn:xmpp:push:0' jid='push.example'/></iq>`, "bad-request", 2},
 		{"bad jid", `<iq type='set' id='5'><enable xmlns='urn:xmpp:push:0' jid='a@@b' node='n'/></iq>`, "bad-request", 2},
 		{"get", `<iq type='get' id='6'><enable xmlns='urn:xmpp:push:0' jid='push.example' node='n'/></iq>`, "bad-request", 2},
+		{"node and options too large", `<iq type='set' id='7'><enable xmlns='urn:xmpp:push:0' jid='push.example' node='n1'><x xmlns='jabber:x:data' type='submit'><field var='secret'><value>` + strings.Repeat("s", push.MaxRegistrationBytes) + `</value></field></x></enable></iq>`, "not-acceptable", 2},
 		{"disable one node", `<iq type='set' id='7'><disable xmlns='urn:xmpp:push:0' jid='push.example' node='n1'/></iq>`, "result", 1},
 		{"disable the service", `<iq type='set' id='8'><disable xmlns='urn:xmpp:push:0' jid='push.example'/></iq>`, "result", 0},
 	}
