@@ -156,6 +156,15 @@ func (m *Module) messageOffline(ev *router.EventData) bool {
 	case err != nil:
 		m.logger.Error("storing an offline message failed", "to", owner.String(), "err", err)
 		m.core.Bounce(ev.From, st, stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError})
+	default:
+		// A resource may have come online between the core finding none
+		// and the insert: its initial delivery may have read the queue
+		// before this message was in it. One more delivery (after that
+		// one, in the user's turn) takes it; otherwise it would wait for
+		// the next login.
+		if best := m.core.Best(owner); len(best) > 0 {
+			m.deliver(context.WithoutCancel(ev.Ctx), best[0])
+		}
 	}
 	return true
 }

@@ -268,3 +268,29 @@ func TestRefusedDelivery(t *testing.T) {
 		t.Errorf("%d messages stored, want 2", n)
 	}
 }
+
+// TestStoredDuringLogin: a message the core found no resource for, but
+// stored only after a resource came online and its initial delivery had
+// read the queue, still reaches that resource now, not at the next
+// login.
+func TestStoredDuringLogin(t *testing.T) {
+	core, m, store, _ := setup(t, offline.Options{MaxMessages: 10})
+	alice := routertest.Bind(t, core, "alice@localhost/home")
+	presence := routertest.Stanza(t, `<presence/>`)
+	core.SetPresence(alice, presence, 0)
+	core.Fire(router.PresenceInitial, &router.EventData{Ctx: context.Background(), Target: alice, Stanza: presence})
+	m.Wait()
+	// The core's deliverBest ran before SetPresence; the insert after it.
+	msg := routertest.Stanza(t, `<message from="bob@localhost/phone" to="alice@localhost" type="chat"><body>late</body></message>`)
+	if !core.Fire(router.MessageOffline, &router.EventData{Ctx: context.Background(), Stanza: msg, To: msg.To}) {
+		t.Fatal("MessageOffline not taken")
+	}
+	m.Wait()
+	got := alice.Take()
+	if len(got) != 1 || got[0].ChildText(element.NSClient, "body") != "late" {
+		t.Fatalf("alice got %d stanzas, want the late message", len(got))
+	}
+	if n := count(t, store); n != 0 {
+		t.Errorf("%d messages stored after delivery, want 0", n)
+	}
+}
