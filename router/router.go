@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,14 @@ type DomainHandler interface {
 	// HandleStanza takes st from the session from, after StanzaOut. It
 	// runs on the sender's read goroutine and must not block.
 	HandleStanza(ctx context.Context, from Target, st *element.Stanza)
+}
+
+// DomainHandlerFunc adapts a function to a DomainHandler.
+type DomainHandlerFunc func(ctx context.Context, from Target, st *element.Stanza)
+
+// HandleStanza calls f.
+func (f DomainHandlerFunc) HandleStanza(ctx context.Context, from Target, st *element.Stanza) {
+	f(ctx, from, st)
 }
 
 // AccountStore is what the core asks of accounts: token users get their
@@ -161,6 +170,22 @@ func (r *Router) AddDomain(domain string, h DomainHandler) error {
 	}
 	r.domains[domain] = h
 	return nil
+}
+
+// Subdomains returns, sorted, the domains handed to handlers that are
+// subdomains of host (conference.example.org for example.org): the
+// services the host lists in its disco#items (XEP-0030), as Prosody
+// lists its components.
+func (r *Router) Subdomains(host string) []string {
+	suffix := "." + strings.ToLower(host)
+	var out []string
+	for d := range r.domains {
+		if strings.HasSuffix(d, suffix) {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Bind makes t reachable at its full JID. The account gets its row if it

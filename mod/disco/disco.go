@@ -46,7 +46,20 @@ func Register(core *router.Router) error {
 				{Name: xml.Name{Local: "type"}, Value: "registered"},
 			}, append([]string{nsInfo}, core.AccountFeatures()...))
 		}},
-		{xml.Name{Space: nsItems, Local: "query"}, router.AtServer | router.AtSelf | router.AtAccount, nsItems, func(context.Context, router.IQRequest) (xml.TokenReader, error) {
+		{xml.Name{Space: nsItems, Local: "query"}, router.AtServer, nsItems, func(_ context.Context, req router.IQRequest) (xml.TokenReader, error) {
+			if hasNode(req) {
+				return element.Empty(nsItems, "query"), nil
+			}
+			var items []xml.TokenReader
+			for _, d := range core.Subdomains(req.To.Domainpart()) {
+				items = append(items, xmlstream.Wrap(nil, xml.StartElement{
+					Name: xml.Name{Local: "item"},
+					Attr: []xml.Attr{{Name: xml.Name{Local: "jid"}, Value: d}},
+				}))
+			}
+			return xmlstream.Wrap(xmlstream.MultiReader(items...), xml.StartElement{Name: xml.Name{Space: nsItems, Local: "query"}}), nil
+		}},
+		{xml.Name{Space: nsItems, Local: "query"}, router.AtSelf | router.AtAccount, "", func(context.Context, router.IQRequest) (xml.TokenReader, error) {
 			return element.Empty(nsItems, "query"), nil
 		}},
 	} {
@@ -70,10 +83,8 @@ func getOnly(h router.IQHandlerFunc) router.IQHandlerFunc {
 // info answers a disco#info get with an identity and features (in the
 // order given); a node other than none has no items.
 func info(req router.IQRequest, identity []xml.Attr, features []string) (xml.TokenReader, error) {
-	for _, a := range req.Payload.Attr {
-		if a.Name.Local == "node" && a.Value != "" {
-			return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
-		}
+	if hasNode(req) {
+		return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 	}
 	inner := []xml.TokenReader{xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "identity"}, Attr: identity})}
 	for _, f := range features {
@@ -83,4 +94,14 @@ func info(req router.IQRequest, identity []xml.Attr, features []string) (xml.Tok
 		}))
 	}
 	return xmlstream.Wrap(xmlstream.MultiReader(inner...), xml.StartElement{Name: xml.Name{Space: nsInfo, Local: "query"}}), nil
+}
+
+// hasNode reports whether the query names a node.
+func hasNode(req router.IQRequest) bool {
+	for _, a := range req.Payload.Attr {
+		if a.Name.Local == "node" && a.Value != "" {
+			return true
+		}
+	}
+	return false
 }

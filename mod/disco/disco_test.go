@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"testing"
 
+	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/routertest"
 	"ottr.im/ottr/mod/disco"
 	"ottr.im/ottr/router"
@@ -21,6 +22,13 @@ func TestDisco(t *testing.T) {
 		router.IQHandlerFunc(func(context.Context, router.IQRequest) (xml.TokenReader, error) { return nil, nil }))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Services on subdomains of the host are its items; another
+	// domain's are not.
+	for _, d := range []string{"upload.localhost", "conference.localhost", "conference.example.org"} {
+		if err := core.AddDomain(d, router.DomainHandlerFunc(func(context.Context, router.Target, *element.Stanza) {})); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := store.EnsureAccount(context.Background(), routertest.Host, "bob"); err != nil {
 		t.Fatal(err)
@@ -53,7 +61,9 @@ func TestDisco(t *testing.T) {
 		{`<iq to="bob@localhost" id="8" type="set"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`,
 			head + "bob@localhost" + to + `8" type="error">` + infoQuery + badReq},
 		{`<iq to="localhost" id="9" type="get"><query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
-			head + "localhost" + to + `9" type="result"><query xmlns="http://jabber.org/protocol/disco#items"></query></iq>`},
+			head + "localhost" + to + `9" type="result"><query xmlns="http://jabber.org/protocol/disco#items"><item jid="conference.localhost"></item><item jid="upload.localhost"></item></query></iq>`},
+		{`<iq to="localhost" id="9n" type="get"><query xmlns="http://jabber.org/protocol/disco#items" node="x"/></iq>`,
+			head + "localhost" + to + `9n" type="result"><query xmlns="http://jabber.org/protocol/disco#items"></query></iq>`},
 		{`<iq to="bob@localhost" id="10" type="get"><query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
 			head + "bob@localhost" + to + `10" type="result"><query xmlns="http://jabber.org/protocol/disco#items"></query></iq>`},
 		{`<iq id="11" type="set"><query xmlns="http://jabber.org/protocol/disco#items"/></iq>`,
