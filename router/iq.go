@@ -110,6 +110,18 @@ func (r *Router) Features() []string {
 	return fs
 }
 
+// AddFeature adds f to the server's disco#info features, for a module
+// that serves a feature without an iq handler of its own (XEP-0160's
+// msgoffline). A registration after the first session bound is an
+// error.
+func (r *Router) AddFeature(f string) error {
+	if r.started.Load() {
+		return fmt.Errorf("router: feature %s after start", f)
+	}
+	r.iq.features = append(r.iq.features, f)
+	return nil
+}
+
 // AddAccountFeature adds f to the disco#info features of every local
 // account (XEP-0030 §3.1 on a bare JID: push, the archive), for a module
 // whose feature is served for the account rather than by the server.
