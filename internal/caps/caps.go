@@ -174,4 +174,3 @@ func Element(node, ver string) xml.StartElement {
 		},
 	}
 }
-
