@@ -198,6 +198,18 @@ type Host struct {
 	// Token overrides the top-level [token] settings for this host; zero
 	// fields inherit.
 	Token Token `toml:"token"`
+	// MUC is the domain of the host's group chat service (XEP-0045).
+	// Unset means "conference." + Name; "" turns the service off.
+	MUC *string `toml:"muc"`
+}
+
+// MUCDomain returns the domain of h's group chat service, "" when it is
+// off.
+func (h Host) MUCDomain() string {
+	if h.MUC == nil {
+		return "conference." + strings.ToLower(h.Name)
+	}
+	return strings.ToLower(*h.MUC)
 }
 
 // EffectiveToken returns the token settings in force for h: each field of
@@ -505,6 +517,29 @@ func (c *Config) Validate() error {
 			add("%sotp_seed: required when token_secret is set", p)
 		}
 		errs = append(errs, h.Token.validate(p+"token.")...)
+		if d := h.MUCDomain(); h.MUC != nil && d != "" {
+			if err := checkDomain(d); err != nil {
+				add("%smuc: %w", p, err)
+			}
+		}
+	}
+	mucs := make(map[string]int) // MUC domain → host index
+	for i, h := range c.Hosts {
+		d := h.MUCDomain()
+		if d == "" {
+			continue
+		}
+		if _, ok := names[d]; ok {
+			add("host[%d].muc: %q is a served host", i, d)
+		} else if j, ok := mucs[d]; ok {
+			add("host[%d].muc: %q is already host[%d]'s", i, d, j)
+		}
+		for _, s := range c.Components.Services {
+			if strings.EqualFold(s.Name, d) {
+				add("host[%d].muc: %q is a component's domain (set muc to another domain, or \"\" to turn the service off)", i, d)
+			}
+		}
+		mucs[d] = i
 	}
 	errs = append(errs, c.Limits.validate()...)
 	return errors.Join(errs...)
@@ -633,6 +668,7 @@ func (c *Config) Summary() string {
 		line("name = %q", h.Name)
 		line("otp_seed = %s", redact(h.OTPSeed))
 		line("token_secret = %s", redact(h.TokenSecret))
+		line("muc = %q", h.MUCDomain())
 		line("[host.token]  # effective")
 		writeToken(&b, h.EffectiveToken(c.Token))
 	}

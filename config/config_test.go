@@ -78,6 +78,12 @@ func TestLoadGood(t *testing.T) {
 			ArchivePageSize:       250,
 			PushRegistrations:     8,
 			PushInterval:          Duration{5 * time.Second},
+			MUCRooms:              10_000,
+			MUCRoomsPerUser:       100,
+			MUCOccupants:          1000,
+			MUCHistoryMessages:    50,
+			MUCHistoryBytes:       256 << 10,
+			MUCStanzaRate:         Rate{N: 10, Per: time.Second},
 		},
 		HTTP: HTTP{
 			Listen:         []string{"127.0.0.1:5280"},

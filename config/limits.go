@@ -168,6 +168,29 @@ type Limits struct {
 	// one user, 1s to 24h; the messages between are counted in the next
 	// one. Default 5s.
 	PushInterval Duration `toml:"push_interval"`
+	// MUCRooms is the most group chat rooms (XEP-0045) one MUC service
+	// holds, persistent and temporary together, 1 to 1,000,000; creating
+	// one more is refused with <resource-constraint/>. Default 10000.
+	MUCRooms int `toml:"muc_rooms"`
+	// MUCRoomsPerUser is the most rooms of one service a user may have
+	// created that exist at once, 1 to 100,000. Default 100.
+	MUCRoomsPerUser int `toml:"muc_rooms_per_user"`
+	// MUCOccupants is the most occupants one room holds, 1 to 100,000,
+	// whatever its own max users says: it bounds the fan-out of one
+	// message. Default 1000.
+	MUCOccupants int `toml:"muc_occupants"`
+	// MUCHistoryMessages is the most messages a room keeps in memory for
+	// the history sent on join, 0 to 1000 (a room's own history length
+	// is capped by it). Default 50.
+	MUCHistoryMessages int `toml:"muc_history_messages"`
+	// MUCHistoryBytes is the most bytes of those messages per room, 1 KiB
+	// to 16 MiB. Default 262144 (256 KiB).
+	MUCHistoryBytes int `toml:"muc_history_bytes"`
+	// MUCStanzaRate is how many stanzas (messages, presence, nick
+	// changes) one occupant may send to a room, past a burst of twice as
+	// many; past it a stanza is refused with <resource-constraint/>.
+	// Default 10/s.
+	MUCStanzaRate Rate `toml:"muc_stanza_rate"`
 }
 
 // DefaultLimits returns the limits used for keys the file leaves out.
@@ -210,6 +233,12 @@ func DefaultLimits() Limits {
 		ArchivePageSize:       250,
 		PushRegistrations:     8,
 		PushInterval:          Duration{5 * time.Second},
+		MUCRooms:              10_000,
+		MUCRoomsPerUser:       100,
+		MUCOccupants:          1000,
+		MUCHistoryMessages:    50,
+		MUCHistoryBytes:       256 * kib,
+		MUCStanzaRate:         Rate{N: 10, Per: time.Second},
 	}
 }
 
@@ -352,6 +381,12 @@ func (l Limits) validate() []error {
 	between("archive_page_size", l.ArchivePageSize, 1, maxArchivePage)
 	between("push_registrations", l.PushRegistrations, 1, maxPushRegs)
 	duration("push_interval", l.PushInterval)
+	between("muc_rooms", l.MUCRooms, 1, 1_000_000)
+	between("muc_rooms_per_user", l.MUCRoomsPerUser, 1, 100_000)
+	between("muc_occupants", l.MUCOccupants, 1, 100_000)
+	between("muc_history_messages", l.MUCHistoryMessages, 0, 1000)
+	between("muc_history_bytes", l.MUCHistoryBytes, minStoredBytes, maxStoredBytes)
+	rate("muc_stanza_rate", l.MUCStanzaRate)
 	return errs
 }
 

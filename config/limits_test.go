@@ -51,6 +51,12 @@ var wantDefaultLimits = Limits{
 	ArchivePageSize:       250,
 	PushRegistrations:     8,
 	PushInterval:          Duration{5 * time.Second},
+	MUCRooms:              10_000,
+	MUCRoomsPerUser:       100,
+	MUCOccupants:          1000,
+	MUCHistoryMessages:    50,
+	MUCHistoryBytes:       256 << 10,
+	MUCStanzaRate:         Rate{N: 10, Per: time.Second},
 }
 
 func TestLimitDefaults(t *testing.T) {
@@ -180,7 +186,7 @@ func TestValidateZeroLimits(t *testing.T) {
 		t.Fatal("Validate() with zero limits = nil, want errors")
 	}
 	for _, key := range limitKeys() {
-		if key == "offline_messages" || key == "auth_failure_delay" || key == "archive_messages" {
+		if key == "offline_messages" || key == "auth_failure_delay" || key == "archive_messages" || key == "muc_history_messages" {
 			continue
 		}
 		if !strings.Contains(err.Error(), "limits."+key+":") {
