@@ -18,7 +18,7 @@ import (
 // migrationFiles holds the schema, one step per file.
 //
 // To change the schema, add a file named NNNN_what.sql to the migrations
-// directory, numbered one more than the last. Never edit or renumber a file
+// directory, numbered above the last. Never edit or renumber a file
 // that has been released: a database that already applied it will not apply
 // it again. A file may hold several statements; each file runs in its own
 // transaction, so it applies entirely or not at all.
@@ -37,9 +37,11 @@ type migration struct {
 }
 
 // loadMigrations reads the steps in dir of fsys, sorted by version. Every
-// entry must be a file named NNNN_name.sql, and the versions must run 1, 2, 3
-// and so on without gaps or repeats: two people adding the same number, or a
-// typo in a name, fail every Open (and the tests) instead of being skipped.
+// entry must be a file named NNNN_name.sql with a version of its own: two
+// people adding the same number, or a typo in a name, fail every Open (and
+// the tests) instead of being skipped. Versions may have gaps: work done in
+// parallel reserves numbers, and migrate applies every version a database
+// lacks, so a step that lands after a higher one still runs.
 func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
@@ -68,9 +70,9 @@ func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
 		return nil, fmt.Errorf("no migrations in %s", dir)
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
-	for i, m := range ms {
-		if want := int64(i + 1); m.version != want {
-			return nil, fmt.Errorf("migration %s: version %d, want %d (versions must run from 1 without gaps or repeats)", m.name, m.version, want)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s: the same version %d", ms[i-1].name, ms[i].name, ms[i].version)
 		}
 	}
 	return ms, nil

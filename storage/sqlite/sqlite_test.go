@@ -467,6 +467,36 @@ func TestMigrateRollsBack(t *testing.T) {
 	}
 }
 
+// TestMigrateLateLowerVersion: a step that lands after a higher one (work
+// done in parallel) is applied all the same.
+func TestMigrateLateLowerVersion(t *testing.T) {
+	ctx := t.Context()
+	s := openTest(t, filepath.Join(t.TempDir(), "ottr.db"))
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{
+		"m/0001_one.sql":   {Data: []byte("CREATE TABLE one (x INTEGER);")},
+		"m/0003_three.sql": {Data: []byte("CREATE TABLE three (x INTEGER);")},
+	}
+	for i, want := range [][]int64{{1, 3}, {2}} {
+		if i == 1 {
+			fsys["m/0002_two.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE two (x INTEGER);")}
+		}
+		ms, err := loadMigrations(fsys, "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := migrate(ctx, s.db, ms, time.Now)
+		if err != nil || !slices.Equal(done, want) {
+			t.Fatalf("round %d: migrate applied %v, %v; want %v", i, done, err, want)
+		}
+	}
+	if !tableExists(t, s, "two") {
+		t.Error("table two missing")
+	}
+}
+
 func tableExists(t *testing.T, s *Store, name string) bool {
 	t.Helper()
 	var n int
@@ -489,8 +519,8 @@ func TestLoadMigrations(t *testing.T) {
 			"3_c.sql": "x", "4_d.sql": "x", "5_e.sql": "x", "6_f.sql": "x", "7_g.sql": "x", "8_h.sql": "x", "9_i.sql": "x"},
 			[]int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
 		{"none", map[string]string{}, nil},
-		{"gap", map[string]string{"0001_a.sql": "x", "0003_c.sql": "x"}, nil},
-		{"not from one", map[string]string{"0002_b.sql": "x"}, nil},
+		{"gap", map[string]string{"0001_a.sql": "x", "0003_c.sql": "x"}, []int64{1, 3}},
+		{"not from one", map[string]string{"0002_b.sql": "x"}, []int64{2}},
 		{"repeat", map[string]string{"0001_a.sql": "x", "1_b.sql": "x"}, nil},
 		{"zero", map[string]string{"0000_a.sql": "x", "0001_b.sql": "x"}, nil},
 		{"no label", map[string]string{"0001_.sql": "x"}, nil},
