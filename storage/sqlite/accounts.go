@@ -73,18 +73,26 @@ func pendingDeletion(ctx context.Context, tx *sql.Tx, host, username string, now
 // hash removes the password. It returns an error wrapping
 // [storage.ErrNotFound] if there is no such account.
 func (s *Store) SetPassword(ctx context.Context, host, username, passwordHash string) error {
-	res, err := s.exec(ctx,
-		`UPDATE accounts SET password_hash = ? WHERE host = ? AND username = ?`,
-		passwordHash, host, username)
+	// The user's FAST tokens (XEP-0484) go with the old password.
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE accounts SET password_hash = ? WHERE host = ? AND username = ?`,
+			passwordHash, host, username)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return storage.ErrNotFound
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE host = ? AND username = ?`, host, username)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: set password of %s@%s: %w", username, host, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("sqlite: set password of %s@%s: %w", username, host, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: set password of %s@%s: %w", username, host, storage.ErrNotFound)
 	}
 	return nil
 }
@@ -159,6 +167,10 @@ func (s *Store) DeleteAccount(ctx context.Context, host, username string) error 
 			return storage.ErrNotFound
 		}
 		if err := deleteUserData(ctx, tx, host, username); err != nil {
+			return err
+		}
+		// Its FAST tokens (XEP-0484) log in no more.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE host = ? AND username = ?`, host, username); err != nil {
 			return err
 		}
 		return recordDeletion(ctx, tx, host, username, s.now())
