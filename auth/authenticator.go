@@ -98,7 +98,7 @@ const DefaultReplayEntries = 1 << 20
 // Authenticator checks credentials for every served host. It is safe for
 // concurrent use.
 type Authenticator struct {
-	hosts    map[string]*Verifier // nil value: tokens disabled on that host
+	hosts    map[string]*Verifier // one per served host; without secrets it refuses tokens
 	accounts AccountStore
 	dummy    PasswordHash // checked for unknown users so they cost the same
 	now      func() time.Time
@@ -132,10 +132,8 @@ func New(opts Options) (*Authenticator, error) {
 	}
 	for host, p := range opts.Hosts {
 		host = strings.ToLower(host)
-		if p.OTPSeed == "" && p.TokenSecret == "" {
-			a.hosts[host] = nil
-			continue
-		}
+		// A host without secrets gets a verifier too, one that refuses
+		// tokens until a reload gives it secrets (SetTokens).
 		v, err := NewVerifier(p, opts.Replay, opts.Now)
 		if err != nil {
 			return nil, fmt.Errorf("host %s: %w", host, err)

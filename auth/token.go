@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pquerna/otp"
@@ -68,6 +69,29 @@ type TokenParams struct {
 	// refused instead (Mint does not mint for them, Verify does not accept
 	// them).
 	NonceDigits int
+
+	// PreviousOTPSeed and PreviousTokenSecret are the pair OTPSeed and
+	// TokenSecret replace (secret rotation): until PreviousUntil, a
+	// token minted with either pair verifies, so that an app backend can
+	// switch pairs with no failed login. Both empty: no previous pair.
+	// Mint uses the current pair only.
+	PreviousOTPSeed     string
+	PreviousTokenSecret string
+	// PreviousUntil is the first instant the previous pair no longer
+	// verifies.
+	PreviousUntil time.Time
+}
+
+// previous returns the previous pair's parameters, and whether they
+// verify at now.
+func (p TokenParams) previous(now time.Time) (TokenParams, bool) {
+	if p.PreviousOTPSeed == "" || !now.Before(p.PreviousUntil) {
+		return TokenParams{}, false
+	}
+	q := p
+	q.OTPSeed, q.TokenSecret = p.PreviousOTPSeed, p.PreviousTokenSecret
+	q.PreviousOTPSeed, q.PreviousTokenSecret, q.PreviousUntil = "", "", time.Time{}
+	return q, true
 }
 
 func (p TokenParams) withDefaults() TokenParams {
@@ -102,6 +126,14 @@ func (p TokenParams) validate() error {
 	}
 	if p.NonceDigits != AnyNonceLength && (p.NonceDigits < 1 || p.NonceDigits > MaxNonceDigits) {
 		return fmt.Errorf("auth: nonce_digits %d out of range 1..%d (or AnyNonceLength)", p.NonceDigits, MaxNonceDigits)
+	}
+	if p.PreviousOTPSeed != "" || p.PreviousTokenSecret != "" {
+		if p.PreviousOTPSeed == "" || p.PreviousTokenSecret == "" {
+			return errors.New("auth: the previous otp_seed and token_secret go together")
+		}
+		if _, err := DecodeSeed(p.PreviousOTPSeed); err != nil {
+			return fmt.Errorf("auth: previous pair: %w", err)
+		}
 	}
 	return nil
 }
@@ -266,9 +298,10 @@ func (p TokenParams) checkNonce(n int, jid string) *Error {
 }
 
 // Verifier checks tokens for one virtual host. It is safe for concurrent
-// use.
+// use; SetParams changes its secrets while it verifies (a configuration
+// reload).
 type Verifier struct {
-	p      TokenParams
+	p      atomic.Pointer[TokenParams] // nil: the host refuses tokens
 	replay ReplayCache
 	now    func() time.Time
 }
@@ -276,17 +309,98 @@ type Verifier struct {
 // NewVerifier returns a verifier for p that records accepted tokens in
 // replay and reads the time from now (time.Now when nil).
 func NewVerifier(p TokenParams, replay ReplayCache, now func() time.Time) (*Verifier, error) {
-	p = p.withDefaults()
-	if err := p.validate(); err != nil {
-		return nil, err
-	}
 	if replay == nil {
 		return nil, errors.New("auth: a verifier needs a replay cache")
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{p: p, replay: replay, now: now}, nil
+	v := &Verifier{replay: replay, now: now}
+	if err := v.SetParams(p); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// SetParams replaces the verifier's settings and secrets: the next token
+// verified uses them. Params with neither OTPSeed nor TokenSecret turn
+// tokens off (every token is refused with ReasonNoTokens). Tokens already
+// used stay refused: the replay cache is the same, and its key does not
+// depend on the pair a token was minted with.
+func (v *Verifier) SetParams(p TokenParams) error {
+	pp, err := prepareParams(p)
+	if err != nil {
+		return err
+	}
+	v.p.Store(pp)
+	return nil
+}
+
+// prepareParams returns p with its defaults, checked, or nil for params
+// without secrets (tokens off).
+func prepareParams(p TokenParams) (*TokenParams, error) {
+	if p.OTPSeed == "" && p.TokenSecret == "" && p.PreviousOTPSeed == "" && p.PreviousTokenSecret == "" {
+		return nil, nil
+	}
+	p = p.withDefaults()
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// SetTokens replaces the token settings and secrets of the served hosts,
+// as a configuration reload does: each host of hosts gets its params (a
+// host left out keeps its own). Every params is checked before any is
+// applied, so an error changes nothing; a host not served is an error
+// (adding a host needs a restart). Logins in progress finish with the
+// secrets they started with; tokens already used stay refused.
+func (a *Authenticator) SetTokens(hosts map[string]TokenParams) error {
+	ready := make(map[*Verifier]*TokenParams, len(hosts))
+	for host, p := range hosts {
+		v, ok := a.hosts[strings.ToLower(host)]
+		if !ok || v == nil {
+			return fmt.Errorf("auth: host %s is not served: adding a host needs a restart", host)
+		}
+		pp, err := prepareParams(p)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", host, err)
+		}
+		ready[v] = pp
+	}
+	for v, pp := range ready {
+		v.p.Store(pp)
+	}
+	return nil
+}
+
+// pairCheck is what one secret pair makes of a token: the OTP step it
+// matched (-1: none) and whether the MAC matched.
+type pairCheck struct {
+	step  int64
+	macOK bool
+}
+
+// checkPair computes the OTPs of p around now and the MAC of t for jid
+// with p's pair, comparing both in constant time.
+func checkPair(p TokenParams, t Token, jid string, now time.Time) (pairCheck, error) {
+	c := counterAt(now, p.Interval)
+	opts := otpOpts(p)
+	res := pairCheck{step: -1}
+	for k := c - int64(p.Deviation); k <= c+int64(p.Deviation); k++ {
+		if k < 0 {
+			continue
+		}
+		code, err := hotp.GenerateCodeCustom(p.OTPSeed, uint64(k), opts)
+		if err != nil {
+			return res, fmt.Errorf("computing OTP: %w", err)
+		}
+		if subtle.ConstantTimeCompare([]byte(code), []byte(t.OTP)) == 1 {
+			res.step = k
+		}
+	}
+	res.macOK = hmac.Equal(signature(p.TokenSecret, t.OTP, t.Nonce, jid), t.MAC)
+	return res, nil
 }
 
 // Verify is VerifyContext with context.Background.
@@ -300,44 +414,55 @@ func (v *Verifier) Verify(username, domain, token string) error {
 // expired, bad MAC, replay, unavailable). The OTP and the MAC are compared
 // in constant time, and both are always computed, so the time taken does
 // not tell which check failed. ctx bounds the replay cache's work.
+//
+// While a previous pair is accepted (TokenParams.PreviousUntil), a token
+// verifies with either pair; both are always computed then. A token is
+// claimed in the replay cache under the same key whichever pair it was
+// minted with, so it logs in once, not once per pair.
 func (v *Verifier) VerifyContext(ctx context.Context, username, domain, token string) error {
-	t, err := ParseToken(token, v.p.Digits)
+	pp := v.p.Load()
+	if pp == nil {
+		return &Error{Reason: ReasonNoTokens}
+	}
+	p := *pp
+	t, err := ParseToken(token, p.Digits)
 	if err != nil {
 		return err
 	}
 	jid := username + "@" + domain
 	// The nonce length and the username are public: checking them first
 	// tells an attacker nothing about the secrets.
-	if err := v.p.checkNonce(len(t.Nonce), jid); err != nil {
+	if err := p.checkNonce(len(t.Nonce), jid); err != nil {
 		return err
 	}
 	now := v.now()
-	c := counterAt(now, v.p.Interval)
-	opts := otpOpts(v.p)
-	matched := int64(-1)
-	for k := c - int64(v.p.Deviation); k <= c+int64(v.p.Deviation); k++ {
-		if k < 0 {
-			continue
-		}
-		code, err := hotp.GenerateCodeCustom(v.p.OTPSeed, uint64(k), opts)
+	res, err := checkPair(p, t, jid, now)
+	if err != nil {
+		return &Error{Reason: ReasonUnavailable, err: err}
+	}
+	if prev, ok := p.previous(now); ok {
+		old, err := checkPair(prev, t, jid, now)
 		if err != nil {
-			return &Error{Reason: ReasonUnavailable, err: fmt.Errorf("computing OTP: %w", err)}
+			return &Error{Reason: ReasonUnavailable, err: err}
 		}
-		if subtle.ConstantTimeCompare([]byte(code), []byte(t.OTP)) == 1 {
-			matched = k
+		// The pair that verifies the token wins; else the failure of the
+		// pair that came closer (an OTP that matched).
+		if (old.step >= 0 && old.macOK) || (res.step < 0 && old.step >= 0) {
+			res = old
 		}
 	}
-	macOK := hmac.Equal(signature(v.p.TokenSecret, t.OTP, t.Nonce, jid), t.MAC)
+	matched := res.step
 	switch {
 	case matched < 0:
 		return &Error{Reason: ReasonExpired}
-	case !macOK:
+	case !res.macOK:
 		return &Error{Reason: ReasonBadMAC}
 	}
 	// The OTP of step matched verifies until the clock passes step
-	// matched+Deviation; remember the token until then.
-	step := int64(v.p.Interval / time.Second)
-	expires := time.Unix((matched+int64(v.p.Deviation)+1)*step, 0)
+	// matched+Deviation; remember the token until then. Both pairs share
+	// the interval and deviation.
+	step := int64(p.Interval / time.Second)
+	expires := time.Unix((matched+int64(p.Deviation)+1)*step, 0)
 	fresh, err := v.replay.Claim(ctx, replayKey(jid, t), expires, now)
 	if err != nil {
 		return &Error{Reason: ReasonUnavailable, err: err}

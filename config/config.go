@@ -87,6 +87,9 @@ type Config struct {
 	// Components holds the external components (XEP-0114); off unless
 	// it lists an address.
 	Components Components `toml:"components"`
+	// Admin holds the operator's HTTP endpoint (metrics, health); off
+	// unless it has an address.
+	Admin Admin `toml:"admin"`
 }
 
 // Log holds the logging settings.
@@ -198,6 +201,17 @@ type Host struct {
 	// Token overrides the top-level [token] settings for this host; zero
 	// fields inherit.
 	Token Token `toml:"token"`
+	// PreviousOTPSeed and PreviousTokenSecret are the pair otp_seed and
+	// token_secret replaced (secret rotation): tokens minted with it
+	// still log in until PreviousUntil, so that the app backend can
+	// switch to the new pair with no failed login. Both or neither;
+	// only beside a current pair. Default none.
+	PreviousOTPSeed     string `toml:"previous_otp_seed"`
+	PreviousTokenSecret string `toml:"previous_token_secret"`
+	// PreviousUntil is when the previous pair stops being accepted, a
+	// TOML date-time such as 2026-12-01T00:00:00Z. Required with a
+	// previous pair.
+	PreviousUntil time.Time `toml:"previous_until"`
 	// MUC is the domain of the host's group chat service (XEP-0045).
 	// Unset means "conference." + Name; "" turns the service off.
 	MUC *string `toml:"muc"`
@@ -477,6 +491,9 @@ func (c *Config) Validate() error {
 	checkAddrs("http.tls_listen", c.HTTP.TLSListen)
 	errs = append(errs, c.HTTP.validate()...)
 	checkAddrs("components.listen", c.Components.Listen)
+	if c.Admin.Listen != "" {
+		checkAddrs("admin.listen", []string{c.Admin.Listen})
+	}
 	errs = append(errs, c.Components.validate(c.Hosts)...)
 
 	switch {
@@ -517,6 +534,7 @@ func (c *Config) Validate() error {
 			add("%sotp_seed: required when token_secret is set", p)
 		}
 		errs = append(errs, h.Token.validate(p+"token.")...)
+		errs = append(errs, h.validateRotation(p)...)
 		if d := h.MUCDomain(); h.MUC != nil && d != "" {
 			if err := checkDomain(d); err != nil {
 				add("%smuc: %w", p, err)
@@ -668,6 +686,11 @@ func (c *Config) Summary() string {
 		line("name = %q", h.Name)
 		line("otp_seed = %s", redact(h.OTPSeed))
 		line("token_secret = %s", redact(h.TokenSecret))
+		if h.PreviousOTPSeed != "" {
+			line("previous_otp_seed = %s", redact(h.PreviousOTPSeed))
+			line("previous_token_secret = %s", redact(h.PreviousTokenSecret))
+			line("previous_until = %s", h.PreviousUntil.UTC().Format(time.RFC3339))
+		}
 		line("muc = %q", h.MUCDomain())
 		line("[host.token]  # effective")
 		writeToken(&b, h.EffectiveToken(c.Token))
@@ -677,6 +700,8 @@ func (c *Config) Summary() string {
 	line("[http]")
 	writeHTTP(&b, c.HTTP)
 	writeComponents(&b, c.Components)
+	line("[admin]")
+	line("listen = %q", c.Admin.Listen)
 	return b.String()
 }
 
