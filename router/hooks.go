@@ -85,6 +85,13 @@ const (
 	// taken it over (client state indication holds it back, to queue it
 	// later with Target.Deliver itself).
 	StanzaDeliver
+	// IQResponse: an iq result or error addressed to a local host or to
+	// an account's bare JID, which no handler answers (From: the
+	// session that sent it, Stanza, To: where it was addressed). A
+	// module that sent an iq request from there (the PEP module's
+	// disco#info queries for entity capabilities) takes its answer here;
+	// without one it is dropped.
+	IQResponse
 
 	numEvents
 )
@@ -93,7 +100,7 @@ var eventNames = [numEvents]string{
 	"stanza/out", "stanza/in", "message/bare", "message/full", "message/offline",
 	"message/delivered", "presence/out", "presence/broadcast", "presence/initial",
 	"session/bind", "session/bound", "session/unbound", "blocklist/changed", "account/deleted",
-	"message/out", "stanza/deliver",
+	"message/out", "stanza/deliver", "iq/response",
 }
 
 // String returns the event's name, such as "message/bare".

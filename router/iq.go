@@ -34,6 +34,12 @@ type IQHandler interface {
 	HandleIQ(ctx context.Context, req IQRequest) (xml.TokenReader, error)
 }
 
+// ErrAnswered is returned by an IQHandler that has queued its answer to
+// the requester itself, such as an error with an application-specific
+// condition (RFC 6120 §8.3.4) that a stanza.Error cannot carry: the core
+// then sends nothing.
+var ErrAnswered = errors.New("router: the iq handler answered itself")
+
 // IQHandlerFunc adapts a function to IQHandler.
 type IQHandlerFunc func(ctx context.Context, req IQRequest) (xml.TokenReader, error)
 
@@ -59,6 +65,9 @@ type iqMux struct {
 	server, self, account map[xml.Name]IQHandler
 	features              []string // disco#info features of the server
 	accountFeatures       []string // disco#info features of every account
+	// accountIdentities are the accounts' identities beyond
+	// account/registered, as category and type.
+	accountIdentities [][2]string
 }
 
 func newIQMux() iqMux {
@@ -134,6 +143,23 @@ func (r *Router) AddAccountFeature(f string) error {
 	return nil
 }
 
+// AddAccountIdentity adds the identity category/typ to the disco#info of
+// every local account, as XEP-0163 has a PEP service add pubsub/pep. A
+// registration after the first session bound is an error.
+func (r *Router) AddAccountIdentity(category, typ string) error {
+	if r.started.Load() {
+		return fmt.Errorf("router: account identity %s/%s after start", category, typ)
+	}
+	r.iq.accountIdentities = append(r.iq.accountIdentities, [2]string{category, typ})
+	return nil
+}
+
+// AccountIdentities returns the identities added with
+// AddAccountIdentity, each as category and type, in the order added.
+func (r *Router) AccountIdentities() [][2]string {
+	return append([][2]string(nil), r.iq.accountIdentities...)
+}
+
 // AccountFeatures returns the accounts' disco#info features added with
 // AddAccountFeature, sorted.
 func (r *Router) AccountFeatures() []string {
@@ -146,6 +172,13 @@ func (r *Router) AccountFeatures() []string {
 // with the handlers of table; responses addressed there are dropped.
 func (r *Router) handleIQ(ctx context.Context, from Target, st *element.Stanza, table map[xml.Name]IQHandler) {
 	if !st.IsIQRequest() {
+		if len(r.hooks[IQResponse]) > 0 && (st.Type == "result" || st.Type == "error") {
+			to := st.To
+			if to.Equal(jid.JID{}) {
+				to = from.JID().Bare()
+			}
+			r.Fire(IQResponse, &EventData{Ctx: ctx, From: from, Stanza: st, To: to})
+		}
 		return
 	}
 	payload, ok := st.Payload()
@@ -163,6 +196,9 @@ func (r *Router) handleIQ(ctx context.Context, from Target, st *element.Stanza, 
 		to = from.JID().Bare()
 	}
 	result, err := h.HandleIQ(ctx, IQRequest{From: from.JID(), To: to, Stanza: st, Payload: payload, Session: from})
+	if errors.Is(err, ErrAnswered) {
+		return
+	}
 	if err != nil {
 		var se stanza.Error
 		if !errors.As(err, &se) {
