@@ -96,6 +96,9 @@ type Config struct {
 type Log struct {
 	// Level is one of "debug", "info", "warn" or "error". Default "info".
 	Level string `toml:"level"`
+	// Format is "text" (slog's key=value lines) or "json" (one JSON
+	// object a line, for a log collector). Default "text".
+	Format string `toml:"format"`
 }
 
 // C2S holds the client-to-server listener settings.
@@ -123,12 +126,26 @@ func (c C2S) RequireTLSOrDefault() bool {
 
 // TLS names the PEM files of the server certificate and its private key.
 // Both empty means a self-signed certificate generated into the data
-// directory.
+// directory. The files are read again when they change. With ACME,
+// certificates for the hosts and their services come from an ACME CA
+// (see tls.go).
 type TLS struct {
 	// Cert is the path of the PEM certificate chain.
 	Cert string `toml:"cert"`
 	// Key is the path of the PEM private key.
 	Key string `toml:"key"`
+	// ACME obtains and renews a certificate for every host and its MUC
+	// and upload domains from an ACME CA, answering TLS-ALPN-01 on the
+	// direct TLS and HTTPS listeners. Default false.
+	ACME bool `toml:"acme"`
+	// ACMEEmail is the contact the CA tells of problems. Default none.
+	ACMEEmail string `toml:"acme_email"`
+	// ACMEDirectory is the CA's directory URL. Default
+	// DefaultACMEDirectory (Let's Encrypt's production CA).
+	ACMEDirectory string `toml:"acme_directory"`
+	// ACMECAFile is a PEM file of the roots trusted for the directory's
+	// HTTPS, for a private CA. Default "": the system's roots.
+	ACMECAFile string `toml:"acme_ca_file"`
 }
 
 // Token holds the X-TOKEN (TOTP plus HMAC) settings. A zero field means
@@ -317,6 +334,12 @@ func applyDefaults(c *Config, md *toml.MetaData) {
 	if !defined("log", "level") {
 		c.Log.Level = DefaultLogLevel
 	}
+	if !defined("log", "format") {
+		c.Log.Format = DefaultLogFormat
+	}
+	if !defined("tls", "acme_directory") {
+		c.TLS.ACMEDirectory = DefaultACMEDirectory
+	}
 	if !defined("c2s", "listen") {
 		c.C2S.Listen = []string{DefaultListen}
 	}
@@ -462,6 +485,9 @@ func (c *Config) Validate() error {
 	if !slices.Contains(strings.Split(logLevels, ", "), c.Log.Level) {
 		add("log.level: %q is not one of %s", c.Log.Level, logLevels)
 	}
+	if !slices.Contains(strings.Split(logFormats, ", "), c.Log.Format) {
+		add("log.format: %q is not one of %s", c.Log.Format, logFormats)
+	}
 
 	if len(c.C2S.Listen) == 0 && len(c.C2S.DirectTLS) == 0 {
 		add("c2s.listen: no address in c2s.listen or c2s.direct_tls: the server would not accept clients")
@@ -502,6 +528,7 @@ func (c *Config) Validate() error {
 	case c.TLS.Cert == "" && c.TLS.Key != "":
 		add("tls.cert: must be set when tls.key is (or leave both empty for a self-signed certificate)")
 	}
+	errs = append(errs, c.validateACME()...)
 
 	errs = append(errs, c.Token.validate("token.")...)
 
@@ -667,6 +694,7 @@ func (c *Config) Summary() string {
 	line("data_dir = %q", c.DataDir)
 	line("[log]")
 	line("level = %q", c.Log.Level)
+	line("format = %q", c.Log.Format)
 	line("[c2s]")
 	line("listen = %s", quoteList(c.C2S.Listen))
 	line("direct_tls = %s", quoteList(c.C2S.DirectTLS))
@@ -679,6 +707,7 @@ func (c *Config) Summary() string {
 		line("cert = %q", c.TLS.Cert)
 		line("key = %q", c.TLS.Key)
 	}
+	writeACME(&b, c)
 	line("[token]")
 	writeToken(&b, c.Token)
 	for _, h := range c.Hosts {

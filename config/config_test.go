@@ -23,13 +23,13 @@ func TestLoadGood(t *testing.T) {
 	}
 	want := &Config{
 		DataDir: "/var/lib/ottr",
-		Log:     Log{Level: "debug"},
+		Log:     Log{Level: "debug", Format: "text"},
 		C2S: C2S{
 			Listen:     []string{"0.0.0.0:5222", "[::]:5222"},
 			DirectTLS:  []string{":5223"},
 			RequireTLS: ptr(false),
 		},
-		TLS:   TLS{Cert: "/etc/ottr/cert.pem", Key: "/etc/ottr/key.pem"},
+		TLS:   TLS{Cert: "/etc/ottr/cert.pem", Key: "/etc/ottr/key.pem", ACMEDirectory: DefaultACMEDirectory},
 		Token: Token{OTPDigits: 6, OTPInterval: Duration{time.Minute}, OTPDeviation: ptr(0), NonceDigits: ptr(32)},
 		Hosts: []Host{
 			{Name: "example.com", OTPSeed: "xvgr73kmzh2m4xmy", TokenSecret: "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"},
@@ -268,7 +268,8 @@ func TestDefaults(t *testing.T) {
 		{"c2s.listen", d.C2S.Listen, []string{"127.0.0.1:5222"}},
 		{"c2s.direct_tls", d.C2S.DirectTLS, []string(nil)},
 		{"c2s.require_tls", d.C2S.RequireTLSOrDefault(), true},
-		{"tls", d.TLS, TLS{}},
+		{"log.format", d.Log.Format, "text"},
+		{"tls", d.TLS, TLS{ACMEDirectory: DefaultACMEDirectory}},
 		{"token.otp_digits", d.Token.Digits(), 8},
 		{"token.otp_interval", d.Token.Interval(), 30 * time.Second},
 		{"token.otp_deviation", d.Token.Deviation(), 1},
