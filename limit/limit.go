@@ -14,6 +14,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,8 @@ type Keyed struct {
 	mu      sync.Mutex
 	buckets map[uint64]*bucket
 	lru     bucket // sentinel: lru.next is the most recently used
+
+	refused atomic.Pointer[func()] // see OnRefuse
 }
 
 // bucket is one key's tokens, linked into the table's LRU list.
@@ -65,25 +68,60 @@ func NewKeyed(perSecond float64, burst, maxKeys int) *Keyed {
 // was one; an empty bucket stays empty (no debt).
 func (k *Keyed) Allow(key string, now time.Time) bool {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	b := k.get(key, now)
-	if b.tokens >= 1 {
+	ok := b.tokens >= 1
+	if ok {
 		b.tokens--
-		return true
 	}
-	return false
+	k.mu.Unlock()
+	if !ok {
+		k.refuse()
+	}
+	return ok
 }
 
 // Has reports whether key's bucket holds a token at now, without taking
 // it. A key the table does not hold has a full bucket.
 func (k *Keyed) Has(key string, now time.Time) bool {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	b, ok := k.buckets[k.hash(key)]
-	if !ok {
-		return true
+	has := !ok || k.level(b, now.UnixNano()) >= 1
+	k.mu.Unlock()
+	if !has {
+		k.refuse()
 	}
-	return k.level(b, now.UnixNano()) >= 1
+	return has
+}
+
+// OnRefuse sets f to be called each time Allow or Has answers false (for
+// metrics), outside the table's lock; nil calls nothing. f must not
+// block.
+func (k *Keyed) OnRefuse(f func()) {
+	if f == nil {
+		k.refused.Store(nil)
+		return
+	}
+	k.refused.Store(&f)
+}
+
+func (k *Keyed) refuse() {
+	if f := k.refused.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// SetRate changes the refill rate and the size of every bucket, as a
+// configuration reload does (the same bounds as NewKeyed's). Buckets
+// keep their tokens, refilled from now on at the new rate and capped at
+// the new size.
+func (k *Keyed) SetRate(perSecond float64, burst int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.rate = max(perSecond, 0) / float64(time.Second)
+	k.burst = float64(max(burst, 1))
+	for b := k.lru.next; b != &k.lru; b = b.next {
+		b.tokens = min(b.tokens, k.burst)
+	}
 }
 
 // Take removes a token from key's bucket at now, going into debt if it is
