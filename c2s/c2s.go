@@ -139,6 +139,9 @@ type Config struct {
 	Auth Authenticator
 	// Router receives bound sessions and their stanzas.
 	Router Router
+	// Observer, when set, is told of logins and of sessions closed with
+	// a full send queue (for metrics).
+	Observer Observer
 	// Elements handle the top-level elements other than stanzas that a
 	// client may send once bound, by name (such as XEP-0352's <active/>;
 	// XEP-0198's are handled by c2s itself). Any other such element ends

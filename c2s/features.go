@@ -220,6 +220,11 @@ func (n *negotiation) sasl(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 // ends the stream.
 func (n *negotiation) exchange(w xmlstream.TokenWriteFlusher, d *xml.Decoder, mech sasl.Mechanism, payload string) (final []byte, cond string, err error) {
 	n.authErr = nil
+	defer func() {
+		if err == nil {
+			n.cfg.observeLogin(mech.Name, cond)
+		}
+	}()
 	var user string
 	permissions := func(neg *sasl.Negotiator) bool {
 		username, secret, authzid := neg.Credentials()

@@ -143,6 +143,7 @@ func (s *Session) enqueue(it outbound) bool {
 	if n >= s.cfg.QueueLen || b+size > s.cfg.QueueBytes {
 		l, waiting := s.link, s.waiting
 		s.mu.Unlock()
+		s.cfg.observeQueueFull()
 		if waiting {
 			// Not on the deliverer's goroutine: ending runs the
 			// router's unbind work.
