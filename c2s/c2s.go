@@ -132,9 +132,14 @@ type Config struct {
 	// Mechanisms are the SASL mechanisms offered, in order of preference.
 	Mechanisms []sasl.Mechanism
 	// Announce are informational stream features listed, as empty
-	// elements, once the client authenticated (such as roster
-	// versioning, RFC 6121 §2.6.1).
-	Announce []xml.Name
+	// elements with these attributes, once the client authenticated
+	// (such as roster versioning, RFC 6121 §2.6.1, or the server's
+	// XEP-0115 capabilities).
+	Announce []xml.StartElement
+	// Caps, when set, returns the server's XEP-0115 capabilities <c/>,
+	// listed with Announce (§6.3). It is called at each listing, so
+	// that features registered until the first session are in it.
+	Caps func() xml.StartElement
 	// Auth checks credentials.
 	Auth Authenticator
 	// Router receives bound sessions and their stanzas.

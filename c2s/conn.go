@@ -137,8 +137,11 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 		sessionFeature(),
 		smFeature(n),
 	}
-	for _, name := range n.cfg.Announce {
-		features = append(features, announced(name))
+	for _, el := range n.cfg.Announce {
+		features = append(features, announced(func() xml.StartElement { return el }))
+	}
+	if n.cfg.Caps != nil {
+		features = append(features, announced(n.cfg.Caps))
 	}
 	negotiator := xmpp.NewNegotiator(func(s *xmpp.Session, _ *xmpp.StreamConfig) xmpp.StreamConfig {
 		if s != nil {

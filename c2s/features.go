@@ -81,13 +81,15 @@ func sessionFeature() xmpp.StreamFeature {
 	}
 }
 
-// announced lists an informational feature after authentication.
-func announced(name xml.Name) xmpp.StreamFeature {
+// announced lists an informational feature after authentication; el
+// gives its name and attributes.
+func announced(el func() xml.StartElement) xmpp.StreamFeature {
 	return xmpp.StreamFeature{
-		Name:       name,
+		Name:       el().Name,
 		Necessary:  xmpp.Authn,
 		Prohibited: xmpp.Ready,
 		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
+			start.Attr = el().Attr
 			return false, listElement(e, start)
 		},
 		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, interface{}, error) {
@@ -191,7 +193,9 @@ func (n *negotiation) sasl(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 			}
 			continue
 		}
-		final, cond, err := n.exchange(w, d, mech, el.Payload)
+		final, cond, err := n.exchange(mech, el.Payload, func(b64 string) (string, string, error) {
+			return n.challenge(w, d, b64)
+		})
 		if err != nil {
 			return 0, nil, err
 		}
@@ -217,8 +221,10 @@ func (n *negotiation) sasl(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 // sent and the client's <response/> read, until it is done, fails, or
 // took maxSASLSteps steps. It returns the mechanism's final data (for
 // <success/>) and "" on success, or the SASL failure condition. An error
-// ends the stream.
-func (n *negotiation) exchange(w xmlstream.TokenWriteFlusher, d *xml.Decoder, mech sasl.Mechanism, payload string) (final []byte, cond string, err error) {
+// ends the stream. challenge sends one challenge (base64, "=" for an
+// empty one) and returns the client's answer, or a failure condition: the
+// profile's framing (RFC 6120 here, XEP-0388 for SASL2).
+func (n *negotiation) exchange(mech sasl.Mechanism, payload string, challenge func(b64 string) (payload, cond string, err error)) (final []byte, cond string, err error) {
 	n.authErr = nil
 	defer func() {
 		if err == nil {
@@ -247,7 +253,7 @@ func (n *negotiation) exchange(w xmlstream.TokenWriteFlusher, d *xml.Decoder, me
 	if strings.TrimSpace(payload) == "" {
 		// No initial response: send an empty challenge and take the
 		// payload from the <response/> (RFC 6120 §6.4.2).
-		if payload, cond, err = n.challenge(w, d, "="); cond != "" || err != nil {
+		if payload, cond, err = challenge("="); cond != "" || err != nil {
 			return nil, cond, err
 		}
 	}
@@ -271,7 +277,7 @@ func (n *negotiation) exchange(w xmlstream.TokenWriteFlusher, d *xml.Decoder, me
 			n.logger.Info("sasl failed", "mechanism", mech.Name, "reason", "too many steps", "steps", step)
 			return nil, "malformed-request", nil
 		}
-		if payload, cond, err = n.challenge(w, d, encodeSASL(resp)); cond != "" || err != nil {
+		if payload, cond, err = challenge(encodeSASL(resp)); cond != "" || err != nil {
 			return nil, cond, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,9 +88,46 @@ type Config struct {
 	// Components holds the external components (XEP-0114); off unless
 	// it lists an address.
 	Components Components `toml:"components"`
+	// Proxy65 holds the SOCKS5 bytestreams proxy (XEP-0065); off unless
+	// it has a listen address.
+	Proxy65 Proxy65 `toml:"proxy65"`
+	// ExternalServices are the STUN and TURN servers told to users
+	// (XEP-0215), one [[external_service]] table each.
+	ExternalServices []ExternalService `toml:"external_service"`
 	// Admin holds the operator's HTTP endpoint (metrics, health); off
 	// unless it has an address.
 	Admin Admin `toml:"admin"`
+	// Contact lists the server's contact addresses, published in its
+	// disco#info (XEP-0157).
+	Contact Contact `toml:"contact"`
+}
+
+// Contact holds the server's XEP-0157 contact addresses: URIs (mailto:,
+// xmpp:, https:) that clients and other servers show, for abuse reports
+// above all. Every key is optional.
+type Contact struct {
+	Abuse    []string `toml:"abuse"`
+	Admin    []string `toml:"admin"`
+	Feedback []string `toml:"feedback"`
+	Sales    []string `toml:"sales"`
+	Security []string `toml:"security"`
+	Status   []string `toml:"status"`
+	Support  []string `toml:"support"`
+}
+
+// Addresses returns the addresses by XEP-0157 field name (abuse for
+// abuse-addresses), leaving out the empty ones.
+func (c Contact) Addresses() map[string][]string {
+	m := make(map[string][]string)
+	for name, v := range map[string][]string{
+		"abuse": c.Abuse, "admin": c.Admin, "feedback": c.Feedback, "sales": c.Sales,
+		"security": c.Security, "status": c.Status, "support": c.Support,
+	} {
+		if len(v) > 0 {
+			m[name] = v
+		}
+	}
+	return m
 }
 
 // Log holds the logging settings.
@@ -218,6 +256,11 @@ type Host struct {
 	// Token overrides the top-level [token] settings for this host; zero
 	// fields inherit.
 	Token Token `toml:"token"`
+	// Proxy65 is the domain of the host's SOCKS5 bytestreams proxy
+	// (XEP-0065) when [proxy65] has a listener; nil (left out) means
+	// "proxy.<name>", "" no proxy for this host. Read it with
+	// Proxy65Domain.
+	Proxy65 *string `toml:"proxy65"`
 	// PreviousOTPSeed and PreviousTokenSecret are the pair otp_seed and
 	// token_secret replaced (secret rotation): tokens minted with it
 	// still log in until PreviousUntil, so that the app backend can
@@ -366,6 +409,8 @@ func applyDefaults(c *Config, md *toml.MetaData) {
 	}
 	applyLimitDefaults(&c.Limits, defined)
 	applyHTTPDefaults(&c.HTTP, defined)
+	applyProxy65Defaults(&c.Proxy65, defined)
+	applyExternalServiceDefaults(c.ExternalServices)
 }
 
 // Load reads the TOML file at path, refuses unknown keys, fills in the
@@ -521,6 +566,11 @@ func (c *Config) Validate() error {
 		checkAddrs("admin.listen", []string{c.Admin.Listen})
 	}
 	errs = append(errs, c.Components.validate(c.Hosts)...)
+	if c.Proxy65.Enabled() {
+		checkAddrs("proxy65.listen", []string{c.Proxy65.Listen})
+	}
+	errs = append(errs, c.Proxy65.validate(c.Hosts, c.Components.Services)...)
+	errs = append(errs, validateExternalServices(c.ExternalServices)...)
 
 	switch {
 	case c.TLS.Cert != "" && c.TLS.Key == "":
@@ -585,6 +635,13 @@ func (c *Config) Validate() error {
 			}
 		}
 		mucs[d] = i
+	}
+	for name, uris := range c.Contact.Addresses() {
+		for _, u := range uris {
+			if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Opaque == "" && p.Host == "" && p.Path == "" {
+				add("contact.%s: %q is not a URI with a scheme (mailto:…, xmpp:…, https://…)", name, u)
+			}
+		}
 	}
 	errs = append(errs, c.Limits.validate()...)
 	return errors.Join(errs...)
@@ -729,6 +786,8 @@ func (c *Config) Summary() string {
 	line("[http]")
 	writeHTTP(&b, c.HTTP)
 	writeComponents(&b, c.Components)
+	writeProxy65(&b, c.Proxy65, c.Hosts)
+	writeExternalServices(&b, c.ExternalServices)
 	line("[admin]")
 	line("listen = %q", c.Admin.Listen)
 	return b.String()

@@ -150,6 +150,10 @@ func New(opts Options) *Router {
 // Logger returns the core's logger, for modules to derive theirs from.
 func (r *Router) Logger() *slog.Logger { return r.logger }
 
+// Started reports whether a session bound: from then on no handler,
+// feature or hook may be registered, and what they make is final.
+func (r *Router) Started() bool { return r.started.Load() }
+
 // Serves reports whether domain is a local host.
 func (r *Router) Serves(domain string) bool { return r.hosts[strings.ToLower(domain)] }
 

@@ -33,7 +33,10 @@ var modules = []struct {
 	name string
 	load func(l *loader) error
 }{
-	{"disco", func(l *loader) error { return disco.Register(l.core) }},
+	{"disco", func(l *loader) (err error) {
+		l.disco, err = disco.Register(l.core, disco.Options{Contacts: l.contact})
+		return err
+	}},
 	{"ping", func(l *loader) error { return ping.Register(l.core) }},
 	{"version", func(l *loader) error {
 		return version.Register(l.core, version.Options{Name: "ottr", Version: Version})
@@ -114,7 +117,10 @@ type loader struct {
 	store  *sqlite.Store
 	limits config.Limits
 	now    func() time.Time
+	// contact are the XEP-0157 addresses ([contact]).
+	contact map[string][]string
 
+	disco    *disco.Module    // the server's own caps, for the stream features
 	presence *presence.Module // for DirectedPresences
 	offline  *offline.Module  // waited for at shutdown
 	mam      *mam.Module      // closed at shutdown (nil with archive_messages = 0)

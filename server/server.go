@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -59,7 +61,7 @@ type Server struct {
 	router *router.Router
 	mods   *loader // the loaded modules the server talks to
 	c2s    *c2s.Config
-	tls    *tls.Config
+	certs  *certs.Manager // the certificates of every TLS listener
 
 	// The web transports, when [http] has a listener: their sessions
 	// run c2s with webC2S (the stream counts as encrypted).
@@ -127,13 +129,7 @@ func New(opts Options) (*Server, error) {
 			NonceDigits: auth.ConfigNonceDigits(t.NonceLen()),
 		}
 	}
-	var cert tls.Certificate
-	var err error
-	if cfg.TLS.Cert != "" {
-		cert, err = certs.Load(cfg.TLS.Cert, cfg.TLS.Key)
-	} else {
-		cert, err = certs.LoadOrCreate(cfg.TLSDir(), names, logger)
-	}
+	cm, err := newCerts(cfg, logger.With("component", "certs"))
 	if err != nil {
 		return nil, fmt.Errorf("server: certificate: %w", err)
 	}
@@ -182,14 +178,14 @@ func New(opts Options) (*Server, error) {
 	}
 	core := router.New(router.Options{Hosts: names, Accounts: store, Logger: logger.With("component", "router")})
 	// Options.Now is the token clock only: the modules keep real time.
-	mods := &loader{core: core, store: store, limits: lim, now: time.Now}
+	mods := &loader{core: core, store: store, limits: lim, now: time.Now, contact: cfg.Contact.Addresses()}
 	if err := mods.load(); err != nil {
 		cancel()
 		claims.Close()
 		store.Close()
 		return nil, err
 	}
-	tlsCfg := certs.ServerConfig(cert)
+	tlsCfg := cm.ServerConfig()
 	s := &Server{
 		cfg:    cfg,
 		logger: logger,
@@ -197,7 +193,7 @@ func New(opts Options) (*Server, error) {
 		claims: claims,
 		router: core,
 		mods:   mods,
-		tls:    tlsCfg,
+		certs:  cm,
 		ctx:    ctx,
 		cancel: cancel,
 		conns:  make(map[net.Conn]string),
@@ -211,7 +207,11 @@ func New(opts Options) (*Server, error) {
 		TLS:        tlsCfg,
 		RequireTLS: cfg.C2S.RequireTLSOrDefault(),
 		Mechanisms: []sasl.Mechanism{auth.XToken, auth.Plain},
-		Announce:   []xml.Name{{Space: "urn:xmpp:features:rosterver", Local: "ver"}, {Space: csi.NS, Local: "csi"}},
+		Announce: []xml.StartElement{
+			{Name: xml.Name{Space: "urn:xmpp:features:rosterver", Local: "ver"}},
+			{Name: xml.Name{Space: csi.NS, Local: "csi"}},
+		},
+		Caps:       mods.disco.Caps,
 		Elements:   csiElements(mods.csi),
 		Auth:       authAdapter{authn},
 		Router:     c2sRouter{core: core, csi: mods.csi},
@@ -468,16 +468,12 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		switch sp.kind {
 		case "direct-tls":
-			direct := s.tls.Clone()
-			direct.NextProtos = []string{"xmpp-client"}
-			l = tls.NewListener(l, direct)
+			l = tls.NewListener(l, s.certs.ServerConfig("xmpp-client"))
 		case "https":
 			l = httpListener{Listener: l, s: s}
 			// HTTP/1.1 only: WebSocket needs it, and BOSH gains nothing
 			// from HTTP/2.
-			h := s.tls.Clone()
-			h.NextProtos = []string{"http/1.1"}
-			l = tls.NewListener(l, h)
+			l = tls.NewListener(l, s.certs.ServerConfig("http/1.1"))
 		case "http":
 			l = httpListener{Listener: l, s: s}
 			if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
@@ -508,6 +504,8 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	// The listeners are open: the CA can check the domains now.
+	s.certs.Start()
 	s.wg.Add(1)
 	go s.tickLoop()
 	s.wg.Add(1)
@@ -781,6 +779,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.router.CloseAll(stream.Error{Err: stream.SystemShutdown.Err})
 	s.closeComponents()
+	s.certs.Close()
 	// Connections still negotiating have no session to close: cancel
 	// their context, which ends negotiation.
 	s.cancel()
@@ -833,6 +832,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Serves reports whether host is served here.
 func (s *Server) Serves(host string) bool { return s.router.Serves(strings.ToLower(host)) }
+
+// ReloadCertificates reads the certificate files ([tls] cert and key, or
+// the generated ones) again now, as a handshake does by itself once they
+// changed; on an error the certificate in use stays. ACME certificates
+// renew themselves.
+func (s *Server) ReloadCertificates() error { return s.certs.Reload() }
+
+// newCerts prepares the certificates of cfg's [tls]: the files, and the
+// ACME client for every certified name when tls.acme is on.
+func newCerts(cfg *config.Config, logger *slog.Logger) (*certs.Manager, error) {
+	opts := certs.Options{
+		CertFile: cfg.TLS.Cert,
+		KeyFile:  cfg.TLS.Key,
+		Dir:      cfg.TLSDir(),
+		Names:    cfg.CertificateNames(),
+		Logger:   logger,
+	}
+	if cfg.TLS.ACME {
+		a := &certs.ACMEOptions{
+			Names:        cfg.CertificateNames(),
+			Email:        cfg.TLS.ACMEEmail,
+			DirectoryURL: cfg.TLS.ACMEDirectory,
+			CacheDir:     cfg.ACMEDir(),
+		}
+		if f := cfg.TLS.ACMECAFile; f != "" {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("tls.acme_ca_file: %w", err)
+			}
+			a.RootCAs = x509.NewCertPool()
+			if !a.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls.acme_ca_file: no PEM certificate in %s", f)
+			}
+		}
+		opts.ACME = a
+	}
+	return certs.New(opts)
+}
 
 // authAdapter lets the auth package answer c2s's logins.
 type authAdapter struct{ a *auth.Authenticator }

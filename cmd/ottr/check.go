@@ -29,6 +29,15 @@ func runCheckConfig(_ context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(e.stdout, "%sconfig OK\n", cfg.Summary())
+	if _, err := fmt.Fprint(e.stdout, cfg.Summary()); err != nil {
+		return err
+	}
+	if records := srvRecords(cfg); len(records) > 0 {
+		fmt.Fprintln(e.stdout, "DNS SRV records for these listeners (RFC 6120 §3.2.1, XEP-0368):")
+		for _, r := range records {
+			fmt.Fprintln(e.stdout, "  "+r)
+		}
+	}
+	_, err = fmt.Fprintln(e.stdout, "config OK")
 	return err
 }

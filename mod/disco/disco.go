@@ -1,53 +1,90 @@
 // Package disco is XEP-0030, service discovery: the server's disco#info
-// (identity server/im "ottr" and the features the modules registered,
-// read at request time), a local account's disco#info (identity
-// account/registered), and empty disco#items for the server and the
-// accounts. It adds no hooks and keeps nothing.
+// (identity server/im "ottr", the features the modules registered and
+// the XEP-0157 contact addresses form), a local account's disco#info
+// (identity account/registered and the account features), the host's
+// disco#items (the services on its subdomains, router.Subdomains) and
+// empty disco#items for the accounts. It also computes the server's own
+// XEP-0115 capabilities, advertised in the stream features, and answers
+// disco#info at their node#ver. It adds no hooks and keeps nothing per
+// session.
 package disco
 
 import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"sync/atomic"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/caps"
 	"ottr.im/ottr/router"
 )
 
 const (
 	nsInfo  = "http://jabber.org/protocol/disco#info"
 	nsItems = "http://jabber.org/protocol/disco#items"
+	nsData  = "jabber:x:data"
+
+	// CapsNode identifies ottr in its XEP-0115 capabilities.
+	CapsNode = "https://ottr.im"
+	// serverInfo is XEP-0157's FORM_TYPE.
+	serverInfo = "http://jabber.org/network/serverinfo"
 )
 
-// Register adds the disco#info and disco#items handlers to core.
-func Register(core *router.Router) error {
+// ContactFields are the XEP-0157 fields, by the suffix of their var
+// (abuse is abuse-addresses), in the order Options.Contacts is checked.
+var ContactFields = []string{"abuse", "admin", "feedback", "sales", "security", "status", "support"}
+
+// Options configure the server's disco#info.
+type Options struct {
+	// Contacts are the server's XEP-0157 contact addresses (URIs such as
+	// mailto: or xmpp:), by the ContactFields name. Empty: no form.
+	Contacts map[string][]string
+}
+
+// Module answers disco queries; Caps gives the server's capabilities.
+type Module struct {
+	core *router.Router
+	form []caps.Field // XEP-0157, nil when no address is configured
+
+	ver atomic.Pointer[string] // the caps ver, once the core started
+}
+
+// Register adds the disco#info and disco#items handlers to core. An
+// unknown contact field is an error.
+func Register(core *router.Router, opts Options) (*Module, error) {
+	m := &Module{core: core}
+	for name := range opts.Contacts {
+		if !known(name) {
+			return nil, fmt.Errorf("disco: unknown contact address field %q (want one of %v)", name, ContactFields)
+		}
+	}
+	for _, name := range ContactFields {
+		if v := opts.Contacts[name]; len(v) > 0 {
+			m.form = append(m.form, caps.Field{Var: name + "-addresses", Values: v})
+		}
+	}
 	for _, reg := range []struct {
 		name    xml.Name
 		where   int
 		feature string
 		h       router.IQHandlerFunc
 	}{
-		{xml.Name{Space: nsInfo, Local: "query"}, router.AtServer, nsInfo, func(_ context.Context, req router.IQRequest) (xml.TokenReader, error) {
-			return info(req, []xml.Attr{
-				{Name: xml.Name{Local: "category"}, Value: "server"},
-				{Name: xml.Name{Local: "type"}, Value: "im"},
-				{Name: xml.Name{Local: "name"}, Value: "ottr"},
-			}, core.Features())
-		}},
+		{xml.Name{Space: nsInfo, Local: "query"}, router.AtServer, nsInfo, m.serverInfo},
 		{xml.Name{Space: nsInfo, Local: "query"}, router.AtSelf | router.AtAccount, "", func(ctx context.Context, req router.IQRequest) (xml.TokenReader, error) {
-			if !core.AccountExists(ctx, req.To.Bare()) {
+			if !core.AccountExists(ctx, req.To.Bare()) || node(req) != "" {
 				return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 			}
-			return info(req, []xml.Attr{
-				{Name: xml.Name{Local: "category"}, Value: "account"},
-				{Name: xml.Name{Local: "type"}, Value: "registered"},
-			}, append([]string{nsInfo}, core.AccountFeatures()...))
+			return info("", caps.Info{
+				Identities: []caps.Identity{{Category: "account", Type: "registered"}},
+				Features:   append([]string{nsInfo}, core.AccountFeatures()...),
+			}), nil
 		}},
 		{xml.Name{Space: nsItems, Local: "query"}, router.AtServer, nsItems, func(_ context.Context, req router.IQRequest) (xml.TokenReader, error) {
-			if hasNode(req) {
+			if node(req) != "" {
 				return element.Empty(nsItems, "query"), nil
 			}
 			var items []xml.TokenReader
@@ -64,11 +101,61 @@ func Register(core *router.Router) error {
 		}},
 	} {
 		if err := core.HandleIQ(reg.name, reg.where, reg.feature, getOnly(reg.h)); err != nil {
-			return fmt.Errorf("disco: %w", err)
+			return nil, fmt.Errorf("disco: %w", err)
 		}
 	}
-	return nil
+	return m, nil
 }
+
+func known(name string) bool {
+	for _, f := range ContactFields {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
+// serverInfo answers the server's disco#info, with no node or at the
+// node#ver of its capabilities (XEP-0115 §6.2).
+func (m *Module) serverInfo(_ context.Context, req router.IQRequest) (xml.TokenReader, error) {
+	n := node(req)
+	if n != "" && n != CapsNode+"#"+m.Ver() {
+		return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
+	}
+	return info(n, m.info()), nil
+}
+
+// info is the server's disco#info, read at request time: modules
+// register their features before the first session binds.
+func (m *Module) info() caps.Info {
+	in := caps.Info{
+		Identities: []caps.Identity{{Category: "server", Type: "im", Name: "ottr"}},
+		Features:   m.core.Features(),
+	}
+	if m.form != nil {
+		in.Forms = []caps.Form{{Type: serverInfo, Fields: m.form}}
+	}
+	return in
+}
+
+// Ver is the XEP-0115 verification string of the server's disco#info.
+// Features may be registered until the first session binds: until then
+// it is computed at each call, from then on once.
+func (m *Module) Ver() string {
+	if v := m.ver.Load(); v != nil {
+		return *v
+	}
+	v := m.info().Ver()
+	if m.core.Started() {
+		m.ver.Store(&v)
+	}
+	return v
+}
+
+// Caps returns the <c/> element of the server's capabilities, for the
+// stream features (XEP-0115 §6.3).
+func (m *Module) Caps() xml.StartElement { return caps.Element(CapsNode, m.Ver()) }
 
 // getOnly answers a set with bad-request and passes a get to h.
 func getOnly(h router.IQHandlerFunc) router.IQHandlerFunc {
@@ -80,28 +167,63 @@ func getOnly(h router.IQHandlerFunc) router.IQHandlerFunc {
 	}
 }
 
-// info answers a disco#info get with an identity and features (in the
-// order given); a node other than none has no items.
-func info(req router.IQRequest, identity []xml.Attr, features []string) (xml.TokenReader, error) {
-	if hasNode(req) {
-		return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
+// info writes a disco#info result: identities and features in the order
+// given, then the extended forms (XEP-0128); node, when not empty, is
+// echoed on the query.
+func info(node string, in caps.Info) xml.TokenReader {
+	var inner []xml.TokenReader
+	for _, id := range in.Identities {
+		attr := []xml.Attr{
+			{Name: xml.Name{Local: "category"}, Value: id.Category},
+			{Name: xml.Name{Local: "type"}, Value: id.Type},
+		}
+		if id.Name != "" {
+			attr = append(attr, xml.Attr{Name: xml.Name{Local: "name"}, Value: id.Name})
+		}
+		inner = append(inner, xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "identity"}, Attr: attr}))
 	}
-	inner := []xml.TokenReader{xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "identity"}, Attr: identity})}
-	for _, f := range features {
+	for _, f := range in.Features {
 		inner = append(inner, xmlstream.Wrap(nil, xml.StartElement{
 			Name: xml.Name{Local: "feature"},
 			Attr: []xml.Attr{{Name: xml.Name{Local: "var"}, Value: f}},
 		}))
 	}
-	return xmlstream.Wrap(xmlstream.MultiReader(inner...), xml.StartElement{Name: xml.Name{Space: nsInfo, Local: "query"}}), nil
+	for _, form := range in.Forms {
+		fields := []xml.TokenReader{field("FORM_TYPE", "hidden", form.Type)}
+		for _, f := range form.Fields {
+			fields = append(fields, field(f.Var, "", f.Values...))
+		}
+		inner = append(inner, xmlstream.Wrap(xmlstream.MultiReader(fields...), xml.StartElement{
+			Name: xml.Name{Space: nsData, Local: "x"},
+			Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: "result"}},
+		}))
+	}
+	start := xml.StartElement{Name: xml.Name{Space: nsInfo, Local: "query"}}
+	if node != "" {
+		start.Attr = []xml.Attr{{Name: xml.Name{Local: "node"}, Value: node}}
+	}
+	return xmlstream.Wrap(xmlstream.MultiReader(inner...), start)
 }
 
-// hasNode reports whether the query names a node.
-func hasNode(req router.IQRequest) bool {
+// field is one data form field with its values (typ "" for none).
+func field(name, typ string, values ...string) xml.TokenReader {
+	var vs []xml.TokenReader
+	for _, v := range values {
+		vs = append(vs, element.Text("value", v))
+	}
+	attr := []xml.Attr{{Name: xml.Name{Local: "var"}, Value: name}}
+	if typ != "" {
+		attr = append(attr, xml.Attr{Name: xml.Name{Local: "type"}, Value: typ})
+	}
+	return xmlstream.Wrap(xmlstream.MultiReader(vs...), xml.StartElement{Name: xml.Name{Local: "field"}, Attr: attr})
+}
+
+// node returns the node the query names, "" for none.
+func node(req router.IQRequest) string {
 	for _, a := range req.Payload.Attr {
-		if a.Name.Local == "node" && a.Value != "" {
-			return true
+		if a.Name.Local == "node" {
+			return a.Value
 		}
 	}
-	return false
+	return ""
 }

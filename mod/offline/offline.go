@@ -22,6 +22,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -122,6 +123,12 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 		router.HookSpec{Event: router.PresenceInitial, Priority: 0, Fn: m.presenceInitial},
 	); err != nil {
 		return nil, err
+	}
+	if opts.MaxMessages > 0 {
+		// XEP-0160 §5: the server's disco#info says messages are stored.
+		if err := core.AddFeature("msgoffline"); err != nil {
+			return nil, fmt.Errorf("offline: %w", err)
+		}
 	}
 	return m, nil
 }

@@ -2,6 +2,7 @@ package offline_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -292,5 +293,19 @@ func TestStoredDuringLogin(t *testing.T) {
 	}
 	if n := count(t, store); n != 0 {
 		t.Errorf("%d messages stored after delivery, want 0", n)
+	}
+}
+
+// TestFeature: msgoffline is in the server's features when messages are
+// stored (XEP-0160 §5), not when offline storage is off.
+func TestFeature(t *testing.T) {
+	for _, max := range []int{0, 10} {
+		core, _ := routertest.New(t)
+		if _, err := offline.Register(core, nil, offline.Options{MaxMessages: max}); err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Contains(core.Features(), "msgoffline"); got != (max > 0) {
+			t.Errorf("offline_messages %d: msgoffline listed %v", max, got)
+		}
 	}
 }
