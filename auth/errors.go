@@ -19,6 +19,10 @@ const (
 	ReasonAuthz          Reason = "authzid refused" // asked to act as someone else
 	ReasonRateLimited    Reason = "rate limited"    // too many failures
 	ReasonUnavailable    Reason = "unavailable"     // storage or replay cache failed
+
+	// ReasonNoSCRAMCredentials: the account has no credentials for the
+	// SCRAM mechanism's hash (SCRAM-SHA-1 before the next password change).
+	ReasonNoSCRAMCredentials Reason = "no credentials for this SCRAM hash"
 )
 
 // Error is a failed login. Transports map it to a SASL failure condition
@@ -65,6 +69,8 @@ func (e *Error) SASLCondition() string {
 		return "temporary-auth-failure"
 	case ReasonAuthz:
 		return "invalid-authzid"
+	case ReasonNoSCRAMCredentials:
+		return "mechanism-too-weak"
 	default:
 		return "not-authorized"
 	}

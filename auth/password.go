@@ -28,6 +28,8 @@ const (
 // SALTED_PASSWORD is PBKDF2-HMAC-SHA-256(password, salt, iterations, 32),
 // which is exactly SCRAM-SHA-256's SaltedPassword (RFC 7677), so accounts
 // stored today can log in with SCRAM later without knowing the password.
+// A second part, after ';', holds the same for SCRAM-SHA-1 with a salt of
+// its own (see StoredSCRAM); hashes written before it have none.
 // The password is prepared with the OpaqueString profile by the caller's
 // mechanism; here it is used as given.
 func HashPassword(password string, iterations int) (string, error) {
@@ -42,12 +44,16 @@ func HashPassword(password string, iterations int) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("auth: hashing password: %w", err)
 	}
+	sha1, err := sha1Part(password, iterations)
+	if err != nil {
+		return "", err
+	}
 	return strings.Join([]string{
 		passwordScheme,
 		strconv.Itoa(iterations),
 		base64.StdEncoding.EncodeToString(salt),
 		base64.StdEncoding.EncodeToString(key),
-	}, "$"), nil
+	}, "$") + hashPartSep + sha1, nil
 }
 
 // PasswordHash is a parsed stored hash.
@@ -59,6 +65,7 @@ type PasswordHash struct {
 
 // ParsePasswordHash parses what HashPassword returns.
 func ParsePasswordHash(s string) (PasswordHash, error) {
+	s, _, _ = strings.Cut(s, hashPartSep) // the SHA-256 part comes first
 	parts := strings.Split(s, "$")
 	if len(parts) != 4 || parts[0] != passwordScheme {
 		return PasswordHash{}, errors.New("auth: unknown password hash format")
