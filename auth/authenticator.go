@@ -161,29 +161,51 @@ func (a *Authenticator) Serves(host string) bool {
 // refused unchecked while its address, or its address and account
 // together, have failed too often.
 func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) error {
-	host := strings.ToLower(at.Host)
-	now := a.now()
-	addrKey := ""
+	if err := a.refused(at); err != nil {
+		return err
+	}
+	return a.counted(ctx, at, a.check(ctx, strings.ToLower(at.Host), at))
+}
+
+// limitKeys are the keys of at in the failure tables ("" address key:
+// the address is unknown).
+func limitKeys(at Attempt) (addrKey, pairKey, acctKey string) {
 	if at.Remote.IsValid() {
 		addrKey = limit.AddressKey(at.Remote)
 	}
-	acctKey := at.Username + "@" + host
-	pairKey := addrKey + " " + acctKey
-	password := at.Mechanism != XToken.Name
-	if password && addrKey != "" &&
+	acctKey = at.Username + "@" + strings.ToLower(at.Host)
+	return addrKey, addrKey + " " + acctKey, acctKey
+}
+
+// refused returns the error refusing a password login unchecked while its
+// address, or its address and account together, have failed too often;
+// nil for a token login.
+func (a *Authenticator) refused(at Attempt) error {
+	addrKey, pairKey, _ := limitKeys(at)
+	now := a.now()
+	if at.Mechanism != XToken.Name && addrKey != "" &&
 		((a.byAddress != nil && !a.byAddress.Has(addrKey, now)) ||
 			(a.byPair != nil && !a.byPair.Has(pairKey, now))) {
 		return &Error{Reason: ReasonRateLimited}
 	}
-	err := a.check(ctx, host, at)
+	return nil
+}
+
+// counted returns err, the outcome of checking at, after counting it
+// against the failure limits when it is a failed login (not a malformed
+// attempt or a storage failure); a failed password login for an account
+// that failed too often waits Delay first.
+func (a *Authenticator) counted(ctx context.Context, at Attempt, err error) error {
 	var ae *Error
 	if err == nil || !errors.As(err, &ae) || ae.Reason == ReasonUnavailable || ae.Reason == ReasonMalformed {
 		return err
 	}
+	addrKey, pairKey, acctKey := limitKeys(at)
+	now := a.now()
 	if a.byAddress != nil && addrKey != "" {
 		a.byAddress.Take(addrKey, now)
 	}
-	if !password {
+	if at.Mechanism == XToken.Name {
 		return err
 	}
 	if a.byPair != nil && addrKey != "" {
