@@ -1,0 +1,101 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"ottr.im/ottr/storage"
+)
+
+// MUCRooms returns every persistent room of the MUC service, with its
+// affiliations, ordered by name.
+func (s *Store) MUCRooms(ctx context.Context, service string) ([]storage.MUCRoom, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT name, config FROM muc_rooms WHERE service = ? ORDER BY name`, service)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: rooms of %s: %w", service, err)
+	}
+	var rooms []storage.MUCRoom
+	index := make(map[string]int)
+	for rows.Next() {
+		r := storage.MUCRoom{Service: service, Affiliations: map[string]string{}}
+		if err := rows.Scan(&r.Name, &r.Config); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: rooms of %s: %w", service, err)
+		}
+		index[r.Name] = len(rooms)
+		rooms = append(rooms, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: rooms of %s: %w", service, err)
+	}
+	rows, err = s.db.QueryContext(ctx,
+		`SELECT name, jid, affiliation FROM muc_affiliations WHERE service = ?`, service)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: affiliations of %s: %w", service, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, j, a string
+		if err := rows.Scan(&name, &j, &a); err != nil {
+			return nil, fmt.Errorf("sqlite: affiliations of %s: %w", service, err)
+		}
+		if i, ok := index[name]; ok {
+			rooms[i].Affiliations[j] = a
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: affiliations of %s: %w", service, err)
+	}
+	return rooms, nil
+}
+
+// PutMUCRoom stores a room and its affiliations, replacing what was
+// stored for it, in one transaction.
+func (s *Store) PutMUCRoom(ctx context.Context, room storage.MUCRoom) error {
+	if room.Config == nil {
+		room.Config = []byte{}
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO muc_rooms (service, name, config) VALUES (?, ?, ?)
+			ON CONFLICT (service, name) DO UPDATE SET config = excluded.config`,
+			room.Service, room.Name, room.Config)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM muc_affiliations WHERE service = ? AND name = ?`, room.Service, room.Name); err != nil {
+			return err
+		}
+		if len(room.Affiliations) == 0 {
+			return nil
+		}
+		stmt, err := tx.PrepareContext(ctx,
+			`INSERT INTO muc_affiliations (service, name, jid, affiliation) VALUES (?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for j, a := range room.Affiliations {
+			if _, err := stmt.ExecContext(ctx, room.Service, room.Name, j, a); err != nil {
+				return fmt.Errorf("affiliation %s of %s: %w", a, j, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: store room %s@%s: %w", room.Name, room.Service, err)
+	}
+	return nil
+}
+
+// DeleteMUCRoom removes a room and its affiliations.
+func (s *Store) DeleteMUCRoom(ctx context.Context, service, name string) error {
+	if _, err := s.exec(ctx, `DELETE FROM muc_rooms WHERE service = ? AND name = ?`, service, name); err != nil {
+		return fmt.Errorf("sqlite: delete room %s@%s: %w", name, service, err)
+	}
+	return nil
+}
