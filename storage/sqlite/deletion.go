@@ -34,6 +34,10 @@ func deleteUserData(ctx context.Context, tx *sql.Tx, host, username string) erro
 			return fmt.Errorf("delete from %s: %w", table, err)
 		}
 	}
+	// Uploaded files are removed from disk by the upload module.
+	if err := markUploadsDeleted(ctx, tx, host, username); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx,
 		`UPDATE roster_versions SET version = version + 1 WHERE host = ? AND username = ?`, host, username); err != nil {
 		return fmt.Errorf("bump roster version: %w", err)
