@@ -1,0 +1,419 @@
+package muc_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/routertest"
+	"ottr.im/ottr/mod/muc"
+	"ottr.im/ottr/router"
+	"ottr.im/ottr/storage/sqlite"
+)
+
+var _ muc.Store = (*sqlite.Store)(nil)
+
+const (
+	svc  = "conference.localhost"
+	room = "room@conference.localhost"
+)
+
+// clock is a settable clock for the rate buckets and history stamps.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+type fixture struct {
+	core  *router.Router
+	store *sqlite.Store
+	mod   *muc.Module
+	clk   *clock
+}
+
+func newFixture(t *testing.T, opts muc.Options) *fixture {
+	t.Helper()
+	core, store := routertest.New(t)
+	return register(t, core, store, opts)
+}
+
+func register(t *testing.T, core *router.Router, store *sqlite.Store, opts muc.Options) *fixture {
+	t.Helper()
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	opts.Services = []string{svc}
+	if opts.Now == nil {
+		opts.Now = clk.now
+	}
+	m, err := muc.Register(context.Background(), core, store, opts)
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return &fixture{core: core, store: store, mod: m, clk: clk}
+}
+
+// xmls returns what tg got, as XML.
+func xmls(t *testing.T, tg *routertest.Target) []string {
+	t.Helper()
+	var out []string
+	for _, st := range tg.Take() {
+		out = append(out, routertest.XML(t, st))
+	}
+	return out
+}
+
+// must fails the test unless one of got contains every one of parts.
+func must(t *testing.T, got []string, parts ...string) string {
+	t.Helper()
+	for _, g := range got {
+		ok := true
+		for _, p := range parts {
+			if !strings.Contains(g, p) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return g
+		}
+	}
+	t.Fatalf("no stanza has all of %q; got:\n%s", parts, strings.Join(got, "\n"))
+	return ""
+}
+
+// mustNot fails the test if one of got contains part.
+func mustNot(t *testing.T, got []string, part string) {
+	t.Helper()
+	for _, g := range got {
+		if strings.Contains(g, part) {
+			t.Fatalf("a stanza has %q:\n%s", part, g)
+		}
+	}
+}
+
+func join(t *testing.T, f *fixture, tg *routertest.Target, nick, inner string) []string {
+	t.Helper()
+	routertest.Send(t, f.core, tg, fmt.Sprintf(`<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'>%s</x></presence>`, room, nick, inner))
+	return xmls(t, tg)
+}
+
+// create makes alice's room with an instant configuration, or with the
+// given form fields.
+func create(t *testing.T, f *fixture, alice *routertest.Target, fields string) {
+	t.Helper()
+	got := join(t, f, alice, "alice", "")
+	must(t, got, `code="110"`, `code="201"`, `affiliation="owner"`, `role="moderator"`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='cfg' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+fields+`</x></query></iq>`)
+	got = xmls(t, alice)
+	must(t, got, `type="result"`, `id="cfg"`)
+}
+
+func field(v, value string) string {
+	return `<field var='` + v + `'><value>` + value + `</value></field>`
+}
+
+func TestCreateJoinTalk(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	carol := routertest.Bind(t, f.core, "carol@localhost/c")
+
+	got := join(t, f, alice, "alice", "")
+	must(t, got, `from="room@conference.localhost/alice"`, `code="110"`, `code="201"`, `affiliation="owner"`, `occupant-id`)
+	// Locked until configured: others do not find it.
+	got = join(t, f, bob, "bob", "")
+	must(t, got, `type="error"`, `item-not-found`)
+
+	routertest.Send(t, f.core, alice, `<iq type='get' id='g' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>`)
+	must(t, xmls(t, alice), `type="result"`, `muc#roomconfig_whois`, `muc#roomconfig_persistentroom`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='cfg' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+
+		field("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig")+field("muc#roomconfig_roomname", "The Room")+field("muc#roomconfig_whois", "anyone")+`</x></query></iq>`)
+	got = xmls(t, alice)
+	must(t, got, `type="result"`)
+	must(t, got, `<subject></subject>`)
+
+	got = join(t, f, bob, "bob", "")
+	must(t, got, `from="room@conference.localhost/alice"`, `jid="alice@localhost/a"`) // non-anonymous
+	must(t, got, `from="room@conference.localhost/bob"`, `code="110"`, `code="100"`, `role="participant"`)
+	must(t, xmls(t, alice), `from="room@conference.localhost/bob"`, `affiliation="none"`)
+
+	routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`' id='m1'><body>one</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>`)
+	routertest.Send(t, f.core, bob, `<message type='groupchat' to='`+room+`' id='m2'><body>two</body></message>`)
+	for _, tg := range []*routertest.Target{alice, bob} {
+		got := xmls(t, tg)
+		m := must(t, got, `from="room@conference.localhost/alice"`, `>one</body>`)
+		if strings.Contains(m, "forged") {
+			t.Errorf("a forged occupant id went through: %s", m)
+		}
+		must(t, got, `from="room@conference.localhost/bob"`, `>two</body>`)
+	}
+
+	// History on join: the last one only, with its delay; then the subject.
+	got = join(t, f, carol, "carol", `<history maxstanzas='1'/>`)
+	mustNot(t, got, `>one</body>`)
+	must(t, got, `>two</body>`, `urn:xmpp:delay`)
+	if last := got[len(got)-1]; !strings.Contains(last, "<subject>") {
+		t.Errorf("the last stanza on join is not the subject: %s", last)
+	}
+	xmls(t, alice)
+	xmls(t, bob)
+
+	// Subject: a participant may not change it; a moderator may.
+	routertest.Send(t, f.core, bob, `<message type='groupchat' to='`+room+`'><subject>hi</subject></message>`)
+	must(t, xmls(t, bob), `type="error"`, `forbidden`)
+	routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><subject>Topic</subject></message>`)
+	must(t, xmls(t, carol), `>Topic</subject>`, `from="room@conference.localhost/alice"`)
+
+	// Private message: from the occupant JID, with the muc#user marker.
+	routertest.Send(t, f.core, bob, `<message type='chat' to='`+room+`/carol'><body>psst</body></message>`)
+	must(t, xmls(t, carol), `from="room@conference.localhost/bob"`, `>psst</body>`, `http://jabber.org/protocol/muc#user`)
+	mustNot(t, xmls(t, alice), "psst")
+	routertest.Send(t, f.core, bob, `<message type='chat' to='`+room+`/nobody'><body>x</body></message>`)
+	must(t, xmls(t, bob), `item-not-found`)
+
+	// A stranger may neither speak nor send private messages.
+	dave := routertest.Bind(t, f.core, "dave@localhost/d")
+	routertest.Send(t, f.core, dave, `<message type='groupchat' to='`+room+`'><body>spam</body></message>`)
+	must(t, xmls(t, dave), `not-acceptable`)
+	routertest.Send(t, f.core, dave, `<message type='chat' to='`+room+`/bob'><body>spam</body></message>`)
+	must(t, xmls(t, dave), `not-acceptable`)
+	mustNot(t, xmls(t, bob), "spam")
+
+	// Nick change: 303 from the old nick, then the new one.
+	routertest.Send(t, f.core, carol, `<presence to='`+room+`/caz'/>`)
+	got = xmls(t, alice)
+	must(t, got, `from="room@conference.localhost/carol"`, `type="unavailable"`, `code="303"`, `nick="caz"`)
+	must(t, got, `from="room@conference.localhost/caz"`)
+	// Nick conflict.
+	routertest.Send(t, f.core, carol, `<presence to='`+room+`/bob'/>`)
+	must(t, xmls(t, carol), `type="error"`, `conflict`)
+	got = join(t, f, dave, "bob", "")
+	must(t, got, `type="error"`, `conflict`)
+
+	// Leave.
+	routertest.Send(t, f.core, bob, `<presence type='unavailable' to='`+room+`/bob'/>`)
+	must(t, xmls(t, bob), `type="unavailable"`, `code="110"`)
+	must(t, xmls(t, alice), `from="room@conference.localhost/bob"`, `type="unavailable"`)
+	if n := f.mod.Occupants(jid.MustParse(room)); n != 2 {
+		t.Errorf("occupants = %d, want 2", n)
+	}
+}
+
+func TestSessionEndLeaves(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	create(t, f, alice, "")
+	join(t, f, bob, "bob", "")
+	xmls(t, alice)
+
+	f.core.Unbind(context.Background(), bob)
+	must(t, xmls(t, alice), `from="room@conference.localhost/bob"`, `type="unavailable"`)
+
+	// Unavailable broadcast presence (what the presence module fires)
+	// leaves too; the temporary room then goes.
+	f.core.Fire(router.PresenceBroadcast, &router.EventData{Ctx: context.Background(), Target: alice,
+		Stanza: &element.Stanza{Name: "presence", Type: "unavailable"}})
+	if n := f.mod.Rooms(svc); n != 0 {
+		t.Errorf("rooms = %d after the last occupant left, want 0", n)
+	}
+}
+
+func TestSelfPing(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	create(t, f, alice, "")
+	got := routertest.Ask(t, f.core, alice, `<iq type='get' id='p' to='`+room+`/alice'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if !strings.Contains(got, `type="result"`) {
+		t.Errorf("self-ping of a joined occupant = %s, want a result", got)
+	}
+	got = routertest.Ask(t, f.core, bob, `<iq type='get' id='p' to='`+room+`/bob'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if !strings.Contains(got, `not-acceptable`) {
+		t.Errorf("self-ping of a stranger = %s, want not-acceptable", got)
+	}
+	// disco#info of the service and the room.
+	got = routertest.Ask(t, f.core, bob, `<iq type='get' id='d' to='`+svc+`'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	for _, want := range []string{`category="conference"`, `var="http://jabber.org/protocol/muc"`, `urn:xmpp:occupant-id:0`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("service disco#info lacks %s: %s", want, got)
+		}
+	}
+	got = routertest.Ask(t, f.core, bob, `<iq type='get' id='d' to='`+room+`'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	for _, want := range []string{`muc_temporary`, `muc_semianonymous`, `muc#roominfo`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("room disco#info lacks %s: %s", want, got)
+		}
+	}
+}
+
+func TestKickBanMembers(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	carol := routertest.Bind(t, f.core, "carol@localhost/c")
+	create(t, f, alice, "")
+	join(t, f, bob, "bob", "")
+	join(t, f, carol, "carol", "")
+	xmls(t, alice)
+	xmls(t, bob)
+
+	// A participant may not kick.
+	got := routertest.Ask(t, f.core, bob, `<iq type='set' id='k' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='carol' role='none'/></query></iq>`)
+	if !strings.Contains(got, "forbidden") {
+		t.Errorf("a participant's kick = %s, want forbidden", got)
+	}
+	// The owner kicks carol: 307 with actor and reason.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='k' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='carol' role='none'><reason>out</reason></item></query></iq>`)
+	must(t, xmls(t, alice), `type="result"`, `id="k"`)
+	must(t, xmls(t, carol), `type="unavailable"`, `code="307"`, `code="110"`, `>out</reason>`, `nick="alice"`)
+	must(t, xmls(t, bob), `from="room@conference.localhost/carol"`, `code="307"`)
+	// Kicked, carol may come back.
+	join(t, f, carol, "carol", "")
+	xmls(t, alice)
+	xmls(t, bob)
+
+	// Ban: carol leaves with 301 and cannot come back.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='b' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='carol@localhost' affiliation='outcast'/></query></iq>`)
+	must(t, xmls(t, carol), `type="unavailable"`, `code="301"`, `affiliation="outcast"`)
+	must(t, xmls(t, bob), `code="301"`)
+	must(t, join(t, f, carol, "carol", ""), `type="error"`, `forbidden`)
+
+	routertest.Send(t, f.core, alice, `<iq type='get' id='l' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query></iq>`)
+	must(t, xmls(t, alice), `jid="carol@localhost"`, `affiliation="outcast"`)
+
+	// An owner cannot be kicked, the last owner cannot step down.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='x' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='alice' role='none'/></query></iq>`)
+	must(t, xmls(t, alice), `not-allowed`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='x' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='alice@localhost' affiliation='member'/></query></iq>`)
+	must(t, xmls(t, alice), `conflict`)
+
+	// Members-only: bob, not a member, goes with 322; a member comes in.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='c' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+field("muc#roomconfig_membersonly", "1")+`</x></query></iq>`)
+	must(t, xmls(t, bob), `type="unavailable"`, `code="322"`)
+	must(t, join(t, f, bob, "bob", ""), `registration-required`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='m' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='bob@localhost' affiliation='member'/></query></iq>`)
+	xmls(t, alice)
+	must(t, join(t, f, bob, "bob", ""), `code="110"`, `affiliation="member"`)
+
+	// Destroy: everyone gets <destroy/>; the room is gone.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='d' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy><reason>bye</reason></destroy></query></iq>`)
+	must(t, xmls(t, bob), `type="unavailable"`, `<destroy`, `bye`)
+	if n := f.mod.Rooms(svc); n != 0 {
+		t.Errorf("rooms = %d after destroy, want 0", n)
+	}
+}
+
+func TestPersistentRoomSurvives(t *testing.T) {
+	core, store := routertest.New(t)
+	f := register(t, core, store, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, field("muc#roomconfig_persistentroom", "1")+field("muc#roomconfig_roomname", "Kept"))
+	routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><subject>Kept subject</subject></message>`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='b' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='eve@localhost' affiliation='outcast'/></query></iq>`)
+	routertest.Send(t, f.core, alice, `<presence type='unavailable' to='`+room+`/alice'/>`)
+	if n := f.mod.Rooms(svc); n != 1 {
+		t.Fatalf("rooms = %d after the owner left a persistent room, want 1", n)
+	}
+
+	// A new core over the same store: a restart.
+	core2 := router.New(router.Options{Hosts: []string{routertest.Host}, Accounts: store})
+	f2 := register(t, core2, store, muc.Options{})
+	if n := f2.mod.Rooms(svc); n != 1 {
+		t.Fatalf("rooms after restart = %d, want 1", n)
+	}
+	eve := routertest.Bind(t, f2.core, "eve@localhost/e")
+	must(t, join(t, f2, eve, "eve", ""), `forbidden`)
+	bob := routertest.Bind(t, f2.core, "bob@localhost/b")
+	got := join(t, f2, bob, "bob", "")
+	must(t, got, `code="110"`)
+	mustNot(t, got, `code="201"`)
+	must(t, got, `>Kept subject</subject>`)
+	alice2 := routertest.Bind(t, f2.core, "alice@localhost/a")
+	must(t, join(t, f2, alice2, "alice", ""), `affiliation="owner"`)
+}
+
+func TestLimits(t *testing.T) {
+	t.Run("rooms per user and per service", func(t *testing.T) {
+		f := newFixture(t, muc.Options{MaxRoomsPerUser: 2, MaxRooms: 3})
+		alice := routertest.Bind(t, f.core, "alice@localhost/a")
+		bob := routertest.Bind(t, f.core, "bob@localhost/b")
+		for i, tc := range []struct {
+			tg   *routertest.Target
+			want string
+		}{{alice, "201"}, {alice, "201"}, {alice, "resource-constraint"}, {bob, "201"}, {bob, "resource-constraint"}} {
+			routertest.Send(t, f.core, tc.tg, fmt.Sprintf(`<presence to='r%d@%s/n'/>`, i, svc))
+			must(t, xmls(t, tc.tg), tc.want)
+		}
+		if n := f.mod.Rooms(svc); n != 3 {
+			t.Errorf("rooms = %d, want 3", n)
+		}
+	})
+	t.Run("occupants", func(t *testing.T) {
+		f := newFixture(t, muc.Options{MaxOccupants: 2})
+		alice := routertest.Bind(t, f.core, "alice@localhost/a")
+		create(t, f, alice, "")
+		bob := routertest.Bind(t, f.core, "bob@localhost/b")
+		join(t, f, bob, "bob", "")
+		carol := routertest.Bind(t, f.core, "carol@localhost/c")
+		must(t, join(t, f, carol, "carol", ""), `service-unavailable`)
+	})
+	t.Run("rate", func(t *testing.T) {
+		f := newFixture(t, muc.Options{Rate: 2})
+		alice := routertest.Bind(t, f.core, "alice@localhost/a")
+		create(t, f, alice, "")
+		refused := 0
+		for range 20 {
+			routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><body>flood</body></message>`)
+			for _, g := range xmls(t, alice) {
+				if strings.Contains(g, "resource-constraint") {
+					refused++
+				}
+			}
+		}
+		// Burst 4, minus the join and the configuration's own stanza.
+		if refused < 15 {
+			t.Errorf("refused %d of 20 messages at once, want at least 15", refused)
+		}
+		f.clk.t = f.clk.t.Add(time.Second)
+		routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><body>later</body></message>`)
+		must(t, xmls(t, alice), `>later</body>`)
+	})
+	t.Run("history bytes", func(t *testing.T) {
+		f := newFixture(t, muc.Options{MaxHistoryBytes: 2048, Rate: 1000})
+		alice := routertest.Bind(t, f.core, "alice@localhost/a")
+		create(t, f, alice, "")
+		for i := range 40 {
+			routertest.Send(t, f.core, alice, fmt.Sprintf(`<message type='groupchat' to='%s'><body>%03d %s</body></message>`, room, i, strings.Repeat("x", 100)))
+		}
+		xmls(t, alice)
+		bob := routertest.Bind(t, f.core, "bob@localhost/b")
+		got := join(t, f, bob, "bob", "")
+		n := 0
+		for _, g := range got {
+			if strings.Contains(g, "urn:xmpp:delay") {
+				n++
+			}
+		}
+		if n == 0 || n > 2048/100 {
+			t.Errorf("history sent on join = %d messages, want 1 to %d", n, 2048/100)
+		}
+		must(t, got, ">039 ")
+	})
+}
+
+func TestInvitation(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	// bob is available, so that the invitation reaches him.
+	f.core.SetPresence(bob, &element.Stanza{Name: "presence"}, 0)
+	create(t, f, alice, field("muc#roomconfig_membersonly", "1"))
+	routertest.Send(t, f.core, alice, `<message to='`+room+`'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='bob@localhost'><reason>come</reason></invite></x></message>`)
+	must(t, xmls(t, bob), `from="room@conference.localhost"`, `from="alice@localhost"`, `come`, `jabber:x:conference`)
+	// The invitation made bob a member of the members-only room.
+	must(t, join(t, f, bob, "bob", ""), `code="110"`, `affiliation="member"`)
+}
