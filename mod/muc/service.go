@@ -191,7 +191,7 @@ func (s *service) available(ctx context.Context, t router.Target, st *element.St
 // joinRequest is the <x xmlns='http://jabber.org/protocol/muc'/> of a
 // join.
 type joinRequest struct {
-	Password string `xml:"password"`
+	Password string   `xml:"password"`
 	History  *history `xml:"history"`
 }
 
