@@ -168,6 +168,25 @@ type Limits struct {
 	// one user, 1s to 24h; the messages between are counted in the next
 	// one. Default 5s.
 	PushInterval Duration `toml:"push_interval"`
+	// PEPNodes is the most personal eventing nodes (XEP-0163: avatar,
+	// bookmarks, OMEMO device list and bundles, …) one user may have, 1
+	// to 100,000; creating one more, by publish or create, is refused
+	// with <resource-constraint/>. Default 256.
+	PEPNodes int `toml:"pep_nodes"`
+	// PEPItems is the most items one PEP node keeps, what max_items
+	// "max" means, 1 to 100,000; configuring more is refused with
+	// <not-acceptable/>, publishing past a node's max_items removes its
+	// oldest item. Default 256.
+	PEPItems int `toml:"pep_items"`
+	// PEPItemBytes is the largest PEP item payload, 1 KiB to 16 MiB and
+	// at most max_stanza_bytes; a larger one is refused with
+	// <not-acceptable/> and <payload-too-big/>. Default 131072 (128 KiB).
+	PEPItemBytes int `toml:"pep_item_bytes"`
+	// PEPBytes is the most bytes of PEP item payloads one user keeps, all
+	// nodes together, 1 KiB to 1 GiB; a publish that would take the user
+	// past it is refused with <resource-constraint/>. Default 4194304
+	// (4 MiB).
+	PEPBytes int `toml:"pep_bytes"`
 	// MUCRooms is the most group chat rooms (XEP-0045) one MUC service
 	// holds, persistent and temporary together, 1 to 1,000,000; creating
 	// one more is refused with <resource-constraint/>. Default 10000.
@@ -233,6 +252,10 @@ func DefaultLimits() Limits {
 		ArchivePageSize:       250,
 		PushRegistrations:     8,
 		PushInterval:          Duration{5 * time.Second},
+		PEPNodes:              256,
+		PEPItems:              256,
+		PEPItemBytes:          128 * kib,
+		PEPBytes:              4 * mib,
 		MUCRooms:              10_000,
 		MUCRoomsPerUser:       100,
 		MUCOccupants:          1000,
@@ -381,6 +404,14 @@ func (l Limits) validate() []error {
 	between("archive_page_size", l.ArchivePageSize, 1, maxArchivePage)
 	between("push_registrations", l.PushRegistrations, 1, maxPushRegs)
 	duration("push_interval", l.PushInterval)
+	between("pep_nodes", l.PEPNodes, 1, 100_000)
+	between("pep_items", l.PEPItems, 1, 100_000)
+	between("pep_item_bytes", l.PEPItemBytes, kib, 16*mib)
+	if l.PEPItemBytes > l.MaxStanzaBytes && l.MaxStanzaBytes >= minStanzaBytes {
+		// An item that large could never arrive in a stanza.
+		add("pep_item_bytes", "must be at most limits.max_stanza_bytes (%d), got %d", l.MaxStanzaBytes, l.PEPItemBytes)
+	}
+	between("pep_bytes", l.PEPBytes, kib, 1<<30)
 	between("muc_rooms", l.MUCRooms, 1, 1_000_000)
 	between("muc_rooms_per_user", l.MUCRoomsPerUser, 1, 100_000)
 	between("muc_occupants", l.MUCOccupants, 1, 100_000)

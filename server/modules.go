@@ -1,6 +1,8 @@
 package server
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"ottr.im/ottr/mod/entitytime"
 	"ottr.im/ottr/mod/last"
 	"ottr.im/ottr/mod/mam"
+	"ottr.im/ottr/mod/muc"
 	"ottr.im/ottr/mod/offline"
 	"ottr.im/ottr/mod/ping"
 	"ottr.im/ottr/mod/presence"
@@ -108,6 +111,20 @@ var modules = []struct {
 		l.csi, err = csi.Register(l.core, csi.Options{})
 		return err
 	}},
+	{"muc", func(l *loader) (err error) {
+		l.muc, err = muc.Register(context.Background(), l.core, l.store, muc.Options{
+			Services:        l.mucDomains,
+			MaxRooms:        l.limits.MUCRooms,
+			MaxRoomsPerUser: l.limits.MUCRoomsPerUser,
+			MaxOccupants:    l.limits.MUCOccupants,
+			MaxHistory:      cmp.Or(l.limits.MUCHistoryMessages, -1), // 0 keeps none
+			MaxHistoryBytes: l.limits.MUCHistoryBytes,
+			Rate:            float64(l.limits.MUCStanzaRate.N) / l.limits.MUCStanzaRate.Per.Seconds(),
+			RoomsPerSession: l.limits.DirectedPresences,
+			Now:             l.now,
+		})
+		return err
+	}},
 }
 
 // loader is what the module list's entries are given, and what the
@@ -125,6 +142,10 @@ type loader struct {
 	offline  *offline.Module  // waited for at shutdown
 	mam      *mam.Module      // closed at shutdown (nil with archive_messages = 0)
 	csi      *csi.Module      // told by the c2s elements <active/> and <inactive/>
+	// mucDomains are the group chat services (XEP-0045), one per host
+	// unless its muc = ""; muc is their module (for tests).
+	mucDomains []string
+	muc        *muc.Module
 }
 
 // load registers every module of the list with the core, in order.
@@ -135,4 +156,15 @@ func (l *loader) load() error {
 		}
 	}
 	return nil
+}
+
+// mucDomains returns the domains of the hosts' group chat services.
+func mucDomains(cfg *config.Config) []string {
+	var out []string
+	for _, h := range cfg.Hosts {
+		if d := h.MUCDomain(); d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }

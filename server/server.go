@@ -179,6 +179,7 @@ func New(opts Options) (*Server, error) {
 	core := router.New(router.Options{Hosts: names, Accounts: store, Logger: logger.With("component", "router")})
 	// Options.Now is the token clock only: the modules keep real time.
 	mods := &loader{core: core, store: store, limits: lim, now: time.Now, contact: cfg.Contact.Addresses()}
+	mods.mucDomains = mucDomains(cfg)
 	if err := mods.load(); err != nil {
 		cancel()
 		claims.Close()

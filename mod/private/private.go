@@ -1,7 +1,8 @@
 // Package private is XEP-0049, private XML storage: a user keeps small
 // XML documents on its own account, one per namespace and element name,
 // within per-document and per-user limits. It answers on the user's own
-// account only and adds no hooks.
+// account only and adds no hooks. A document may be served by a View
+// instead of the store (XEP-0048 bookmarks by the PEP module).
 //
 // Store: GetXML and PutXML, under keys "private:" + namespace + " " +
 // element name.
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
@@ -49,6 +51,20 @@ type Options struct {
 	// MaxDocuments and MaxTotalBytes bound one user's documents together
 	// (private_documents, private_total_bytes). 0 is the Default of each.
 	MaxBytes, MaxDocuments, MaxTotalBytes int
+	// Views serve documents, by their element's name, from elsewhere
+	// than the store (nil: none): XEP-0411 makes XEP-0048's
+	// {storage:bookmarks}storage a view of the PEP bookmarks.
+	Views map[xml.Name]View
+}
+
+// View serves one private XML document from elsewhere than the store.
+type View interface {
+	// GetPrivate returns the user's document, one element.
+	GetPrivate(ctx context.Context, user jid.JID) ([]byte, error)
+	// SetPrivate takes the document the user stores (within
+	// Options.MaxBytes); a stanza.Error it returns goes to the client as
+	// it is.
+	SetPrivate(ctx context.Context, user jid.JID, doc []byte) error
 }
 
 // Register adds the private XML storage handler to core.
@@ -110,6 +126,14 @@ func (h *handler) HandleIQ(ctx context.Context, req router.IQRequest) (xml.Token
 	wrap := func(inner xml.TokenReader) xml.TokenReader {
 		return xmlstream.Wrap(inner, xml.StartElement{Name: xml.Name{Space: ns, Local: "query"}})
 	}
+	view := h.opts.Views[childStart.Name]
+	if req.Stanza.Type == "get" && view != nil {
+		doc, err := view.GetPrivate(ctx, user)
+		if err != nil {
+			return nil, fmt.Errorf("private: reading %s of %s: %w", key, user, err)
+		}
+		return wrap(element.Stored(doc)), nil
+	}
 	if req.Stanza.Type == "get" {
 		doc, ok, err := h.store.GetXML(ctx, host, name, key)
 		if err != nil {
@@ -126,6 +150,12 @@ func (h *handler) HandleIQ(ctx context.Context, req router.IQRequest) (xml.Token
 	}
 	if len(doc) > h.opts.MaxBytes {
 		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.NotAcceptable}
+	}
+	if view != nil {
+		if err := view.SetPrivate(ctx, user, doc); err != nil {
+			return nil, fmt.Errorf("private: storing %s of %s: %w", key, user, err)
+		}
+		return nil, nil
 	}
 	// Every "private:" document counts against private_documents and
 	// private_total_bytes (security review #6).
