@@ -98,6 +98,12 @@ func TestLoadGood(t *testing.T) {
 			BOSHMaxWait:    Duration{30 * time.Second},
 			BOSHInactivity: Duration{2 * time.Minute},
 		},
+		Proxy65: Proxy65{
+			TransferBandwidth: DefaultProxy65TransferBandwidth, TotalBandwidth: DefaultProxy65TotalBandwidth,
+			MaxTransfers: DefaultProxy65MaxTransfers, MaxPending: DefaultProxy65MaxPending,
+			PendingTimeout: Duration{DefaultProxy65PendingTimeout}, ConnectionsPerAddress: DefaultProxy65PerAddress,
+			IdleTimeout: Duration{DefaultProxy65IdleTimeout},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", path, got, want)
