@@ -422,9 +422,18 @@ func (m *Module) publish(ctx context.Context, req router.IQRequest, r request) (
 	if err != nil {
 		return nil, fmt.Errorf("pep: publishing to %s of %s: %w", name, owner, err)
 	}
+	m.answer(req, build(xml.Name{Space: nsPubSub, Local: "pubsub"}, nil,
+		build(xml.Name{Local: "publish"}, attrs("node", name), build(xml.Name{Local: "item"}, attrs("id", id)))))
 	m.notify(ctx, owner, n, build(xml.Name{Local: "item"}, attrs("id", id), element.Stored(payload)))
-	return build(xml.Name{Space: nsPubSub, Local: "pubsub"}, nil,
-		build(xml.Name{Local: "publish"}, attrs("node", name), build(xml.Name{Local: "item"}, attrs("id", id)))), nil
+	return nil, router.ErrAnswered
+}
+
+// answer sends req its result before the notifications the request
+// causes (XEP-0060 §7.1.2); the handler then returns router.ErrAnswered.
+func (m *Module) answer(req router.IQRequest, payload xml.TokenReader) {
+	reply := req.Stanza.Reply(req.To, payload)
+	reply.To = req.From
+	m.core.Deliver(req.Session, reply)
 }
 
 // preconditions checks publish-options against the node's
@@ -480,8 +489,9 @@ func (m *Module) retract(ctx context.Context, req router.IQRequest, verb elem) (
 	if err != nil {
 		return nil, fmt.Errorf("pep: retracting from %s of %s: %w", name, owner, err)
 	}
+	m.answer(req, nil)
 	m.notify(ctx, owner, n, build(xml.Name{Local: "retract"}, attrs("id", id)))
-	return nil, nil
+	return nil, router.ErrAnswered
 }
 
 // create handles <create/> with an optional <configure/> (XEP-0060
@@ -661,8 +671,9 @@ func (m *Module) deleteNode(ctx context.Context, req router.IQRequest, verb elem
 	if _, err := m.store.DeletePEPNode(ctx, owner.Domainpart(), owner.Localpart(), n.Node); err != nil {
 		return nil, fmt.Errorf("pep: deleting %s of %s: %w", n.Node, owner, err)
 	}
+	m.answer(req, nil)
 	m.notifyNode(ctx, owner, n, "delete")
-	return nil, nil
+	return nil, router.ErrAnswered
 }
 
 // purge deletes a node's items (XEP-0060 §8.5); subscribers are
@@ -680,8 +691,9 @@ func (m *Module) purge(ctx context.Context, req router.IQRequest, verb elem) (xm
 	if err != nil {
 		return nil, fmt.Errorf("pep: purging %s of %s: %w", n.Node, owner, err)
 	}
+	m.answer(req, nil)
 	m.notifyNode(ctx, owner, n, "purge")
-	return nil, nil
+	return nil, router.ErrAnswered
 }
 
 // renderForm renders a data form of type typ.
