@@ -1,7 +1,8 @@
 // Package disco is XEP-0030, service discovery: the server's disco#info
 // (identity server/im "ottr", the features the modules registered and
 // the XEP-0157 contact addresses form), a local account's disco#info
-// (identity account/registered and the account features), the host's
+// (identity account/registered, those modules add such as pubsub/pep,
+// and the account features), the host's
 // disco#items (the services on its subdomains, router.Subdomains) and
 // empty disco#items for the accounts. It also computes the server's own
 // XEP-0115 capabilities, advertised in the stream features, and answers
@@ -78,8 +79,12 @@ func Register(core *router.Router, opts Options) (*Module, error) {
 			if !core.AccountExists(ctx, req.To.Bare()) || node(req) != "" {
 				return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 			}
+			ids := []caps.Identity{{Category: "account", Type: "registered"}}
+			for _, id := range core.AccountIdentities() {
+				ids = append(ids, caps.Identity{Category: id[0], Type: id[1]})
+			}
 			return info("", caps.Info{
-				Identities: []caps.Identity{{Category: "account", Type: "registered"}},
+				Identities: ids,
 				Features:   append([]string{nsInfo}, core.AccountFeatures()...),
 			}), nil
 		}},
