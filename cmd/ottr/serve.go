@@ -45,11 +45,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	logger, err := newLogger(e.stderr, cfg.Log.Level)
+	logger, err := newLogger(e.stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Config: cfg, Logger: logger})
+	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Reload: configReloader(*cfgPath)})
 	if err != nil {
 		return err
 	}
@@ -67,6 +67,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		printDefaultsNotice(e.stderr, cfg)
 	}
 	go trimMemory(ctx)
+	go reloadOnHangup(ctx, srv, logger)
 	if *pprofAddr != "" {
 		if err := servePprof(*pprofAddr, logger); err != nil {
 			return err
@@ -80,16 +81,6 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// newLogger returns a text logger on w at level, one of the levels the
-// configuration accepts.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // printDefaultsNotice tells someone who started ottr without a

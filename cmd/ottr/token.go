@@ -75,16 +75,7 @@ func runToken(_ context.Context, e *env, args []string) error {
 // mintToken returns a token for user (nodeprepped) at host h of cfg, valid
 // at now, with the given nonce, for h's effective token settings.
 func mintToken(cfg *config.Config, h config.Host, user, nonce string, now time.Time) (string, error) {
-	t := h.EffectiveToken(cfg.Token)
-	p := auth.TokenParams{
-		OTPSeed:     h.OTPSeed,
-		TokenSecret: h.TokenSecret,
-		Digits:      t.Digits(),
-		Interval:    t.Interval(),
-		Deviation:   t.Deviation(),
-		NonceDigits: auth.ConfigNonceDigits(t.NonceLen()),
-	}
-	tok, err := auth.Mint(p, user+"@"+strings.ToLower(h.Name), now, nonce)
+	tok, err := auth.Mint(h.TokenParams(cfg.Token), user+"@"+strings.ToLower(h.Name), now, nonce)
 	if err != nil {
 		return "", fmt.Errorf("minting a token for %s@%s: %w", user, h.Name, err)
 	}
