@@ -66,6 +66,10 @@ type FailureLimits struct {
 	// Delay is how long a failed password answer waits while the
 	// account's bucket is empty (0: no delay).
 	Delay time.Duration
+	// Refused, when set, is told of each password login refused and each
+	// failed answer delayed, with the table's [limits] key (see
+	// TableAddress, TablePair, TableAccount); it must not block.
+	Refused func(table string)
 }
 
 // maxLimitKeys bounds the keys each failure table remembers at once; an
@@ -130,6 +134,7 @@ func New(opts Options) (*Authenticator, error) {
 	if f.PerAccount > 0 {
 		a.byAccount = limit.NewKeyed(f.PerAccount, f.Burst, maxLimitKeys)
 	}
+	a.observeFailures(f.Refused)
 	for host, p := range opts.Hosts {
 		host = strings.ToLower(host)
 		// A host without secrets gets a verifier too, one that refuses

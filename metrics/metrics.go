@@ -55,15 +55,11 @@ type Metrics struct {
 	limitRefusals  *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	kicks          prometheus.Counter
-	connections    prometheus.GaugeFunc
 	startTimestamp prometheus.Gauge
 }
 
 // Options configure New.
 type Options struct {
-	// Connections, when set, reports the client connections open now
-	// (ottr_connections).
-	Connections func() int
 	// Version is the server's version, the label of ottr_build_info.
 	Version string
 }
@@ -130,14 +126,6 @@ func New(opts Options) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if opts.Connections != nil {
-		conns := opts.Connections
-		m.connections = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "ottr_connections",
-			Help: "Client connections open: c2s connections (negotiating or bound), HTTP connections and BOSH sessions; what limits.max_connections caps.",
-		}, func() float64 { return float64(conns()) })
-		m.reg.MustRegister(m.connections)
-	}
 	// Every label value known in advance is there from the start, so a
 	// dashboard shows 0 rather than no data.
 	for _, t := range []string{TransportTCP, TransportWebSocket, TransportBOSH} {
@@ -151,6 +139,15 @@ func New(opts Options) *Metrics {
 		m.archiveWrites.WithLabelValues(r)
 	}
 	return m
+}
+
+// CountConnections registers ottr_connections, the client connections
+// open, as conns reports them when scraped. Call it once.
+func (m *Metrics) CountConnections(conns func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ottr_connections",
+		Help: "Client connections open: c2s connections (negotiating or bound), HTTP connections and BOSH sessions; what limits.max_connections caps.",
+	}, func() float64 { return float64(conns()) }))
 }
 
 // Registry returns the registry the metrics are registered with, for
@@ -217,3 +214,29 @@ func (m *Metrics) Reloaded(err error) {
 
 // Kicked counts n sessions an administrator ended.
 func (m *Metrics) Kicked(n int) { m.kicks.Add(float64(n)) }
+
+// Sum returns the values of the counter or gauge family name added up by
+// the value of label, such as the logins by result; nil when the family
+// has no series.
+func (m *Metrics) Sum(name, label string) map[string]int {
+	families, err := m.reg.Gather()
+	if err != nil {
+		return nil
+	}
+	var out map[string]int
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		out = make(map[string]int)
+		for _, s := range f.GetMetric() {
+			v := s.GetCounter().GetValue() + s.GetGauge().GetValue()
+			for _, l := range s.GetLabel() {
+				if l.GetName() == label {
+					out[l.GetValue()] += int(v)
+				}
+			}
+		}
+	}
+	return out
+}

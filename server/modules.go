@@ -50,7 +50,7 @@ var modules = []struct {
 		return err
 	}},
 	{"roster", func(l *loader) (err error) {
-		_, err = roster.Register(l.core, l.store, roster.Options{MaxItems: l.limits.RosterItems, MaxBytes: l.limits.RosterBytes})
+		_, err = roster.Register(l.core, l.metered, roster.Options{MaxItems: l.limits.RosterItems, MaxBytes: l.limits.RosterBytes})
 		return err
 	}},
 	{"presence", func(l *loader) (err error) {
@@ -61,7 +61,7 @@ var modules = []struct {
 		return last.Register(l.core, l.store, last.Options{Started: l.now(), Now: l.now})
 	}},
 	{"offline", func(l *loader) (err error) {
-		l.offline, err = offline.Register(l.core, l.store, offline.Options{
+		l.offline, err = offline.Register(l.core, l.metered, offline.Options{
 			MaxMessages:    l.limits.OfflineMessages,
 			MaxBytes:       l.limits.OfflineBytes,
 			SendQueue:      l.limits.SendQueue,
@@ -92,7 +92,7 @@ var modules = []struct {
 			return nil // archive_messages = 0: no archive
 		}
 		var err error
-		l.mam, err = mam.Register(l.core, l.store, mam.Options{
+		l.mam, err = mam.Register(l.core, l.metered, mam.Options{
 			MaxMessages:    l.limits.ArchiveMessages,
 			MaxBytes:       int64(l.limits.ArchiveBytes),
 			Retention:      l.limits.ArchiveRetention.Duration,
@@ -136,6 +136,10 @@ type loader struct {
 	now    func() time.Time
 	// contact are the XEP-0157 addresses ([contact]).
 	contact map[string][]string
+
+	// metered is store with the writes and reads of the message path
+	// counted and timed (metrics), for the modules on that path.
+	metered meteredStore
 
 	disco    *disco.Module    // the server's own caps, for the stream features
 	presence *presence.Module // for DirectedPresences

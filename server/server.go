@@ -32,6 +32,7 @@ import (
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/limit"
+	"ottr.im/ottr/metrics"
 	"ottr.im/ottr/mod/csi"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage/claimlog"
@@ -50,6 +51,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for token verification; nil is time.Now.
 	Now func() time.Time
+	// Reload reads the configuration again for Server.Reload (SIGHUP,
+	// "ottr ctl reload"); nil: the server cannot reload.
+	Reload func() (*config.Config, error)
 }
 
 // Server is one ottr node.
@@ -99,6 +103,20 @@ type Server struct {
 	perAddr    map[string]int
 	perAddrMax int
 	wg         sync.WaitGroup
+
+	// For the operator (admin.go, admin_socket.go, reload.go): metrics
+	// and the bound sessions, the admin endpoint and socket, and what a
+	// reload changes.
+	ops          *ops
+	started      time.Time
+	adminLn      net.Listener // [admin] listen
+	adminHTTP    *http.Server
+	adminSock    net.Listener // data_dir/ottr.sock
+	authn        *auth.Authenticator
+	reloadConfig func() (*config.Config, error)
+	reloadMu     sync.Mutex     // one reload at a time
+	live         *config.Config // the configuration in force, with what reloads applied
+	maxConns     atomic.Int64   // limits.max_connections, reloadable
 }
 
 // New prepares a server: certificate, storage, authentication, router.
@@ -119,15 +137,7 @@ func New(opts Options) (*Server, error) {
 	hosts := make(map[string]auth.TokenParams)
 	for _, h := range cfg.Hosts {
 		names = append(names, h.Name)
-		t := h.EffectiveToken(cfg.Token)
-		hosts[h.Name] = auth.TokenParams{
-			OTPSeed:     h.OTPSeed,
-			TokenSecret: h.TokenSecret,
-			Digits:      t.Digits(),
-			Interval:    t.Interval(),
-			Deviation:   t.Deviation(),
-			NonceDigits: auth.ConfigNonceDigits(t.NonceLen()),
-		}
+		hosts[h.Name] = tokenParams(h, cfg.Token)
 	}
 	cm, err := newCerts(cfg, logger.With("component", "certs"))
 	if err != nil {
@@ -157,18 +167,13 @@ func New(opts Options) (*Server, error) {
 		logger.Warn("token claim log: dropped a damaged or partly written end", "file", claimlog.FileName, "records", r.Records, "dropped_bytes", r.Dropped)
 	}
 	lim := cfg.Limits
+	m := metrics.New(metrics.Options{Version: Version})
 	authn, err := auth.New(auth.Options{
 		Hosts:    hosts,
-		Accounts: store,
+		Accounts: meteredStore{Store: store, m: m},
 		Claims:   claims,
 		Now:      opts.Now,
-		Failures: auth.FailureLimits{
-			PerAddress: lim.AuthFailuresAddress.PerSecond(),
-			PerPair:    lim.AuthFailuresPair.PerSecond(),
-			PerAccount: lim.AuthFailuresAccount.PerSecond(),
-			Delay:      lim.AuthFailureDelay.Duration,
-			Burst:      lim.AuthFailureBurst,
-		},
+		Failures: authFailureLimits(lim, m),
 	})
 	if err != nil {
 		cancel()
@@ -180,6 +185,7 @@ func New(opts Options) (*Server, error) {
 	// Options.Now is the token clock only: the modules keep real time.
 	mods := &loader{core: core, store: store, limits: lim, now: time.Now, contact: cfg.Contact.Addresses()}
 	mods.mucDomains = mucDomains(cfg)
+	mods.metered = meteredStore{Store: store, m: m}
 	if err := mods.load(); err != nil {
 		cancel()
 		claims.Close()
@@ -202,7 +208,16 @@ func New(opts Options) (*Server, error) {
 
 		perAddr:    make(map[string]int),
 		perAddrMax: min(lim.ConnectionsPerAddress, lim.MaxConnections),
+
+		ops:          newOps(m),
+		started:      time.Now(),
+		authn:        authn,
+		reloadConfig: opts.Reload,
+		live:         cfg,
 	}
+	s.maxConns.Store(int64(lim.MaxConnections))
+	m.CountConnections(s.OpenConnections)
+	s.perIP.OnRefuse(func() { m.Refused("connection_rate") })
 	s.c2s = &c2s.Config{
 		Serves:     core.Serves,
 		TLS:        tlsCfg,
@@ -215,7 +230,8 @@ func New(opts Options) (*Server, error) {
 		Caps:       mods.disco.Caps,
 		Elements:   csiElements(mods.csi),
 		Auth:       authAdapter{authn},
-		Router:     c2sRouter{core: core, csi: mods.csi},
+		Router:     c2sRouter{core: core, csi: mods.csi, ops: s.ops},
+		Observer:   loginObserver{m},
 		Logger:     logger.With("component", "c2s"),
 
 		NegotiateTimeout: lim.AuthTimeout.Duration,
@@ -326,7 +342,7 @@ func (s *Server) serveWeb(conn web.Conn) bool {
 	defer s.untrack(conn)
 	cfg := *s.webC2S
 	cfg.Router = boundRouter{Router: s.webC2S.Router, conn: conn}
-	c2s.Serve(s.ctx, conn, &cfg)
+	c2s.Serve(withConnInfo(s.ctx, webTransport(conn), conn), conn, &cfg)
 	return true
 }
 
@@ -490,6 +506,13 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return err
 	}
+	if err := s.startAdminHTTP(ctx); err != nil {
+		for _, o := range opened {
+			o.Close()
+		}
+		return err
+	}
+	s.startAdminSocket()
 	n := len(s.cfg.C2S.Listen) + len(s.cfg.C2S.DirectTLS)
 	s.listeners, s.httpLns = opened[:n:n], opened[n:]
 	for _, l := range s.listeners {
@@ -616,7 +639,7 @@ func (s *Server) acceptLoop(l net.Listener) {
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(conn)
-			c2s.Serve(s.ctx, conn, s.c2s)
+			c2s.Serve(withConnInfo(s.ctx, metrics.TransportTCP, conn), conn, s.c2s)
 		}()
 	}
 }
@@ -650,7 +673,8 @@ func addrKey(addr netip.Addr) string {
 // session from addr (the zero Addr when unknown, or not to be counted
 // and rated per address); remote is for the log.
 func (s *Server) admitAddr(addr netip.Addr, remote string) bool {
-	if open := s.OpenConnections(); open >= s.cfg.Limits.MaxConnections {
+	if open := s.OpenConnections(); open >= int(s.maxConns.Load()) {
+		s.ops.metrics.Refused("max_connections")
 		s.refusedLog("connection cap reached", remote, "open", open)
 		return false
 	}
@@ -667,9 +691,10 @@ func (s *Server) admitPerAddr(addr netip.Addr, remote string) bool {
 		return true
 	}
 	s.mu.Lock()
-	open := s.perAddr[key]
+	open, most := s.perAddr[key], s.perAddrMax
 	s.mu.Unlock()
-	if open >= s.perAddrMax {
+	if open >= most {
+		s.ops.metrics.Refused("connections_per_address")
 		s.refusedLog("connections from one address reached their cap", remote, "open", open)
 		return false
 	}
@@ -778,6 +803,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if started {
 		s.logger.Info("shutting down", "sessions", s.router.Sessions())
 	}
+	s.closeAdmin(ctx)
 	s.router.CloseAll(stream.Error{Err: stream.SystemShutdown.Err})
 	s.closeComponents()
 	s.certs.Close()
@@ -905,13 +931,24 @@ func csiElements(m *csi.Module) map[xml.Name]c2s.ElementHandler {
 type c2sRouter struct {
 	core *router.Router
 	csi  *csi.Module // a resumed stream starts active (XEP-0352 §4.2)
+	ops  *ops        // the sessions listed and counted for the operator
 }
 
-func (r c2sRouter) Bind(ctx context.Context, s *c2s.Session) error { return r.core.Bind(ctx, s) }
+func (r c2sRouter) Bind(ctx context.Context, s *c2s.Session) error {
+	if err := r.core.Bind(ctx, s); err != nil {
+		return err
+	}
+	r.ops.bound(ctx, s)
+	return nil
+}
 
-func (r c2sRouter) Unbind(ctx context.Context, s *c2s.Session) { r.core.Unbind(ctx, s) }
+func (r c2sRouter) Unbind(ctx context.Context, s *c2s.Session) {
+	r.ops.unbound(s)
+	r.core.Unbind(ctx, s)
+}
 
 func (r c2sRouter) Route(ctx context.Context, s *c2s.Session, st *element.Stanza) {
+	r.ops.metrics.StanzaRouted(st.Name)
 	r.core.Route(ctx, s, st)
 }
 
@@ -929,4 +966,7 @@ func (r c2sRouter) Reroute(ctx context.Context, s *c2s.Session, st *element.Stan
 // Resumed needs nothing of the core: s stayed bound while it waited. A
 // stream begins active, a resumed one too (XEP-0352 §4.2 and its 0.2.1
 // revision): what was held for s is delivered on the new connection.
-func (r c2sRouter) Resumed(_ context.Context, s *c2s.Session) { r.csi.SetActive(s, true) }
+func (r c2sRouter) Resumed(ctx context.Context, s *c2s.Session) {
+	r.ops.resumed(ctx, s)
+	r.csi.SetActive(s, true)
+}

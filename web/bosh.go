@@ -844,6 +844,10 @@ func (s *boshSession) Close() error {
 // resource.
 func (s *boshSession) Bound() { s.bound.Store(true) }
 
+// Transport names the transport for the operator ("ottr ctl sessions",
+// the ottr_sessions metric).
+func (s *boshSession) Transport() string { return "bosh" }
+
 // LastActivity is the time of the client's last request: a poll shows it
 // alive.
 func (s *boshSession) LastActivity() time.Time { return time.Unix(0, s.lastSeen.Load()) }

@@ -394,6 +394,10 @@ func (c *wsConn) ping() {
 // resource.
 func (c *wsConn) Bound() { c.limit.Store(c.boundLimit) }
 
+// Transport names the transport for the operator ("ottr ctl sessions",
+// the ottr_sessions metric).
+func (c *wsConn) Transport() string { return "websocket" }
+
 // LastActivity is when the client last answered a ping.
 func (c *wsConn) LastActivity() time.Time { return time.Unix(0, c.alive.Load()) }
 

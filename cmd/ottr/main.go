@@ -8,6 +8,8 @@
 //	ottr secrets                                   print a fresh otp_seed and token_secret
 //	ottr user add|passwd|del [-c FILE] user@host   manage password accounts
 //	ottr user list [-c FILE] [host]                list accounts
+//	ottr user kick [-c FILE] user@host             end the user's sessions, revoke its FAST tokens
+//	ottr ctl [-c FILE] sessions|kick JID|stats|reload  talk to the running server
 //	ottr check-config -c FILE                      check a configuration file
 //	ottr version                                   print the version
 //
@@ -54,6 +56,7 @@ func commands() []command {
 		{"token", "[-c FILE] [-nonce DIGITS] user@host", "print an X-TOKEN login token valid now", runToken},
 		{"secrets", "", "print a fresh otp_seed and token_secret, TOML-ready", runSecrets},
 		{"user", userSynopsis, "manage password accounts", runUser},
+		{"ctl", ctlSynopsis, "talk to the running server: list or kick sessions, stats, reload", runCtl},
 		{"check-config", "-c FILE", "check a configuration file, print the values in force", runCheckConfig},
 		{"version", "", "print the version", runVersion},
 		{"help", "", "print this text", nil},

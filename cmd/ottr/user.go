@@ -24,7 +24,7 @@ import (
 const maxPasswordLen = 1023
 
 // userSynopsis is the usage line of "ottr user".
-const userSynopsis = "add|passwd|del [-c FILE] user@host | list [-c FILE] [host]"
+const userSynopsis = "add|passwd|del|kick [-c FILE] user@host | list [-c FILE] [host]"
 
 // runUser implements "ottr user": it dispatches to add, passwd, del and
 // list.
@@ -33,6 +33,7 @@ func runUser(ctx context.Context, e *env, args []string) error {
        ottr user passwd [-c FILE] user@host   change its password
        ottr user del [-c FILE] user@host      delete it and everything stored for it
        ottr user list [-c FILE] [host]        list accounts (of host, or of every host)
+       ottr user kick [-c FILE] user@host     end its sessions and revoke its FAST tokens
 
 The password is read from stdin when stdin is not a terminal (one line),
 else asked twice without echo. Accounts live in DATA_DIR/%s.
@@ -52,6 +53,7 @@ Run "ottr user COMMAND -h" for the flags.
 		"passwd": userPasswd,
 		"del":    userDel,
 		"list":   userList,
+		"kick":   userKick,
 	}
 	switch sub := args[0]; sub {
 	case "-h", "-help", "--help", "help":
