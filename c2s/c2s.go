@@ -153,6 +153,15 @@ type Config struct {
 	// the stream with unsupported-stanza-type. WithDefaults panics on a
 	// nil handler, a stanza's name or XEP-0198's namespace.
 	Elements map[xml.Name]ElementHandler
+	// Bind2 are the session features a client may enable inline in a
+	// XEP-0386 Bind2 request inside SASL2, by the name of the element it
+	// puts in <bind/> (such as XEP-0280's <enable/>); each namespace is
+	// advertised as an inline feature. XEP-0198's <enable/> is handled by
+	// c2s itself.
+	Bind2 map[xml.Name]InlineFeature
+	// Fast checks and issues XEP-0484 FAST tokens; nil offers no FAST
+	// mechanism.
+	Fast FastAuthenticator
 	// Logger is the parent logger; each connection adds its id and address.
 	Logger *slog.Logger
 	// NegotiateTimeout bounds the time from connect to a bound resource.

@@ -42,6 +42,13 @@ type negotiation struct {
 	authErr error    // last credential failure, for the SASL condition
 	resumed bool     // sess was resumed (XEP-0198) rather than bound
 	previd  string   // the resumption id, when resumed
+
+	// SASL2 (sasl2.go).
+	tlsConn      *tls.Conn // the TLS connection under the stream, nil when not here
+	cb           []byte    // its tls-server-end-point data, once computed
+	agent        userAgent // the client's SASL2 <user-agent/>
+	fastUsed     bool      // the login used a FAST token (rotated on success)
+	sasl2Resumed bool      // resumed inside SASL2: <resumed/> went in <success/>
 }
 
 // Serve runs one client connection to its end: negotiation, then the
@@ -69,6 +76,7 @@ func serveConn(ctx context.Context, conn net.Conn, cfg *Config, r *relay) {
 		guard:  newGuard(conn, cfg.Guard),
 		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", cfg.connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
 	}
+	n.tlsConn, _ = conn.(*tls.Conn) // direct TLS
 	defer func() {
 		if r := recover(); r != nil {
 			n.logger.Error("panic during negotiation", "panic", r, "stack", stack())
@@ -92,7 +100,11 @@ func serveConn(ctx context.Context, conn net.Conn, cfg *Config, r *relay) {
 	l := newLink(conn, n.guard, r)
 	if n.resumed {
 		n.logger.Info("connection resumes a session", "jid", s.jid.String())
-		s.resumeOn(l, n.previd)
+		previd := n.previd
+		if n.sasl2Resumed {
+			previd = "" // <resumed/> went in the SASL2 <success/>
+		}
+		s.resumeOn(l, previd)
 	} else {
 		s.logger.Info("session started", "tls", xs.State()&xmpp.Secure != 0)
 		s.attach(l)
@@ -133,6 +145,7 @@ func (n *negotiation) negotiate(ctx context.Context) (*xmpp.Session, error) {
 	features := []xmpp.StreamFeature{
 		startTLS(n.cfg.TLS, n.cfg.RequireTLS, n),
 		saslFeature(n),
+		sasl2Feature(n),
 		bindFeature(n),
 		sessionFeature(),
 		smFeature(n),

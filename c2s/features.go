@@ -58,7 +58,8 @@ func startTLS(cfg *tls.Config, required bool, n *negotiation) xmpp.StreamFeature
 		if _, err := io.WriteString(n.conn, `<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`); err != nil {
 			return 0, nil, err
 		}
-		n.guard = newGuard(tls.Server(n.conn, cfg), n.cfg.Guard)
+		n.tlsConn = tls.Server(n.conn, cfg)
+		n.guard = newGuard(n.tlsConn, n.cfg.Guard)
 		n.restarts++
 		return xmpp.Secure, n.guard, nil
 	}

@@ -236,12 +236,23 @@ func (s *Session) enable(raw []byte) (stream.Error, bool) {
 	if s.sm != nil {
 		return s.smFailed("unexpected-request")
 	}
+	if _, err := s.startSM(raw, true); err != nil {
+		return streamError(stream.BadFormat, ""), true
+	}
+	return stream.Error{}, false
+}
+
+// startSM enables stream management as <enable/> (raw) asks and returns
+// the <enabled/> answer; queue puts it in the session's queue, as the
+// first counted step, else the caller sends it (SASL2 Bind2, before the
+// session has a link). The error is a malformed <enable/>.
+func (s *Session) startSM(raw []byte, queue bool) ([]byte, error) {
 	var req struct {
 		Resume string `xml:"resume,attr"`
 		Max    string `xml:"max,attr"`
 	}
 	if err := xml.Unmarshal(raw, &req); err != nil {
-		return streamError(stream.BadFormat, ""), true
+		return nil, err
 	}
 	sm := &smState{}
 	enabled := fmt.Appendf(nil, "<enabled xmlns='%s'/>", nsSM)
@@ -259,12 +270,14 @@ func (s *Session) enable(raw []byte) (stream.Error, bool) {
 	// after it is counted, what was queued before is not.
 	s.mu.Lock()
 	s.sm = sm
-	s.queue = append(s.queue, outbound{raw: enabled})
-	s.queueBytes += len(enabled)
-	s.kick()
+	if queue {
+		s.queue = append(s.queue, outbound{raw: enabled})
+		s.queueBytes += len(enabled)
+		s.kick()
+	}
 	s.mu.Unlock()
 	s.logger.Debug("stream management enabled", "resume", sm.id != "", "max", sm.max)
-	return stream.Error{}, false
+	return enabled, nil
 }
 
 // linkDone runs when the read loop of l returned; dropped says the
@@ -414,13 +427,16 @@ func (s *Session) takeOver() bool {
 	return !s.closing && !s.over
 }
 
-// resumeOn attaches l to a session taken over: <resumed/> first, then the
-// stanzas the client did not acknowledge, in order, then the queue.
+// resumeOn attaches l to a session taken over: <resumed/> first (unless
+// previd is empty: SASL2 sent it inside its <success/>), then the stanzas
+// the client did not acknowledge, in order, then the queue.
 func (s *Session) resumeOn(l *link, previd string) {
 	s.mu.Lock()
 	sm := s.sm
 	q := make([]outbound, 0, 1+len(sm.unacked)+len(s.queue))
-	q = append(q, outbound{raw: fmt.Appendf(nil, "<resumed xmlns='%s' h='%d' previd='%s'/>", nsSM, sm.inH, previd)})
+	if previd != "" {
+		q = append(q, outbound{raw: fmt.Appendf(nil, "<resumed xmlns='%s' h='%d' previd='%s'/>", nsSM, sm.inH, previd)})
+	}
 	for _, st := range sm.unacked {
 		q = append(q, outbound{st: st, counted: true})
 	}
@@ -494,9 +510,20 @@ func (n *negotiation) smBeforeBind(xs *xmpp.Session) error {
 // resume attaches this connection to the session previd names, if it is
 // the authenticated user's and still waits (XEP-0198 §5).
 func (n *negotiation) resume(req resumeRequest) error {
+	failed, err := n.tryResume(req)
+	if failed != nil {
+		_, err = n.guard.Write(failed)
+	}
+	return err
+}
+
+// tryResume is resume's work: errResumed when the session was taken
+// over, the <failed/> to answer when there is no such session, or an
+// error that ends the stream. SASL2 calls it for a <resume/> inline.
+func (n *negotiation) tryResume(req resumeRequest) (failed []byte, err error) {
 	h, err := strconv.ParseUint(req.H, 10, 32)
 	if err != nil {
-		return streamError(stream.BadFormat, "<resume/> needs h, a 32-bit count")
+		return nil, streamError(stream.BadFormat, "<resume/> needs h, a 32-bit count")
 	}
 	s := n.cfg.resumable.get(req.PrevID)
 	self, _ := jid.New(n.user, n.host, "")
@@ -506,8 +533,7 @@ func (n *negotiation) resume(req resumeRequest) error {
 	}
 	if s == nil || !s.takeOver() {
 		n.logger.Info("resumption failed: no such session", "user", self.String())
-		_, err := n.guard.Write(failedElement("item-not-found"))
-		return err
+		return failedElement("item-not-found"), nil
 	}
 	s.mu.Lock()
 	err = s.ackLocked(uint32(h))
@@ -518,11 +544,11 @@ func (n *negotiation) resume(req resumeRequest) error {
 	if err != nil {
 		s.logger.Info("resumption acknowledged more than was sent", "h", h)
 		s.endDetached()
-		return err
+		return nil, err
 	}
 	n.sess, n.resumed, n.previd = s, true, req.PrevID
 	s.cfg.Router.Resumed(n.ctx, s)
-	return errResumed
+	return nil, errResumed
 }
 
 // resumeTable holds the sessions that enabled resumption, by id, until

@@ -53,6 +53,7 @@ func TestLoadGood(t *testing.T) {
 			Keepalive:             Duration{90 * time.Second},
 			IdleTimeout:           Duration{10 * time.Minute},
 			ResumptionTimeout:     Duration{10 * time.Minute},
+			FastTokenLifetime:     Duration{336 * time.Hour},
 			WriteTimeout:          Duration{15 * time.Second},
 			SendQueue:             256,
 			SendQueueBytes:        1 << 20,

@@ -69,6 +69,11 @@ type Limits struct {
 	// for less. Then it ends as a dropped session does, its
 	// unacknowledged messages stored offline. Default 10m.
 	ResumptionTimeout Duration `toml:"resumption_timeout"`
+	// FastTokenLifetime is how long a XEP-0484 FAST token, which a client
+	// gets at login to log in again without its password or app token,
+	// is accepted; each use replaces it with a new one of the same
+	// lifetime. 1h to 8760h (365 days). Default 336h (14 days).
+	FastTokenLifetime Duration `toml:"fast_token_lifetime"`
 	// WriteTimeout is how long a write to a client may make no progress
 	// before the connection is closed, 1s to 24h. Default 30s.
 	WriteTimeout Duration `toml:"write_timeout"`
@@ -227,6 +232,7 @@ func DefaultLimits() Limits {
 		Keepalive:             Duration{60 * time.Second},
 		IdleTimeout:           Duration{5 * time.Minute},
 		ResumptionTimeout:     Duration{10 * time.Minute},
+		FastTokenLifetime:     Duration{14 * 24 * time.Hour},
 		WriteTimeout:          Duration{30 * time.Second},
 		SendQueue:             1024,
 		SendQueueBytes:        4 * mib,
@@ -367,6 +373,9 @@ func (l Limits) validate() []error {
 		add("keepalive", "must be shorter than limits.idle_timeout (%v), got %v", l.IdleTimeout.Duration, l.Keepalive.Duration)
 	}
 	duration("resumption_timeout", l.ResumptionTimeout)
+	if d := l.FastTokenLifetime.Duration; d < time.Hour || d > 365*24*time.Hour {
+		add("fast_token_lifetime", "must be between 1h and 8760h, got %v", d)
+	}
 	duration("write_timeout", l.WriteTimeout)
 	between("send_queue", l.SendQueue, minSendQueue, maxSendQueue)
 	atLeast("send_queue_bytes", l.SendQueueBytes, minSendQueueBytes)

@@ -106,6 +106,11 @@ func (m *Module) Enabled(t router.Target) bool {
 	return ok
 }
 
+// Enable turns carbons on for t, as its <enable/> iq does: for a session
+// bound inline by XEP-0386 Bind2 (<enable xmlns='urn:xmpp:carbons:2'/>
+// inside <bind/>), which gets no iq reply.
+func (m *Module) Enable(t router.Target) { m.set(t, true) }
+
 // set records whether t wants carbons. A session replaced or unbound
 // meanwhile is not recorded: its SessionUnbound ran before the check or
 // runs after the record.

@@ -24,7 +24,7 @@ func (s *Store) PutFastToken(ctx context.Context, t storage.FastToken, maxAgents
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO fast_tokens (host, username, agent, id, mechanism, responder, expires, used, count, created)
 			VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
-			t.Host, t.Username, t.Agent, t.ID, t.Mechanism, t.Responder, t.Expires.Unix(), t.Created.Unix()); err != nil {
+			t.Host, t.Username, t.Agent, t.ID, t.Mechanism, t.Responder, t.Expires.Unix(), t.Created.UnixNano()); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx,
@@ -58,7 +58,7 @@ func (s *Store) FastTokens(ctx context.Context, host, user, agent string) ([]sto
 		if err := rows.Scan(&t.ID, &t.Mechanism, &t.Responder, &expires, &t.Used, &count, &created); err != nil {
 			return nil, fmt.Errorf("sqlite: FAST tokens of %s@%s: %w", user, host, err)
 		}
-		t.Expires, t.Created, t.Count = time.Unix(expires, 0), time.Unix(created, 0), uint64(count)
+		t.Expires, t.Created, t.Count = time.Unix(expires, 0), time.Unix(0, created), uint64(count)
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
@@ -69,15 +69,16 @@ func (s *Store) FastTokens(ctx context.Context, host, user, agent string) ([]sto
 
 // UseFastToken records a login with the token id of a user's client: it
 // is used, its count becomes count when that is not 0, and the client's
-// tokens that expire before it go (XEP-0484 §3.5). A count not above the
+// tokens issued before it go (XEP-0484 §3.5: with one lifetime for all,
+// those that expire before it). A count not above the
 // token's last one is refused with an error wrapping
 // storage.ErrFastReplay; an unknown token wraps storage.ErrNotFound.
 func (s *Store) UseFastToken(ctx context.Context, host, user, agent string, id []byte, count uint64) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var last, expires int64
+		var last, created int64
 		err := tx.QueryRowContext(ctx,
-			`SELECT count, expires FROM fast_tokens WHERE host = ? AND username = ? AND agent = ? AND id = ?`,
-			host, user, agent, id).Scan(&last, &expires)
+			`SELECT count, created FROM fast_tokens WHERE host = ? AND username = ? AND agent = ? AND id = ?`,
+			host, user, agent, id).Scan(&last, &created)
 		if errors.Is(err, sql.ErrNoRows) {
 			return storage.ErrNotFound
 		}
@@ -97,8 +98,8 @@ func (s *Store) UseFastToken(ctx context.Context, host, user, agent string, id [
 			return err
 		}
 		_, err = tx.ExecContext(ctx,
-			`DELETE FROM fast_tokens WHERE host = ? AND username = ? AND agent = ? AND expires < ?`,
-			host, user, agent, expires)
+			`DELETE FROM fast_tokens WHERE host = ? AND username = ? AND agent = ? AND created < ?`,
+			host, user, agent, created)
 		return err
 	})
 	if err != nil {

@@ -1,8 +1,9 @@
 -- XEP-0484 FAST tokens: never the token, only the SHA-256 of the message a
 -- login with it sends (id) and the server's answer (responder). A token is
 -- bound to a user, a client (agent, the SASL2 user-agent id) and a
--- mechanism. Times are Unix seconds; count is the highest replay counter
--- seen (0 for none).
+-- mechanism. expires is Unix seconds, created Unix nanoseconds (it orders
+-- a client's tokens); count is the highest replay counter seen (0 for
+-- none).
 CREATE TABLE fast_tokens (
 	host      TEXT    NOT NULL,
 	username  TEXT    NOT NULL,

@@ -1,0 +1,702 @@
+package c2s
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base32"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"mellium.im/sasl"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/stanza"
+	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/randid"
+)
+
+// XEP-0388 SASL2 (urn:xmpp:sasl:2), with XEP-0386 Bind2 and XEP-0484 FAST
+// inline.
+//
+// SASL2 runs every mechanism of Config.Mechanisms through the same steps
+// as RFC 6120 SASL (negotiation.exchange), framed as <authenticate/>,
+// <challenge/>, <response/>, <success/> and <failure/>; the FAST
+// mechanisms (HT-SHA-256-NONE, and HT-SHA-256-ENDP on a TLS connection)
+// are single-step and checked by Config.Fast. <continue/> is never sent.
+// On success no stream restart follows: the client gets <success/> and
+// either, with a Bind2 <bind/>, a bound session (the stream is ready), or
+// new stream features (bind, stream management) on the same stream.
+//
+// Inside <authenticate/> the server takes:
+//   - <user-agent id=''/> (software, device): the client's identity for
+//     FAST tokens and Bind2's resource;
+//   - <bind xmlns='urn:xmpp:bind:0'/> with an optional <tag/> and inline
+//     features: XEP-0198 <enable/>, and those of Config.Bind2 (carbons,
+//     client state); the answers go in <bound/> inside <success/>;
+//   - <resume xmlns='urn:xmpp:sm:3'/>: XEP-0198 resumption inline; done
+//     first, and when it works <bind/> is ignored;
+//   - <request-token xmlns='urn:xmpp:fast:0' mechanism=''/> and <fast
+//     count='' invalidate=''/>.
+
+// Namespaces of SASL2 and what it carries inline.
+const (
+	nsSASL2 = "urn:xmpp:sasl:2"
+	nsBind2 = "urn:xmpp:bind:0"
+	nsFAST  = "urn:xmpp:fast:0"
+)
+
+// FastLogin is one login with a XEP-0484 FAST token, for
+// FastAuthenticator.
+type FastLogin struct {
+	Mechanism string // HT-SHA-256-NONE or HT-SHA-256-ENDP
+	Host      string // the domain the stream is addressed to
+	Agent     string // the SASL2 user-agent id
+	Message   []byte // the SASL initial response
+	// Count is the client's count (<fast count=''/>), 0 when it gave
+	// none; it must increase from one login with a token to the next.
+	Count uint64
+	// Invalidate asks for the token to be invalidated (<fast
+	// invalidate='true'/>).
+	Invalidate bool
+	// ChannelBinding is the connection's tls-server-end-point data for
+	// HT-SHA-256-ENDP, nil for HT-SHA-256-NONE.
+	ChannelBinding []byte
+	Remote         netip.Addr
+}
+
+// FastAuthenticator checks and issues XEP-0484 FAST tokens
+// (Config.Fast). Errors follow Authenticator's: SASLCondition() chooses
+// the condition, the text is logged and holds no secret.
+type FastAuthenticator interface {
+	// VerifyFast checks a login with a token and records its use; it
+	// returns the nodeprepped user and the server's final message.
+	VerifyFast(ctx context.Context, l FastLogin) (user string, final []byte, err error)
+	// IssueFast makes a token for a user's client (agent) and mechanism,
+	// bound to the channel binding data cb (nil for HT-SHA-256-NONE).
+	IssueFast(ctx context.Context, host, user, agent, mechanism string, cb []byte) (token string, expires time.Time, err error)
+}
+
+// InlineFeature enables a session feature requested inside a Bind2
+// <bind/> (Config.Bind2), right after the resource is bound and before
+// the session reads anything. It returns what goes in <bound/> for it
+// (nothing for most features); an error is logged and the feature left
+// off, the login goes on. It runs on the negotiation's goroutine; s may
+// be delivered to already.
+type InlineFeature interface {
+	EnableInline(ctx context.Context, s *Session, el Element) ([]byte, error)
+}
+
+// InlineFeatureFunc adapts a function to an InlineFeature.
+type InlineFeatureFunc func(ctx context.Context, s *Session, el Element) ([]byte, error)
+
+// EnableInline calls f.
+func (f InlineFeatureFunc) EnableInline(ctx context.Context, s *Session, el Element) ([]byte, error) {
+	return f(ctx, s, el)
+}
+
+// InlineElement adapts an ElementHandler (Config.Elements) to an
+// InlineFeature that answers nothing in <bound/>, such as XEP-0352's
+// <active/> and <inactive/>.
+func InlineElement(h ElementHandler) InlineFeature { return inlineElement{h} }
+
+type inlineElement struct{ h ElementHandler }
+
+func (i inlineElement) EnableInline(ctx context.Context, s *Session, el Element) ([]byte, error) {
+	return nil, i.h.HandleElement(ctx, s, el)
+}
+
+// Limits of what a client names inside <authenticate/>.
+const (
+	maxAgentID   = 256 // a user-agent id (a UUID is 36)
+	maxAgentText = 256 // its software and device, kept for the logs
+	maxBind2Tag  = 64  // a Bind2 tag, the resource's prefix
+)
+
+// userAgent is the SASL2 <user-agent/>.
+type userAgent struct {
+	ID       string `xml:"id,attr"`
+	Software string `xml:"urn:xmpp:sasl:2 software"`
+	Device   string `xml:"urn:xmpp:sasl:2 device"`
+}
+
+// inlineRequest is an element inside a Bind2 <bind/>, kept whole.
+type inlineRequest struct {
+	XMLName xml.Name
+	Attr    []xml.Attr `xml:",any,attr"`
+	Inner   []byte     `xml:",innerxml"`
+}
+
+// raw is the element as standalone XML, its namespace declared.
+func (r inlineRequest) raw() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "<%s xmlns='%s'", r.XMLName.Local, escapeAttr(r.XMLName.Space))
+	for _, a := range r.Attr {
+		if a.Name.Space != "" || a.Name.Local == "xmlns" {
+			continue
+		}
+		fmt.Fprintf(&b, " %s='%s'", a.Name.Local, escapeAttr(a.Value))
+	}
+	b.WriteByte('>')
+	b.Write(r.Inner)
+	fmt.Fprintf(&b, "</%s>", r.XMLName.Local)
+	return b.Bytes()
+}
+
+// bind2Request is a Bind2 <bind/>.
+type bind2Request struct {
+	Tag      string          `xml:"urn:xmpp:bind:0 tag"`
+	Features []inlineRequest `xml:",any"`
+}
+
+// fastRequest is FAST's <fast/> (a login with a token).
+type fastRequest struct {
+	Count      string `xml:"count,attr"`
+	Invalidate string `xml:"invalidate,attr"`
+}
+
+// authenticateRequest is SASL2's <authenticate/>.
+type authenticateRequest struct {
+	XMLName         xml.Name
+	Mechanism       string         `xml:"mechanism,attr"`
+	InitialResponse *string        `xml:"urn:xmpp:sasl:2 initial-response"`
+	UserAgent       *userAgent     `xml:"urn:xmpp:sasl:2 user-agent"`
+	Bind            *bind2Request  `xml:"urn:xmpp:bind:0 bind"`
+	Resume          *resumeRequest `xml:"urn:xmpp:sm:3 resume"`
+	RequestToken    *struct {
+		Mechanism string `xml:"mechanism,attr"`
+	} `xml:"urn:xmpp:fast:0 request-token"`
+	Fast *fastRequest `xml:"urn:xmpp:fast:0 fast"`
+	// Payload is the chardata of a <response/> or <abort/> read in its
+	// place.
+	Payload string `xml:",chardata"`
+}
+
+// Names of the SASL2 elements a client sends.
+var (
+	sasl2Authenticate = xml.Name{Space: nsSASL2, Local: "authenticate"}
+	sasl2Response     = xml.Name{Space: nsSASL2, Local: "response"}
+	sasl2Abort        = xml.Name{Space: nsSASL2, Local: "abort"}
+)
+
+// readSASL2 reads the next element of a SASL2 exchange, skipping
+// whitespace, and checks what it holds (checkAuthenticate).
+func readSASL2(d *xml.Decoder) (authenticateRequest, error) {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return authenticateRequest{}, err
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			continue
+		case xml.StartElement:
+			var req authenticateRequest
+			if err := d.DecodeElement(&req, &t); err != nil {
+				return authenticateRequest{}, err
+			}
+			return req, checkAuthenticate(&req)
+		default:
+			return authenticateRequest{}, streamError(stream.RestrictedXML, "")
+		}
+	}
+}
+
+// checkAuthenticate bounds what a client named: a payload within
+// maxSASLPayload, a user-agent id of at most maxAgentID bytes (its
+// software and device are cut to maxAgentText), a Bind2 tag of at most
+// maxBind2Tag. Past them the stream ends with policy-violation.
+func checkAuthenticate(req *authenticateRequest) error {
+	if len(req.Payload) > maxSASLPayload || (req.InitialResponse != nil && len(*req.InitialResponse) > maxSASLPayload) {
+		return streamError(stream.PolicyViolation, "SASL payload too large")
+	}
+	if ua := req.UserAgent; ua != nil {
+		if len(ua.ID) > maxAgentID {
+			return streamError(stream.PolicyViolation, "user-agent id too long")
+		}
+		ua.Software = truncate(strings.TrimSpace(ua.Software), maxAgentText)
+		ua.Device = truncate(strings.TrimSpace(ua.Device), maxAgentText)
+	}
+	if req.Bind != nil {
+		req.Bind.Tag = strings.TrimSpace(req.Bind.Tag)
+		if len(req.Bind.Tag) > maxBind2Tag {
+			return streamError(stream.PolicyViolation, "bind tag too long")
+		}
+	}
+	return nil
+}
+
+// truncate cuts s to at most n bytes, dropping a rune cut in two.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// sasl2Feature offers SASL2 where RFC 6120 SASL is offered, with the same
+// mechanisms, the FAST ones when Config.Fast is set, and Bind2, FAST and
+// stream management inline.
+func sasl2Feature(n *negotiation) xmpp.StreamFeature {
+	var necessary xmpp.SessionState
+	if n.cfg.RequireTLS {
+		necessary = xmpp.Secure
+	}
+	return xmpp.StreamFeature{
+		Name:       xml.Name{Space: nsSASL2, Local: "authentication"},
+		Necessary:  necessary,
+		Prohibited: xmpp.Authn,
+		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
+			_, err := xmlstream.Copy(e, xmlstream.Wrap(n.sasl2Listing(), start))
+			return true, err
+		},
+		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, interface{}, error) {
+			return true, nil, d.Skip()
+		},
+		Negotiate: func(ctx context.Context, s *xmpp.Session, _ interface{}) (xmpp.SessionState, io.ReadWriter, error) {
+			return n.sasl2(s)
+		},
+	}
+}
+
+// sasl2Listing is the inside of <authentication/>: the mechanisms, and
+// inline Bind2 (with its inline features), stream management and FAST.
+func (n *negotiation) sasl2Listing() xml.TokenReader {
+	var parts []xml.TokenReader
+	for _, m := range n.cfg.Mechanisms {
+		parts = append(parts, textElement("mechanism", m.Name))
+	}
+	vars := []string{nsSM}
+	for name := range n.cfg.Bind2 {
+		if !slices.Contains(vars, name.Space) {
+			vars = append(vars, name.Space)
+		}
+	}
+	slices.Sort(vars)
+	var features []xml.TokenReader
+	for _, v := range vars {
+		features = append(features, xmlstream.Wrap(nil, xml.StartElement{
+			Name: xml.Name{Local: "feature"}, Attr: []xml.Attr{{Name: xml.Name{Local: "var"}, Value: v}},
+		}))
+	}
+	inline := []xml.TokenReader{
+		xmlstream.Wrap(
+			xmlstream.Wrap(xmlstream.MultiReader(features...), xml.StartElement{Name: xml.Name{Local: "inline"}}),
+			xml.StartElement{Name: xml.Name{Space: nsBind2, Local: "bind"}}),
+		xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: nsSM, Local: "sm"}}),
+	}
+	if fast := n.fastMechanisms(); len(fast) > 0 {
+		var mechs []xml.TokenReader
+		for _, m := range fast {
+			mechs = append(mechs, textElement("mechanism", m))
+		}
+		inline = append(inline, xmlstream.Wrap(xmlstream.MultiReader(mechs...), xml.StartElement{Name: xml.Name{Space: nsFAST, Local: "fast"}}))
+	}
+	parts = append(parts, xmlstream.Wrap(xmlstream.MultiReader(inline...), xml.StartElement{Name: xml.Name{Local: "inline"}}))
+	return xmlstream.MultiReader(parts...)
+}
+
+// textElement is <local>text</local>, in the namespace around it.
+func textElement(local, text string) xml.TokenReader {
+	return xmlstream.Wrap(xmlstream.Token(xml.CharData(text)), xml.StartElement{Name: xml.Name{Local: local}})
+}
+
+// escapeText escapes s for character data.
+func escapeText(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// escapeAttr escapes s for an attribute value in single or double quotes.
+func escapeAttr(s string) string { return escapeText(s) }
+
+// fastMechanisms are the FAST mechanisms this connection offers:
+// HT-SHA-256-ENDP over TLS (the server's certificate known), and
+// HT-SHA-256-NONE; none without Config.Fast.
+func (n *negotiation) fastMechanisms() []string {
+	if n.cfg.Fast == nil {
+		return nil
+	}
+	if n.endpoint() != nil {
+		return []string{auth.FastEndp, auth.FastNone}
+	}
+	return []string{auth.FastNone}
+}
+
+// endpoint is the connection's tls-server-end-point channel binding data
+// (RFC 5929), nil when the stream is not over TLS here or the
+// certificate is unknown. It is computed once.
+func (n *negotiation) endpoint() []byte {
+	if n.tlsConn == nil || n.cb != nil {
+		return n.cb
+	}
+	cs := n.tlsConn.ConnectionState()
+	if !cs.HandshakeComplete {
+		return nil
+	}
+	cert, err := serverCertificate(n.cfg.TLS, cs.ServerName)
+	if err != nil || cert == nil || len(cert.Certificate) == 0 {
+		n.logger.Debug("no certificate for tls-server-end-point", "err", err)
+		return nil
+	}
+	cb, err := auth.TLSServerEndPoint(cert.Certificate[0])
+	if err != nil {
+		n.logger.Debug("no tls-server-end-point", "err", err)
+		return nil
+	}
+	n.cb = cb
+	return cb
+}
+
+// serverCertificate is the certificate cfg presents to a client that
+// asked for serverName, as crypto/tls chooses it.
+func serverCertificate(cfg *tls.Config, serverName string) (*tls.Certificate, error) {
+	if cfg == nil {
+		return nil, errors.New("no TLS configuration")
+	}
+	hello := &tls.ClientHelloInfo{ServerName: serverName}
+	if cfg.GetConfigForClient != nil {
+		c, err := cfg.GetConfigForClient(hello)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			cfg = c
+		}
+	}
+	if cfg.GetCertificate != nil {
+		return cfg.GetCertificate(hello)
+	}
+	if len(cfg.Certificates) == 0 {
+		return nil, errors.New("no certificate")
+	}
+	return &cfg.Certificates[0], nil
+}
+
+// sasl2 runs SASL2 attempts until one succeeds, each an <authenticate/>;
+// a failed one is answered with <failure/> and the client may try again,
+// up to MaxAuthAttempts. On success it returns Authn (the client gets new
+// features, no restart), Authn|Ready when Bind2 bound a resource, or
+// errResumed when XEP-0198 resumption inline took over a session.
+func (n *negotiation) sasl2(xs *xmpp.Session) (xmpp.SessionState, io.ReadWriter, error) {
+	r := xs.TokenReader()
+	defer r.Close()
+	d := xml.NewTokenDecoder(r)
+	for attempt := 1; ; attempt++ {
+		req, err := readSASL2(d)
+		if err != nil {
+			return 0, nil, err
+		}
+		switch req.XMLName {
+		case sasl2Abort:
+			if err := n.sasl2Failure("aborted", ""); err != nil {
+				return 0, nil, err
+			}
+			continue
+		case sasl2Authenticate:
+		default:
+			return 0, nil, streamError(stream.NotAuthorized, "authenticate first")
+		}
+		if attempt > n.cfg.MaxAuthAttempts {
+			n.logger.Info("too many SASL attempts", "attempts", attempt-1)
+			n.sasl2Failure("not-authorized", "too many attempts")
+			return 0, nil, streamError(stream.PolicyViolation, "too many authentication attempts")
+		}
+		if ua := req.UserAgent; ua != nil {
+			n.agent = *ua
+		}
+		final, cond, err := n.authenticate2(d, &req)
+		if err != nil {
+			return 0, nil, err
+		}
+		if cond != "" {
+			if err := n.sasl2Failure(cond, ""); err != nil {
+				return 0, nil, err
+			}
+			continue
+		}
+		n.logger.Info("authenticated", "mechanism", req.Mechanism, "user", n.user+"@"+n.host, "sasl2", true,
+			"software", n.agent.Software, "device", n.agent.Device)
+		state, rw, err, again := n.sasl2Success(&req, final)
+		if again {
+			continue
+		}
+		return state, rw, err
+	}
+}
+
+// authenticate2 runs one SASL2 attempt: a FAST mechanism in one step, any
+// other through exchange with SASL2's framing.
+func (n *negotiation) authenticate2(d *xml.Decoder, req *authenticateRequest) (final []byte, cond string, err error) {
+	payload := ""
+	if req.InitialResponse != nil {
+		payload = strings.TrimSpace(*req.InitialResponse)
+		if payload == "" {
+			payload = "=" // present and empty: an empty initial response
+		}
+	}
+	if slices.Contains(n.fastMechanisms(), req.Mechanism) {
+		return n.fastLogin(req, payload)
+	}
+	mech, ok := n.mechanism(req.Mechanism)
+	if !ok {
+		n.logger.Info("sasl failed", "mechanism", req.Mechanism, "reason", "unknown mechanism")
+		return nil, "invalid-mechanism", nil
+	}
+	if req.InitialResponse == nil {
+		payload = ""
+	}
+	return n.exchange(mech, payload, func(b64 string) (string, string, error) {
+		return n.challenge2(d, b64)
+	})
+}
+
+// fastLogin checks a login with a FAST token (XEP-0484), a single step.
+func (n *negotiation) fastLogin(req *authenticateRequest, payload string) (final []byte, cond string, err error) {
+	n.authErr = nil
+	msg, err := decodeSASL(payload)
+	if err != nil || payload == "" {
+		n.logger.Info("sasl failed", "mechanism", req.Mechanism, "reason", "incorrect encoding or no initial response")
+		return nil, "incorrect-encoding", nil
+	}
+	login := FastLogin{
+		Mechanism: req.Mechanism,
+		Host:      n.host,
+		Agent:     n.agent.ID,
+		Message:   msg,
+		Remote:    remoteAddr(n.conn),
+	}
+	if req.Fast != nil {
+		if req.Fast.Count != "" {
+			c, err := strconv.ParseUint(req.Fast.Count, 10, 63)
+			if err != nil || c == 0 {
+				n.logger.Info("sasl failed", "mechanism", req.Mechanism, "reason", "bad FAST count")
+				return nil, "malformed-request", nil
+			}
+			login.Count = c
+		}
+		login.Invalidate = req.Fast.Invalidate == "true" || req.Fast.Invalidate == "1"
+	}
+	if req.Mechanism == auth.FastEndp {
+		login.ChannelBinding = n.endpoint()
+	}
+	user, final, err := n.cfg.Fast.VerifyFast(n.ctx, login)
+	if err != nil {
+		n.authErr = err
+		cond := n.stepFailed(sasl.Mechanism{Name: req.Mechanism}, err)
+		n.cfg.observeLogin(req.Mechanism, cond)
+		return nil, cond, nil
+	}
+	n.cfg.observeLogin(req.Mechanism, "")
+	n.user = user
+	n.fastUsed = !login.Invalidate
+	return final, "", nil
+}
+
+// challenge2 sends a SASL2 <challenge/> and reads the client's answer, as
+// challenge does for RFC 6120 SASL.
+func (n *negotiation) challenge2(d *xml.Decoder, b64 string) (payload, cond string, err error) {
+	if b64 == "=" {
+		b64 = ""
+	}
+	if _, err := fmt.Fprintf(n.guard, "<challenge xmlns='%s'>%s</challenge>", nsSASL2, b64); err != nil {
+		return "", "", err
+	}
+	resp, err := readSASL2(d)
+	if err != nil {
+		return "", "", err
+	}
+	switch resp.XMLName {
+	case sasl2Response:
+		p := strings.TrimSpace(resp.Payload)
+		if p == "" {
+			p = "="
+		}
+		return p, "", nil
+	case sasl2Abort:
+		n.logger.Debug("sasl aborted by the client")
+		return "", "aborted", nil
+	}
+	return "", "", streamError(stream.NotAuthorized, "authenticate first")
+}
+
+// sasl2Failure answers a failed attempt: the RFC 6120 condition, and a
+// text when there is one.
+func (n *negotiation) sasl2Failure(condition, text string) error {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "<failure xmlns='%s'><%s xmlns='%s'/>", nsSASL2, condition, nsSASL)
+	if text != "" {
+		fmt.Fprintf(&b, "<text>%s</text>", escapeText(text))
+	}
+	b.WriteString("</failure>")
+	_, err := n.guard.Write(b.Bytes())
+	return err
+}
+
+// sasl2Success finishes a successful SASL2 attempt: inline resumption,
+// else Bind2, then FAST tokens, all answered in one <success/>; stream
+// features follow it when the session is not bound yet. again reports a
+// Bind2 that failed: the attempt was answered with <failure/> and the
+// client may try again.
+func (n *negotiation) sasl2Success(req *authenticateRequest, final []byte) (_ xmpp.SessionState, _ io.ReadWriter, _ error, again bool) {
+	var inner bytes.Buffer // <success/>'s children after the identifier
+	self := n.user + "@" + n.host
+	identifier := self
+	state := xmpp.Authn
+	var ended error // errResumed, or nil
+	if req.Resume != nil {
+		failed, err := n.tryResume(*req.Resume)
+		switch {
+		case errors.Is(err, errResumed):
+			identifier = n.sess.jid.String()
+			fmt.Fprintf(&inner, "<resumed xmlns='%s' h='%d' previd='%s'/>", nsSM, n.sess.sm.inH, escapeAttr(n.previd))
+			n.sasl2Resumed = true
+			ended = err
+		case err != nil:
+			return 0, nil, err, false
+		default:
+			inner.Write(failed)
+		}
+	}
+	if ended == nil && req.Bind != nil {
+		bound, err := n.bind2(req.Bind)
+		if err != nil {
+			// Authenticated, but no session: the attempt fails, and the
+			// client may try again.
+			n.logger.Info("bind2 failed", "err", err)
+			n.user = ""
+			return 0, nil, n.sasl2Failure("temporary-auth-failure", "binding a resource failed"), true
+		}
+		identifier = n.sess.jid.String()
+		inner.Write(bound)
+		state |= xmpp.Ready
+	}
+	inner.Write(n.fastToken(req))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "<success xmlns='%s'>", nsSASL2)
+	if len(final) > 0 {
+		fmt.Fprintf(&b, "<additional-data>%s</additional-data>", encodeSASL(final))
+	}
+	fmt.Fprintf(&b, "<authorization-identifier>%s</authorization-identifier>", escapeText(identifier))
+	b.Write(inner.Bytes())
+	b.WriteString("</success>")
+	if state&xmpp.Ready != 0 {
+		// XEP-0388 §2.6.1: features follow <success/>; once bound, none
+		// is left to negotiate.
+		b.WriteString("<stream:features/>")
+	}
+	if _, err := n.guard.Write(b.Bytes()); err != nil {
+		return 0, nil, err, false
+	}
+	if ended != nil {
+		return 0, n.guard, ended, false
+	}
+	return state, nil, nil, false
+}
+
+// fastToken issues the FAST token that goes in <success/>, if any: one
+// asked for with <request-token/>, or the next one after a login with a
+// token (rotation on every use; the used one stays valid until the new
+// one is used, XEP-0484 §3.5). A login that invalidated its token gets
+// one only when it asked. Issuing needs the client's user-agent id;
+// failing to issue is logged, the login goes on.
+func (n *negotiation) fastToken(req *authenticateRequest) []byte {
+	if n.cfg.Fast == nil {
+		return nil
+	}
+	mech := ""
+	switch {
+	case req.RequestToken != nil:
+		mech = req.RequestToken.Mechanism
+	case n.fastUsed:
+		mech = req.Mechanism
+	default:
+		return nil
+	}
+	if !slices.Contains(n.fastMechanisms(), mech) || n.agent.ID == "" {
+		n.logger.Info("no FAST token issued", "mechanism", mech, "reason", "mechanism not offered or no user-agent id")
+		return nil
+	}
+	var cb []byte
+	if mech == auth.FastEndp {
+		cb = n.endpoint()
+	}
+	token, expires, err := n.cfg.Fast.IssueFast(n.ctx, n.host, n.user, n.agent.ID, mech, cb)
+	if err != nil {
+		n.logger.Warn("issuing a FAST token failed", "err", err)
+		return nil
+	}
+	return fmt.Appendf(nil, "<token xmlns='%s' expiry='%s' token='%s'/>", nsFAST,
+		expires.UTC().Format(time.RFC3339), escapeAttr(token))
+}
+
+// bind2 binds a resource inline (XEP-0386) and enables the inline
+// features asked for; it returns the <bound/> element. The resource is
+// the client's tag, if it prepares, a slash and an id that is the same
+// for every login of one client (the user-agent id, hashed: never shown)
+// or random without one; binding it again replaces the client's earlier
+// session (XEP-0386 §2.2).
+func (n *negotiation) bind2(req *bind2Request) ([]byte, error) {
+	id := bind2ID(n.user, n.host, n.agent.ID)
+	resource := id
+	if req.Tag != "" {
+		resource = req.Tag + "/" + id
+	}
+	sess, err := n.bindResource(n.ctx, resource)
+	var se stanza.Error
+	if err != nil && req.Tag != "" && errors.As(err, &se) && se.Condition == stanza.BadRequest {
+		// A tag that does not prepare: the id alone.
+		sess, err = n.bindResource(n.ctx, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "<bound xmlns='%s'>", nsBind2)
+	for _, f := range req.Features {
+		el := Element{Name: f.XMLName, Raw: f.raw()}
+		if f.XMLName == (xml.Name{Space: nsSM, Local: "enable"}) {
+			answer, err := sess.startSM(el.Raw, false)
+			if err != nil {
+				answer = failedElement("bad-request")
+			}
+			b.Write(answer)
+			continue
+		}
+		h, ok := n.cfg.Bind2[f.XMLName]
+		if !ok {
+			n.logger.Debug("bind2: inline feature not offered", "name", f.XMLName.Local, "ns", f.XMLName.Space)
+			continue
+		}
+		answer, err := h.EnableInline(n.ctx, sess, el)
+		if err != nil {
+			sess.logger.Info("bind2: inline feature failed", "name", f.XMLName.Local, "ns", f.XMLName.Space, "err", err)
+			continue
+		}
+		b.Write(answer)
+	}
+	b.WriteString("</bound>")
+	return b.Bytes(), nil
+}
+
+// bind2ID is the server's part of a Bind2 resource: for a client with a
+// user-agent id, the same on every login of that client to that account,
+// from a hash that does not show the id; without one, random.
+func bind2ID(user, host, agent string) string {
+	if agent == "" {
+		return randid.New()
+	}
+	sum := sha256.Sum256([]byte("ottr bind2\x00" + user + "@" + host + "\x00" + agent))
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:8])
+}
