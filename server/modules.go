@@ -104,7 +104,7 @@ var modules = []struct {
 		return err
 	}},
 	{"carbons", func(l *loader) (err error) {
-		_, err = carbons.Register(l.core)
+		l.carbons, err = carbons.Register(l.core)
 		return err
 	}},
 	{"csi", func(l *loader) (err error) {
@@ -146,6 +146,7 @@ type loader struct {
 	offline  *offline.Module  // waited for at shutdown
 	mam      *mam.Module      // closed at shutdown (nil with archive_messages = 0)
 	csi      *csi.Module      // told by the c2s elements <active/> and <inactive/>
+	carbons  *carbons.Module  // enabled inline by Bind2 (XEP-0386)
 	// mucDomains are the group chat services (XEP-0045), one per host
 	// unless its muc = ""; muc is their module (for tests).
 	mucDomains []string

@@ -33,6 +33,7 @@ import (
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/limit"
 	"ottr.im/ottr/metrics"
+	"ottr.im/ottr/mod/carbons"
 	"ottr.im/ottr/mod/csi"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage/claimlog"
@@ -229,6 +230,8 @@ func New(opts Options) (*Server, error) {
 		},
 		Caps:       mods.disco.Caps,
 		Elements:   csiElements(mods.csi),
+		Bind2:      bind2Features(mods),
+		Fast:       fastAdapter{auth.NewFast(auth.FastOptions{Store: store, Lifetime: lim.FastTokenLifetime.Duration})},
 		Auth:       authAdapter{authn},
 		Router:     c2sRouter{core: core, csi: mods.csi, ops: s.ops},
 		Observer:   loginObserver{m},
@@ -896,6 +899,43 @@ func newCerts(cfg *config.Config, logger *slog.Logger) (*certs.Manager, error) {
 		opts.ACME = a
 	}
 	return certs.New(opts)
+}
+
+// bind2Features are the session features a client may enable inline
+// when it binds with XEP-0386 Bind2: carbons and client state.
+func bind2Features(mods *loader) map[xml.Name]c2s.InlineFeature {
+	f := map[xml.Name]c2s.InlineFeature{
+		{Space: carbons.NS, Local: "enable"}: c2s.InlineFeatureFunc(func(_ context.Context, s *c2s.Session, _ c2s.Element) ([]byte, error) {
+			mods.carbons.Enable(s)
+			return nil, nil
+		}),
+	}
+	for name, h := range csiElements(mods.csi) {
+		f[name] = c2s.InlineElement(h)
+	}
+	return f
+}
+
+// fastAdapter lets the auth package check and issue c2s's FAST tokens
+// (XEP-0484).
+type fastAdapter struct{ f *auth.Fast }
+
+func (a fastAdapter) VerifyFast(ctx context.Context, l c2s.FastLogin) (string, []byte, error) {
+	r, err := a.f.Verify(ctx, auth.FastLogin{
+		Mechanism:      l.Mechanism,
+		Host:           l.Host,
+		Agent:          l.Agent,
+		Message:        l.Message,
+		Count:          l.Count,
+		Invalidate:     l.Invalidate,
+		ChannelBinding: l.ChannelBinding,
+	})
+	return r.Username, r.Final, err
+}
+
+func (a fastAdapter) IssueFast(ctx context.Context, host, user, agent, mechanism string, cb []byte) (string, time.Time, error) {
+	t, err := a.f.Issue(ctx, host, user, agent, mechanism, cb)
+	return t.Token, t.Expires, err
 }
 
 // authAdapter lets the auth package answer c2s's logins.
