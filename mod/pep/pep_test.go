@@ -413,3 +413,33 @@ func TestDisco(t *testing.T) {
 	feats := strings.Join(f.core.AccountFeatures(), " ")
 	mustContain(t, "features", feats, "pubsub#publish", "pubsub#publish-options", "pubsub#access-whitelist")
 }
+
+// A contact whose subscription request the owner approves gets the
+// owner's last items at once.
+func TestLastItemOnSubscription(t *testing.T) {
+	const node = "urn:xmpp:avatar:metadata"
+	f := newFixture(t, pep.Options{})
+	alice, _ := f.online("alice@localhost/a", "", caps.Info{})
+	f.ask(alice, publishXML(node, "av1", `<metadata xmlns='urn:xmpp:avatar:metadata'/>`, ""))
+	notify := capsInfo(node)
+	bob, got := f.online("bob@localhost/b", notify.Ver(), notify)
+	if ev := events(t, got); len(ev) != 0 {
+		t.Fatalf("bob got %v before subscribing", ev)
+	}
+	// Approving without a request changes nothing.
+	routertest.Send(t, f.core, alice, `<presence to='bob@localhost' type='subscribed'/>`)
+	if ev := events(t, bob.Take()); len(ev) != 0 {
+		t.Fatalf("bob got %v without a request", ev)
+	}
+	q := storage.Quota{Count: 100, Bytes: 1 << 20}
+	if _, err := f.store.PutRosterItem(context.Background(), "localhost", "alice",
+		storage.RosterItem{Contact: "bob@localhost", PendingIn: true}, q); err != nil {
+		t.Fatal(err)
+	}
+	routertest.Send(t, f.core, alice, `<presence to='bob@localhost' type='subscribed'/>`)
+	ev := events(t, bob.Take())
+	if len(ev) != 1 {
+		t.Fatalf("bob got %d events on approval", len(ev))
+	}
+	mustContain(t, "last item on subscription", ev[0], `<item id="av1">`, "urn:xmpp:delay")
+}
