@@ -169,10 +169,6 @@ func (s *Store) DeleteAccount(ctx context.Context, host, username string) error 
 		if err := deleteUserData(ctx, tx, host, username); err != nil {
 			return err
 		}
-		// Its FAST tokens (XEP-0484) log in no more.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM fast_tokens WHERE host = ? AND username = ?`, host, username); err != nil {
-			return err
-		}
 		return recordDeletion(ctx, tx, host, username, s.now())
 	})
 	if err != nil {

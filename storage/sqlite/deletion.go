@@ -24,7 +24,8 @@ const deletionPending = 60 * time.Second
 // username) and go with the account. roster_versions is not among them:
 // the version goes on increasing (deleteUserData bumps it).
 var userTables = []string{"roster_items", "offline_messages", "user_xml", "block_list", "last_activity",
-	"archive", "archive_usage", "archive_prefs", "push_registrations", "pep_nodes", "pep_items"}
+	"archive", "archive_usage", "archive_prefs", "push_registrations", "pep_nodes", "pep_items",
+	"fast_tokens"}
 
 // deleteUserData removes every row stored for the user in tx and bumps
 // the user's roster version if they had one.
