@@ -12,6 +12,7 @@ import (
 	"ottr.im/ottr/mod/csi"
 	"ottr.im/ottr/mod/disco"
 	"ottr.im/ottr/mod/entitytime"
+	"ottr.im/ottr/mod/extdisco"
 	"ottr.im/ottr/mod/last"
 	"ottr.im/ottr/mod/mam"
 	"ottr.im/ottr/mod/muc"
@@ -19,6 +20,7 @@ import (
 	"ottr.im/ottr/mod/ping"
 	"ottr.im/ottr/mod/presence"
 	"ottr.im/ottr/mod/private"
+	"ottr.im/ottr/mod/proxy65"
 	"ottr.im/ottr/mod/push"
 	"ottr.im/ottr/mod/roster"
 	"ottr.im/ottr/mod/vcard"
@@ -125,6 +127,14 @@ var modules = []struct {
 		})
 		return err
 	}},
+	{"proxy65", func(l *loader) (err error) {
+		if len(l.proxy65Opts.Domains) == 0 {
+			return nil // no [proxy65] listener, or every host's proxy65 = ""
+		}
+		l.proxy65, err = proxy65.Register(l.core, l.proxy65Opts)
+		return err
+	}},
+	{"extdisco", func(l *loader) error { return extdisco.Register(l.core, l.extdiscoOpts) }},
 }
 
 // loader is what the module list's entries are given, and what the
@@ -146,6 +156,13 @@ type loader struct {
 	offline  *offline.Module  // waited for at shutdown
 	mam      *mam.Module      // closed at shutdown (nil with archive_messages = 0)
 	csi      *csi.Module      // told by the c2s elements <active/> and <inactive/>
+
+	// proxy65 is the SOCKS5 proxy (nil when off), whose listener the
+	// server serves; its options and the external services' come from
+	// the configuration.
+	proxy65      *proxy65.Module
+	proxy65Opts  proxy65.Options
+	extdiscoOpts extdisco.Options
 	carbons  *carbons.Module  // enabled inline by Bind2 (XEP-0386)
 	// mucDomains are the group chat services (XEP-0045), one per host
 	// unless its muc = ""; muc is their module (for tests).

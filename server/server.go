@@ -184,7 +184,7 @@ func New(opts Options) (*Server, error) {
 	}
 	core := router.New(router.Options{Hosts: names, Accounts: store, Logger: logger.With("component", "router")})
 	// Options.Now is the token clock only: the modules keep real time.
-	mods := &loader{core: core, store: store, limits: lim, now: time.Now, contact: cfg.Contact.Addresses()}
+	mods := &loader{core: core, store: store, limits: lim, now: time.Now, proxy65Opts: proxy65Options(cfg), extdiscoOpts: extdiscoOptions(cfg), contact: cfg.Contact.Addresses()}
 	mods.mucDomains = mucDomains(cfg)
 	mods.metered = meteredStore{Store: store, m: m}
 	if err := mods.load(); err != nil {
@@ -503,9 +503,19 @@ func (s *Server) Start(ctx context.Context) error {
 		s.logger.Info("listening", "addr", l.Addr().String(), "kind", sp.kind)
 		opened = append(opened, l)
 	}
+	proxyLn, err := s.listenProxy65(ctx)
+	if err != nil {
+		for _, o := range opened {
+			o.Close()
+		}
+		return err
+	}
 	if err := s.startComponents(ctx); err != nil {
 		for _, o := range opened {
 			o.Close()
+		}
+		if proxyLn != nil {
+			proxyLn.Close()
 		}
 		return err
 	}
@@ -537,6 +547,7 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.tickLoop()
 	s.wg.Add(1)
 	go s.deletionLoop(lastDeletion)
+	s.serveProxy65(proxyLn)
 	return nil
 }
 
@@ -809,6 +820,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeAdmin(ctx)
 	s.router.CloseAll(stream.Error{Err: stream.SystemShutdown.Err})
 	s.closeComponents()
+	s.closeProxy65()
 	s.certs.Close()
 	// Connections still negotiating have no session to close: cancel
 	// their context, which ends negotiation.
