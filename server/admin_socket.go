@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -47,8 +48,12 @@ type AdminResponse struct {
 	Reload *ReloadResult `json:"reload,omitempty"`
 }
 
-// maxAdminRequest bounds one request line.
-const maxAdminRequest = 64 << 10
+// maxAdminRequest bounds one request line; maxAdminResponse one answer
+// (a list of a million sessions takes about 150 MB).
+const (
+	maxAdminRequest  = 64 << 10
+	maxAdminResponse = 1 << 30
+)
 
 // startAdminSocket listens on data_dir's admin socket. A socket file left
 // by a server that is gone is replaced. The server serves without it when
@@ -153,6 +158,44 @@ func (s *Server) adminCommand(ctx context.Context, req AdminRequest) AdminRespon
 	}
 	s.logger.Info("admin command", "command", req.Command, "jid", req.JID, "err", resp.Error)
 	return resp
+}
+
+// ErrNoServer is returned by AdminCall when no server answers on the
+// socket.
+var ErrNoServer = errors.New("no server is running on this data_dir")
+
+// AdminCall sends req to the server whose admin socket is at path (the
+// configuration's AdminSocketPath) and returns its answer: an error
+// wrapping ErrNoServer when none listens there, one with the server's
+// message when the command failed.
+func AdminCall(ctx context.Context, path string, req AdminRequest) (AdminResponse, error) {
+	var resp AdminResponse
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(dctx, "unix", path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return resp, fmt.Errorf("%w (no one answers on %s)", ErrNoServer, path)
+		}
+		return resp, fmt.Errorf("the server's admin socket: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return resp, fmt.Errorf("sending to the server: %w", err)
+	}
+	line, err := bufio.NewReader(io.LimitReader(c, maxAdminResponse)).ReadBytes('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		return resp, fmt.Errorf("reading the server's answer: %w", err)
+	}
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return resp, fmt.Errorf("the server's answer: %w", err)
+	}
+	if resp.Error != "" {
+		return resp, fmt.Errorf("the server: %s", resp.Error)
+	}
+	return resp, nil
 }
 
 // closeAdmin closes the admin socket and endpoint (Shutdown).

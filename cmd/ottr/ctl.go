@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -26,9 +23,6 @@ import (
 
 // ctlSynopsis is the usage line of "ottr ctl".
 const ctlSynopsis = "[-c FILE] sessions | kick [-reason TEXT] JID | stats | reload"
-
-// errNoServer is returned when no server answers on the admin socket.
-var errNoServer = errors.New("no server is running on this data_dir")
 
 // runCtl implements "ottr ctl": it sends one command to the server running
 // on the configuration's data_dir, over its admin socket, and prints the
@@ -109,37 +103,9 @@ func ctlConfig(path string) (*config.Config, error) {
 }
 
 // adminCall sends req to the server running on cfg's data_dir and returns
-// its answer; errNoServer when none listens, the server's error when the
-// command failed.
+// its answer (see server.AdminCall).
 func adminCall(ctx context.Context, cfg *config.Config, req server.AdminRequest) (server.AdminResponse, error) {
-	var resp server.AdminResponse
-	path := cfg.AdminSocketPath()
-	var d net.Dialer
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c, err := d.DialContext(dctx, "unix", path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return resp, fmt.Errorf("%w (no one answers on %s)", errNoServer, path)
-		}
-		return resp, fmt.Errorf("the server's admin socket: %w", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return resp, fmt.Errorf("sending to the server: %w", err)
-	}
-	line, err := bufio.NewReader(c).ReadBytes('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
-		return resp, fmt.Errorf("reading the server's answer: %w", err)
-	}
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return resp, fmt.Errorf("the server's answer: %w", err)
-	}
-	if resp.Error != "" {
-		return resp, fmt.Errorf("the server: %s", resp.Error)
-	}
-	return resp, nil
+	return server.AdminCall(ctx, cfg.AdminSocketPath(), req)
 }
 
 // printSessions prints one session a line, under a header.
@@ -220,7 +186,7 @@ func userKick(ctx context.Context, e *env, args []string) error {
 	case err == nil:
 		_, err = fmt.Fprintf(e.stdout, "%s: %d session(s) ended, %d FAST token(s) revoked\n", a, resp.Kicked, resp.Revoked)
 		return err
-	case !errors.Is(err, errNoServer):
+	case !errors.Is(err, server.ErrNoServer):
 		return err
 	}
 	st, err := openStore(ctx, a.cfg)

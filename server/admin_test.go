@@ -1,0 +1,302 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+
+	"ottr.im/ottr/auth"
+	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testfixture"
+	"ottr.im/ottr/internal/xmpptest"
+	"ottr.im/ottr/server"
+)
+
+// opsServer is a server started from a configuration file, as "ottr
+// serve -c FILE" runs one, so that a reload reads the file again; its
+// token clock is the test's.
+type opsServer struct {
+	srv   *server.Server
+	cfg   *config.Config
+	file  string
+	addr  string
+	tls   *tls.Config
+	clock atomic.Int64 // unix nanoseconds; 0 is the real time
+}
+
+// opsConfig is the TOML of an ops test's configuration: the test host
+// with hostExtra in its [[host]] table, and extra at the end.
+func opsConfig(dir, hostExtra, extra string) string {
+	return fmt.Sprintf(`data_dir = %q
+[c2s]
+listen = ["127.0.0.1:0"]
+[[host]]
+name = %q
+otp_seed = %q
+token_secret = %q
+%s
+%s
+`, dir, testHost, testSeed, testSecret, hostExtra, extra)
+}
+
+// startOps writes the configuration toml (see opsConfig) to a file, and
+// starts a server from it.
+func startOps(t *testing.T, toml func(dir string) string) *opsServer {
+	t.Helper()
+	dir := t.TempDir()
+	o := &opsServer{file: filepath.Join(dir, "ottr.toml")}
+	o.write(t, toml(filepath.Join(dir, "data")))
+	cfg, err := config.Load(o.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.cfg = cfg
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	o.srv, err = server.New(server.Options{
+		Config: cfg,
+		Logger: logger,
+		Now:    o.now,
+		Reload: func() (*config.Config, error) { return config.Load(o.file) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := o.srv.Shutdown(ctx); err != nil && !errors.Is(err, server.ErrServerClosed) {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	o.addr = o.srv.Addrs()[0].String()
+	pem, err := os.ReadFile(filepath.Join(cfg.TLSDir(), "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	o.tls = &tls.Config{RootCAs: pool, ServerName: testHost, MinVersion: tls.VersionTLS12}
+	return o
+}
+
+func (o *opsServer) now() time.Time {
+	if n := o.clock.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Now()
+}
+
+func (o *opsServer) write(t *testing.T, toml string) {
+	t.Helper()
+	if err := os.WriteFile(o.file, []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// call sends one admin command over the data_dir's socket.
+func (o *opsServer) call(t *testing.T, req server.AdminRequest) (server.AdminResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return server.AdminCall(ctx, o.cfg.AdminSocketPath(), req)
+}
+
+// tokenLogin logs user in with a token minted with seed and secret at the
+// server's token clock.
+func (o *opsServer) tokenLogin(t *testing.T, user, seed, secret string) (*xmpptest.Client, error) {
+	t.Helper()
+	p := testfixture.Params()
+	p.OTPSeed, p.TokenSecret = seed, secret
+	tok, err := auth.Mint(p, user+"@"+testHost, o.now(), auth.NewNonce(auth.DefaultNonceDigits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return xmpptest.Login(t, o.addr, o.tls, user, testHost, "", auth.XToken, tok)
+}
+
+// ping checks that c's session still answers.
+func ping(t *testing.T, c *xmpptest.Client) {
+	t.Helper()
+	id := fmt.Sprintf("ping-%d", time.Now().UnixNano())
+	if r := c.IQ(`<iq type='get' id='`+id+`' to='`+testHost+`'><ping xmlns='urn:xmpp:ping'/></iq>`, id); r.Type != "result" {
+		t.Fatalf("ping: %+v", r)
+	}
+}
+
+// The admin socket lists a session a client opened, with its transport,
+// address and start; kick ends it with a stream error; a kick of a bare
+// JID ends every resource.
+func TestAdminSessionsAndKick(t *testing.T) {
+	o := startOps(t, func(dir string) string { return opsConfig(dir, "", "") })
+	info, err := os.Stat(o.cfg.AdminSocketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o600 {
+		t.Errorf("admin socket mode %v, want 0600", perm)
+	}
+	before := time.Now().Add(-time.Second)
+	alice, err := o.tokenLogin(t, "alice", testSeed, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := o.call(t, server.AdminRequest{Command: "sessions"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Sessions) != 1 {
+		t.Fatalf("sessions: %+v, want alice's only", resp.Sessions)
+	}
+	s := resp.Sessions[0]
+	local := alice.Sess.Conn().LocalAddr().String()
+	if s.JID != alice.JID.String() || s.Transport != "tcp" || s.Address != local || s.Since.Before(before) || s.Since.After(time.Now()) {
+		t.Errorf("session %+v, want %s over tcp from %s since the login", s, alice.JID, local)
+	}
+
+	if _, err := o.call(t, server.AdminRequest{Command: "kick", JID: "nobody@" + testHost}); err == nil || !strings.Contains(err.Error(), "no session") {
+		t.Errorf("kick of a user without sessions: %v", err)
+	}
+	resp, err = o.call(t, server.AdminRequest{Command: "kick", JID: alice.JID.String(), Reason: "maintenance"})
+	if err != nil || resp.Kicked != 1 {
+		t.Fatalf("kick: %+v, %v", resp, err)
+	}
+	if err := alice.Ended(); !errors.Is(err, stream.NotAuthorized) {
+		t.Fatalf("kicked session ended with %v, want a not-authorized stream error", err)
+	}
+
+	// Two resources of bob: the bare JID kicks both.
+	var bobs []*xmpptest.Client
+	for range 2 {
+		c, err := o.tokenLogin(t, "bob", testSeed, testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bobs = append(bobs, c)
+	}
+	resp, err = o.call(t, server.AdminRequest{Command: "kick", JID: "bob@" + testHost})
+	if err != nil || resp.Kicked != 2 {
+		t.Fatalf("kick bob: %+v, %v", resp, err)
+	}
+	for _, c := range bobs {
+		if err := c.Ended(); !errors.Is(err, stream.NotAuthorized) {
+			t.Errorf("%s ended with %v, want not-authorized", c.JID, err)
+		}
+	}
+	waitFor(t, func() bool {
+		resp, err := o.call(t, server.AdminRequest{Command: "sessions"})
+		return err == nil && len(resp.Sessions) == 0
+	})
+
+	resp, err = o.call(t, server.AdminRequest{Command: "stats"})
+	if err != nil || resp.Stats == nil {
+		t.Fatalf("stats: %+v, %v", resp, err)
+	}
+	if got := resp.Stats.Logins["success"]; got != 3 {
+		t.Errorf("stats: %d successful logins, want 3", got)
+	}
+	if _, err := o.call(t, server.AdminRequest{Command: "frobnicate"}); err == nil {
+		t.Error("an unknown command was accepted")
+	}
+}
+
+// A reload after the configuration file changed takes the new token
+// secrets with the session still open; a broken file changes nothing.
+// Rotation: the old and the new pair both log in until previous_until,
+// then only the new one.
+func TestReloadRotation(t *testing.T) {
+	o := startOps(t, func(dir string) string { return opsConfig(dir, "", "") })
+	alice, err := o.tokenLogin(t, "alice", testSeed, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const newSeed, newSecret = "MFRGGZDFMZTWQ2LKNNWG23TP", "NBSWY3DPEB3W64TMMQQQ6YTUMRSXG4ZA"
+	if _, err := o.tokenLogin(t, "carol", newSeed, newSecret); err == nil {
+		t.Fatal("the new pair logged in before the reload")
+	}
+
+	// A broken file: the reload fails, the configuration in force stays.
+	dataDir := o.cfg.DataDir
+	o.write(t, opsConfig(dataDir, "", "[limits]\nsend_queue = 1\n"))
+	if _, err := o.call(t, server.AdminRequest{Command: "reload"}); err == nil || !strings.Contains(err.Error(), "send_queue") {
+		t.Fatalf("reload of a bad file: %v, want the send_queue error", err)
+	}
+	if _, err := o.tokenLogin(t, "carol", testSeed, testSecret); err != nil {
+		t.Fatalf("after a failed reload the old secrets: %v", err)
+	}
+
+	// The new pair, the old one as previous until an hour from now, and
+	// a key that needs a restart.
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	rotated := strings.Replace(opsConfig(dataDir, fmt.Sprintf("previous_otp_seed = %q\nprevious_token_secret = %q\nprevious_until = %s\n",
+		testSeed, testSecret, until.Format(time.RFC3339)), "[limits]\nsend_queue = 64\n"), testSeed, newSeed, 1)
+	rotated = strings.Replace(rotated, fmt.Sprintf("token_secret = %q", testSecret), fmt.Sprintf("token_secret = %q", newSecret), 1)
+	o.write(t, rotated)
+	resp, err := o.call(t, server.AdminRequest{Command: "reload"})
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if r := resp.Reload; r == nil || !strings.Contains(strings.Join(r.Restart, " "), "limits.send_queue") {
+		t.Errorf("reload result %+v: want limits.send_queue listed as needing a restart", r)
+	}
+	ping(t, alice)
+	for _, pair := range [][2]string{{newSeed, newSecret}, {testSeed, testSecret}} {
+		c, err := o.tokenLogin(t, "carol", pair[0], pair[1])
+		if err != nil {
+			t.Fatalf("before previous_until, pair %s: %v", pair[0], err)
+		}
+		c.Close()
+	}
+	// From previous_until on, only the new pair.
+	o.clock.Store(until.UnixNano())
+	if _, err := o.tokenLogin(t, "carol", testSeed, testSecret); err == nil {
+		t.Fatal("the previous pair logged in at previous_until")
+	}
+	if _, err := o.tokenLogin(t, "carol", newSeed, newSecret); err != nil {
+		t.Fatalf("the new pair at previous_until: %v", err)
+	}
+	o.clock.Store(0)
+	ping(t, alice)
+}
+
+// SIGHUP's work, Server.Reload, repeated with a session open keeps it;
+// reloadable limits are not reported as needing a restart.
+func TestReloadKeepsSessions(t *testing.T) {
+	o := startOps(t, func(dir string) string { return opsConfig(dir, "", "[limits]\nconnection_rate = \"50/s\"\n") })
+	alice, err := o.tokenLogin(t, "alice", testSeed, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.write(t, opsConfig(o.cfg.DataDir, "", "[limits]\nconnection_rate = \"60/s\"\nmax_connections = 500\n"))
+	for range 3 {
+		r, err := o.srv.Reload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Restart) != 0 {
+			t.Errorf("reload of reloadable keys: %v listed as needing a restart", r.Restart)
+		}
+	}
+	ping(t, alice)
+	sessions := o.srv.Sessions()
+	if len(sessions) != 1 || sessions[0].JID != alice.JID.String() {
+		t.Fatalf("sessions after the reloads: %+v", sessions)
+	}
+	if _, err := o.srv.Kick(jid.MustParse("alice@other.example"), ""); err == nil {
+		t.Error("kick of a JID of another domain was accepted")
+	}
+}
