@@ -96,12 +96,16 @@ let online = 0;
 let sent = 0; // stanzas sent while stream management was on
 
 const NS_SM = "urn:xmpp:sm:3";
-let offered = null; // whether the last stream features offered NS_SM
+let offered = null; // whether stream features offered NS_SM: after authentication, or inline in SASL2
 let smFailed = null; // a <failed/> answer
 xmpp.on("element", (el) => {
   console.error(`IN  ${el}`);
   if (el.is("features", "http://etherx.jabber.org/streams")) {
-    offered = el.getChild("sm", NS_SM) !== undefined;
+    // RFC 6120 SASL: <sm/> among the features after authentication;
+    // SASL2 (XEP-0388): <sm/> inline in <authentication/>, enabled inside
+    // the Bind2 request, no features to negotiate after it.
+    const inline = el.getChild("authentication", "urn:xmpp:sasl:2")?.getChild("inline")?.getChild("sm", NS_SM);
+    offered = offered || el.getChild("sm", NS_SM) !== undefined || inline !== undefined;
   } else if (el.is("failed", NS_SM)) {
     smFailed = el.toString();
   }
@@ -135,7 +139,7 @@ async function run() {
   await xmpp.start();
   await waitFor(() => sm.enabled || smFailed || !offered, "the answer to <enable/>");
   if (!offered) {
-    throw new CheckFailed(`the server offered no stream management (no <sm xmlns="${NS_SM}"/> among the stream features after authentication)`);
+    throw new CheckFailed(`the server offered no stream management (no <sm xmlns="${NS_SM}"/> among the stream features after authentication, nor inline in SASL2)`);
   }
   if (smFailed) throw new CheckFailed(`<enable/> answered with ${smFailed}`);
   if (!sm.id) {
