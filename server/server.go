@@ -523,6 +523,9 @@ func (s *Server) Start(ctx context.Context) error {
 		for _, o := range opened {
 			o.Close()
 		}
+		if proxyLn != nil {
+			proxyLn.Close()
+		}
 		return err
 	}
 	s.startAdminSocket()
