@@ -492,14 +492,10 @@ func (s *service) owner(ctx context.Context, r *room, from router.Target, st *el
 			r.historyBytes += h.size
 		}
 	}
-	var outs []out
 	if wasLocked {
-		// The creator's entry completes: the subject, as on any join.
-		if o := r.bySession[from]; o != nil {
-			outs = append(outs, out{from, s.subjectMessage(r, from.JID())})
-		}
-		return outs, nil, nil
+		return nil, nil, nil
 	}
+	var outs []out
 	// Occupants learn that the configuration changed (104), and whether
 	// real JIDs became visible (172) or hidden (173).
 	codes := []int{104}

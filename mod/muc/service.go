@@ -292,9 +292,8 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 		codes = append(codes, 201)
 	}
 	outs = append(outs, out{t, s.presenceOf(r, o, o, t, "", itemExtra{codes: codes})})
-	if created && r.locked {
-		return outs, nil
-	}
+	// History and subject even for the creator of a locked room: clients
+	// (slixmpp's join_muc_wait) wait for the subject to know they joined.
 	outs = append(outs, s.historyFor(r, t, req.History)...)
 	outs = append(outs, out{t, s.subjectMessage(r, t.JID())})
 	return outs, nil
