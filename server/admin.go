@@ -193,9 +193,9 @@ func (s *Server) Kick(addr jid.JID, reason string) (int, error) {
 	return len(targets), nil
 }
 
-// fastRevoker deletes a user's FAST tokens (XEP-0484): the store of the
-// FAST helper's work implements it.
-type fastRevoker interface {
+// FastTokenStore deletes a user's FAST tokens (XEP-0484); storage/sqlite
+// implements it.
+type FastTokenStore interface {
 	DeleteFastTokens(ctx context.Context, host, user string) (int, error)
 }
 
@@ -216,15 +216,11 @@ func (s *Server) RevokeUser(ctx context.Context, bare jid.JID) (sessions, tokens
 	return sessions, tokens, err
 }
 
-// RevokeFastTokens deletes the FAST tokens of bare from store, when store
-// keeps them, and returns how many it deleted. "ottr user kick" calls it
-// directly when no server runs.
-func RevokeFastTokens(ctx context.Context, store any, bare jid.JID) (int, error) {
-	fr, ok := store.(fastRevoker)
-	if !ok {
-		return 0, nil
-	}
-	n, err := fr.DeleteFastTokens(ctx, bare.Domainpart(), bare.Localpart())
+// RevokeFastTokens deletes the FAST tokens of bare from store and returns
+// how many it deleted. "ottr user kick" calls it directly when no server
+// runs.
+func RevokeFastTokens(ctx context.Context, store FastTokenStore, bare jid.JID) (int, error) {
+	n, err := store.DeleteFastTokens(ctx, bare.Domainpart(), bare.Localpart())
 	if err != nil {
 		return 0, fmt.Errorf("server: deleting the FAST tokens of %s: %w", bare, err)
 	}

@@ -22,6 +22,8 @@ import (
 	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/server"
+	"ottr.im/ottr/storage"
+	"ottr.im/ottr/storage/sqlite"
 )
 
 // opsServer is a server started from a configuration file, as "ottr
@@ -298,5 +300,58 @@ func TestReloadKeepsSessions(t *testing.T) {
 	}
 	if _, err := o.srv.Kick(jid.MustParse("alice@other.example"), ""); err == nil {
 		t.Error("kick of a JID of another domain was accepted")
+	}
+}
+
+// Revocation ("ottr user kick" through the admin socket): the user's
+// sessions end with not-authorized and its FAST tokens are deleted,
+// another user's stay.
+func TestAdminRevoke(t *testing.T) {
+	o := startOps(t, func(dir string) string { return opsConfig(dir, "", "") })
+	alice, err := o.tokenLogin(t, "alice", testSeed, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// FAST tokens as a SASL2 login would have stored them, written by
+	// another process on the same database as "ottr user" does.
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, o.cfg.DatabasePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	for i, user := range []string{"alice", "alice", "bob"} {
+		err := st.PutFastToken(ctx, storage.FastToken{
+			Host: testHost, Username: user, Agent: fmt.Sprintf("agent-%d", i), Mechanism: "HT-SHA-256-NONE",
+			ID: []byte(fmt.Sprintf("id-%d", i)), Responder: []byte("r"), Expires: now.Add(time.Hour), Created: now,
+		}, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := o.call(t, server.AdminRequest{Command: "revoke", JID: "alice@" + testHost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Kicked != 1 || resp.Revoked != 2 {
+		t.Errorf("revoke: %d sessions ended and %d tokens revoked, want 1 and 2", resp.Kicked, resp.Revoked)
+	}
+	if err := alice.Ended(); !errors.Is(err, stream.NotAuthorized) {
+		t.Errorf("revoked session ended with %v, want not-authorized", err)
+	}
+	for i, user := range []string{"alice", "alice", "bob"} {
+		toks, err := st.FastTokens(ctx, testHost, user, fmt.Sprintf("agent-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int{"alice": 0, "bob": 1}[user]; len(toks) != want {
+			t.Errorf("%s's FAST tokens of agent-%d after revoking alice: %d, want %d", user, i, len(toks), want)
+		}
+	}
+	// Nothing to end is not an error for a revocation.
+	waitFor(t, func() bool { return len(o.srv.Sessions()) == 0 })
+	if resp, err := o.call(t, server.AdminRequest{Command: "revoke", JID: "alice@" + testHost}); err != nil || resp.Kicked != 0 {
+		t.Errorf("second revoke: %+v, %v", resp, err)
 	}
 }
