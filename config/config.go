@@ -91,6 +91,9 @@ type Config struct {
 	// Proxy65 holds the SOCKS5 bytestreams proxy (XEP-0065); off unless
 	// it has a listen address.
 	Proxy65 Proxy65 `toml:"proxy65"`
+	// Upload holds the HTTP file upload service (XEP-0363), on for every
+	// host when HTTP has a listener.
+	Upload Upload `toml:"upload"`
 	// ExternalServices are the STUN and TURN servers told to users
 	// (XEP-0215), one [[external_service]] table each.
 	ExternalServices []ExternalService `toml:"external_service"`
@@ -275,6 +278,10 @@ type Host struct {
 	// MUC is the domain of the host's group chat service (XEP-0045).
 	// Unset means "conference." + Name; "" turns the service off.
 	MUC *string `toml:"muc"`
+	// Upload is the domain of the host's HTTP file upload service
+	// (XEP-0363). Unset means "upload." + Name when [http] has a
+	// listener; "" turns the service off. Read it with UploadDomain.
+	Upload *string `toml:"upload"`
 }
 
 // MUCDomain returns the domain of h's group chat service, "" when it is
@@ -410,6 +417,7 @@ func applyDefaults(c *Config, md *toml.MetaData) {
 	applyLimitDefaults(&c.Limits, defined)
 	applyHTTPDefaults(&c.HTTP, defined)
 	applyProxy65Defaults(&c.Proxy65, defined)
+	applyUploadDefaults(&c.Upload, defined)
 	applyExternalServiceDefaults(c.ExternalServices)
 }
 
@@ -570,6 +578,7 @@ func (c *Config) Validate() error {
 		checkAddrs("proxy65.listen", []string{c.Proxy65.Listen})
 	}
 	errs = append(errs, c.Proxy65.validate(c.Hosts, c.Components.Services)...)
+	errs = append(errs, c.validateUpload()...)
 	errs = append(errs, validateExternalServices(c.ExternalServices)...)
 
 	switch {
@@ -778,6 +787,7 @@ func (c *Config) Summary() string {
 			line("previous_until = %s", h.PreviousUntil.UTC().Format(time.RFC3339))
 		}
 		line("muc = %q", h.MUCDomain())
+		line("upload = %q", h.UploadDomain(c.HTTP.Enabled()))
 		line("[host.token]  # effective")
 		writeToken(&b, h.EffectiveToken(c.Token))
 	}
@@ -787,6 +797,7 @@ func (c *Config) Summary() string {
 	writeHTTP(&b, c.HTTP)
 	writeComponents(&b, c.Components)
 	writeProxy65(&b, c.Proxy65, c.Hosts)
+	writeUpload(&b, c)
 	writeExternalServices(&b, c.ExternalServices)
 	line("[admin]")
 	line("listen = %q", c.Admin.Listen)

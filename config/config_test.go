@@ -105,6 +105,10 @@ func TestLoadGood(t *testing.T) {
 			PendingTimeout: Duration{DefaultProxy65PendingTimeout}, ConnectionsPerAddress: DefaultProxy65PerAddress,
 			IdleTimeout: Duration{DefaultProxy65IdleTimeout},
 		},
+		Upload: Upload{
+			MaxFileBytes: DefaultUploadMaxFileBytes, QuotaBytes: DefaultUploadQuotaBytes, QuotaFiles: DefaultUploadQuotaFiles,
+			SlotLifetime: Duration{DefaultUploadSlotLifetime}, FileLifetime: Duration{DefaultUploadFileLifetime},
+		},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%+v\nwant\n%+v", path, got, want)

@@ -23,6 +23,7 @@ import (
 	"ottr.im/ottr/mod/proxy65"
 	"ottr.im/ottr/mod/push"
 	"ottr.im/ottr/mod/roster"
+	"ottr.im/ottr/mod/upload"
 	"ottr.im/ottr/mod/vcard"
 	"ottr.im/ottr/mod/version"
 	"ottr.im/ottr/router"
@@ -127,6 +128,14 @@ var modules = []struct {
 		})
 		return err
 	}},
+	{"upload", func(l *loader) (err error) {
+		if len(l.uploadOpts.Services) == 0 {
+			return nil // no [http] listener, or every host's upload = ""
+		}
+		l.uploadOpts.BaseURL = func(host string) string { return l.uploadBase(host) }
+		l.upload, err = upload.Register(l.core, l.store, l.uploadOpts)
+		return err
+	}},
 	{"proxy65", func(l *loader) (err error) {
 		if len(l.proxy65Opts.Domains) == 0 {
 			return nil // no [proxy65] listener, or every host's proxy65 = ""
@@ -164,6 +173,13 @@ type loader struct {
 	proxy65Opts  proxy65.Options
 	extdiscoOpts extdisco.Options
 	carbons  *carbons.Module  // enabled inline by Bind2 (XEP-0386)
+
+	// upload is the HTTP upload service (nil when off), its options from
+	// the configuration; uploadBase is set by the server once it exists
+	// (the slot URLs need the HTTP listeners' ports).
+	upload     *upload.Module
+	uploadOpts upload.Options
+	uploadBase func(host string) string
 	// mucDomains are the group chat services (XEP-0045), one per host
 	// unless its muc = ""; muc is their module (for tests).
 	mucDomains []string

@@ -187,6 +187,7 @@ func New(opts Options) (*Server, error) {
 	mods := &loader{core: core, store: store, limits: lim, now: time.Now, proxy65Opts: proxy65Options(cfg), extdiscoOpts: extdiscoOptions(cfg), contact: cfg.Contact.Addresses()}
 	mods.mucDomains = mucDomains(cfg)
 	mods.metered = meteredStore{Store: store, m: m}
+	mods.uploadOpts = uploadOptions(cfg)
 	if err := mods.load(); err != nil {
 		cancel()
 		claims.Close()
@@ -219,6 +220,7 @@ func New(opts Options) (*Server, error) {
 	s.maxConns.Store(int64(lim.MaxConnections))
 	m.CountConnections(s.OpenConnections)
 	s.perIP.OnRefuse(func() { m.Refused("connection_rate") })
+	mods.uploadBase = s.uploadBaseURL
 	s.c2s = &c2s.Config{
 		Serves:     core.Serves,
 		TLS:        tlsCfg,
@@ -312,7 +314,7 @@ func (s *Server) newWeb() error {
 	s.web = wh
 	s.proxies = proxies
 	s.httpSrv = &http.Server{
-		Handler:           wh,
+		Handler:           s.httpHandler(wh),
 		ReadHeaderTimeout: s.c2s.NegotiateTimeout,
 		// Longer than a held BOSH request, so that a poller's keep-alive
 		// connection is not closed between two requests.
@@ -550,6 +552,9 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.tickLoop()
 	s.wg.Add(1)
 	go s.deletionLoop(lastDeletion)
+	if s.mods.upload != nil {
+		s.mods.upload.Start(s.ctx)
+	}
 	s.serveProxy65(proxyLn)
 	return nil
 }
@@ -860,6 +865,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.web.Close()
 	}
 	s.mods.offline.Wait()
+	if s.mods.upload != nil {
+		s.mods.upload.Close()
+	}
 	if s.mods.mam != nil {
 		s.mods.mam.Close() // writes what is queued
 	}
