@@ -460,7 +460,7 @@ func (m *Module) slot(ctx context.Context, requester jid.JID, host string, st *e
 	if err := m.store.ReserveUpload(ctx, slot, lim, now); errors.Is(err, storage.ErrQuota) {
 		m.logger.Info("slot refused: quota", "jid", requester.Bare().String(), "size", req.Size, "err", err)
 		return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: map[string]string{
-			"": "upload quota reached: delete nothing, wait for older files to expire",
+			"": "upload quota reached: files are deleted when their lifetime ends, unused slots when they expire",
 		}}
 	} else if err != nil {
 		return nil, err
