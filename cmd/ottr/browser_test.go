@@ -216,7 +216,9 @@ func startPonger(t *testing.T, addr string, p *serveProc, dataDir, user, token s
 // npm, versions pinned in testdata/browser/package-lock.json). The page,
 // from an origin of its own, logs in as alice with a token printed by
 // "ottr token", sends bob (a Go client over TCP) a message and shows bob's
-// reply; once over WebSocket and once over BOSH. A screenshot of each run
+// reply, after joining a new group chat room (XEP-0045), configuring it
+// as an instant room and seeing its own message echoed by the room; once
+// over WebSocket and once over BOSH. A screenshot of each run
 // is written to testdata/output/browser-{ws,bosh}.png.
 func TestBrowserXToken(t *testing.T) {
 	node := requireBrowser(t)
@@ -238,6 +240,7 @@ func TestBrowserXToken(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			resource := "browser-" + transport
 			body := "hello from chromium over " + transport
+			room := "lounge-" + transport + "@conference.localhost"
 			shot := filepath.Join(outDir, "browser-"+transport+".png")
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
@@ -249,6 +252,7 @@ func TestBrowserXToken(t *testing.T) {
 				"--to", "bob@localhost",
 				"--token", mintWithCLI(t, cfg, "alice@localhost"),
 				"--body", body,
+				"--room", room,
 				"--screenshot", shot,
 				"--timeout", "30",
 				"--chromium", chromiumBin,
@@ -260,9 +264,14 @@ func TestBrowserXToken(t *testing.T) {
 					transport, err, stdout.String(), stderr.String(), p.stderr.String())
 			}
 			t.Logf("run.mjs:\n%s", strings.TrimRight(stdout.String(), "\n"))
-			want := "got reply: pong: " + body
-			if !strings.Contains(stdout.String(), want) {
-				t.Fatalf("the page does not show %q:\n%s", want, stdout.String())
+			for _, want := range []string{
+				"joined room " + room + " as " + resource + " (status 110, 201)",
+				"room echo: hello room from " + resource,
+				"got reply: pong: " + body,
+			} {
+				if !strings.Contains(stdout.String(), want) {
+					t.Fatalf("the page does not show %q:\n%s", want, stdout.String())
+				}
 			}
 			select {
 			case m := <-bob.got:

@@ -4,7 +4,8 @@
 //
 //   node run.mjs --url PAGE --transport ws|bosh --endpoint HOST:PORT \
 //       --jid alice@localhost/browser --to bob@localhost --token TOKEN \
-//       --body TEXT [--screenshot FILE] [--timeout SECONDS] [--chromium PATH]
+//       --body TEXT [--room ROOM] [--screenshot FILE] [--timeout SECONDS]
+//       [--chromium PATH]
 //
 // It exits 0 when the page reaches state "closed" after a reply, 1 otherwise,
 // printing the page's log lines and its console (the XMPP traffic) on failure.
@@ -23,6 +24,7 @@ const { values: opt } = parseArgs({
     to: { type: "string" },
     token: { type: "string" },
     body: { type: "string", default: "hello from the browser" },
+    room: { type: "string", default: "" },
     screenshot: { type: "string" },
     timeout: { type: "string", default: "30" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
@@ -46,6 +48,7 @@ const page_url = new URL(opt.url);
 for (const [k, v] of Object.entries({ service, jid: opt.jid, token: opt.token, to: opt.to, body: opt.body })) {
   page_url.searchParams.set(k, v);
 }
+if (opt.room) page_url.searchParams.set("room", opt.room);
 
 // launch() gives chromium a fresh temporary --user-data-dir of its own and
 // removes it on close; the flags keep it off the network except loopback.
