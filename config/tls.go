@@ -36,6 +36,7 @@ func (c *Config) CertificateNames() []string {
 	}
 	for _, h := range c.Hosts {
 		add(h.MUCDomain())
+		add(h.UploadDomain(c.HTTP.Enabled()))
 	}
 	return names
 }

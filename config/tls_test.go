@@ -54,6 +54,16 @@ func TestCertificateNames(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("CertificateNames() = %q, want %q", got, want)
 	}
+	// With [http], the upload domains too; a host's own muc and upload
+	// names are taken as they are.
+	c.HTTP.TLSListen = []string{":443"}
+	files := "files.b.example"
+	c.Hosts[1].Upload = &files
+	got = c.CertificateNames()
+	want = []string{"chat.example", "b.example", "conference.chat.example", "upload.chat.example", "files.b.example"}
+	if !slices.Equal(got, want) {
+		t.Errorf("with [http] CertificateNames() = %q, want %q", got, want)
+	}
 }
 
 func TestLogFormat(t *testing.T) {
