@@ -111,3 +111,29 @@ func TestCtl(t *testing.T) {
 	runOttr(t, "", "", "user", "kick", "-c", cfg, "alice@localhost").check(t, 0, []string{"no server running"}, nil)
 	runOttr(t, "", "", "ctl", "-c", cfg, "frobnicate").check(t, 2, nil, []string{"unknown ctl command"})
 }
+
+// "ottr secrets -rotate HOST" prints a rotation's lines: pasted into the
+// host's table in place of its pair, the file validates with a previous
+// pair; -rotate needs a file and a configured host.
+func TestSecretsRotate(t *testing.T) {
+	cfg := writeConfigFile(t, func(dir string) string { return serveTOML(dir, "127.0.0.1:0", "localhost") })
+	r := runOttr(t, "", "", "secrets", "-rotate", "localhost", "-c", cfg, "-keep", "48h")
+	r.check(t, 0, []string{"previous_otp_seed = \"" + testfixture.Seed + "\"", "previous_until = "}, nil)
+	text, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, line := range strings.Split(string(text), "\n") {
+		if !strings.HasPrefix(line, "otp_seed") && !strings.HasPrefix(line, "token_secret") {
+			kept = append(kept, line)
+		}
+	}
+	rotated := filepath.Join(t.TempDir(), "rotated.toml")
+	if err := os.WriteFile(rotated, []byte(strings.Join(kept, "\n")+"\n"+r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runOttr(t, "", "", "check-config", "-c", rotated).check(t, 0, []string{"previous_otp_seed = <set>"}, nil)
+	runOttr(t, "", "", "secrets", "-rotate", "localhost").check(t, 2, nil, []string{"-c FILE"})
+	runOttr(t, "", "", "secrets", "-rotate", "nohost.example", "-c", cfg).check(t, 1, nil, []string{"nohost.example"})
+}

@@ -6,6 +6,7 @@
 //	ottr serve [-c FILE]                           run the server
 //	ottr token [-c FILE] [-nonce DIGITS] user@host print an X-TOKEN login token valid now
 //	ottr secrets                                   print a fresh otp_seed and token_secret
+//	ottr secrets -rotate HOST -c FILE [-keep D]    print HOST's lines for a secret rotation
 //	ottr user add|passwd|del [-c FILE] user@host   manage password accounts
 //	ottr user list [-c FILE] [host]                list accounts
 //	ottr user kick [-c FILE] user@host             end the user's sessions, revoke its FAST tokens
@@ -54,7 +55,7 @@ func commands() []command {
 	return []command{
 		{"serve", "[-c FILE]", "run the server until SIGINT or SIGTERM", runServe},
 		{"token", "[-c FILE] [-nonce DIGITS] user@host", "print an X-TOKEN login token valid now", runToken},
-		{"secrets", "", "print a fresh otp_seed and token_secret, TOML-ready", runSecrets},
+		{"secrets", secretsSynopsis, "print a fresh otp_seed and token_secret, TOML-ready, or the lines of a rotation", runSecretsCmd},
 		{"user", userSynopsis, "manage password accounts", runUser},
 		{"ctl", ctlSynopsis, "talk to the running server: list or kick sessions, stats, reload", runCtl},
 		{"check-config", "-c FILE", "check a configuration file, print the values in force", runCheckConfig},
