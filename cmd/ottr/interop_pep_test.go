@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestInteropSlixmppPEP has slixmpp's PEP and avatar plugins (xep_0163,
+// xep_0084, xep_0118, with xep_0115 capabilities) run against the built
+// ottr (testdata/interop/slixmpp_pep.py): alice publishes an avatar and a
+// tune, bob (subscribed, with +notify in his capabilities) receives both
+// events and retrieves the avatar data and the tune item, alice's
+// disco#info has pubsub/pep, and a second resource of bob gets alice's
+// last avatar metadata with a delay stamp when it comes online.
+func TestInteropSlixmppPEP(t *testing.T) {
+	requireSlixmpp(t)
+	addr := freeAddr(t)
+	cfg := writeInteropConfig(t, addr)
+	users := addPasswordUsers(t, cfg, "alice", "bob")
+	p := startServe(t, cfg, addr)
+	_, port, _ := net.SplitHostPort(addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_pep.py")
+	argv := append([]string{script, "-v", "--timeout", "60", "--host", "127.0.0.1", "--port", port, "--domain", "localhost"}, users...)
+	cmd := exec.CommandContext(ctx, python, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("slixmpp_pep.py: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
+			err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "all steps OK") {
+		t.Fatalf("slixmpp_pep.py exited 0 without \"all steps OK\":\n%s", stdout.String())
+	}
+	t.Logf("%s", strings.TrimRight(stdout.String(), "\n"))
+	stopServe(t, p)
+}
