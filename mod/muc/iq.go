@@ -552,9 +552,6 @@ func (s *service) destroy(ctx context.Context, r *room, alt, reason string) []ou
 			outs = append(outs, out{j.t, newStanza("presence", "unavailable", r.occupantJID(o.nick), j.t.JID(), "", &b)})
 			if ss := s.sessions[j.t]; ss != nil {
 				delete(ss.rooms, r)
-				if len(ss.rooms) == 0 {
-					delete(s.sessions, j.t)
-				}
 			}
 		}
 	}

@@ -69,6 +69,9 @@ const (
 	// maxDiscoItems bounds the rooms the service lists in its
 	// disco#items.
 	maxDiscoItems = 1000
+	// maxSessionsPerOccupant bounds the sessions of one user under one
+	// nick (with occupants, the fan-out of one message).
+	maxSessionsPerOccupant = 8
 )
 
 // Store keeps persistent rooms.

@@ -384,6 +384,28 @@ func TestLimits(t *testing.T) {
 		routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><body>later</body></message>`)
 		must(t, xmls(t, alice), `>later</body>`)
 	})
+	t.Run("join and create floods", func(t *testing.T) {
+		f := newFixture(t, muc.Options{Rate: 2})
+		eve := routertest.Bind(t, f.core, "eve@localhost/e")
+		// Creating and leaving rooms over and over: each join costs a
+		// token, whether it fails or not, and leaving does not refill.
+		constrained := 0
+		for i := range 20 {
+			routertest.Send(t, f.core, eve, fmt.Sprintf(`<presence to='r%d@%s/eve'/>`, i, svc))
+			routertest.Send(t, f.core, eve, fmt.Sprintf(`<presence type='unavailable' to='r%d@%s/eve'/>`, i, svc))
+			for _, g := range xmls(t, eve) {
+				if strings.Contains(g, "resource-constraint") {
+					constrained++
+				}
+			}
+		}
+		if constrained < 15 {
+			t.Errorf("%d of 20 create-and-leave cycles refused at once, want at least 15", constrained)
+		}
+		if n := f.mod.Rooms(svc); n > 4 {
+			t.Errorf("%d rooms exist, want none left", n)
+		}
+	})
 	t.Run("history bytes", func(t *testing.T) {
 		f := newFixture(t, muc.Options{MaxHistoryBytes: 2048, Rate: 1000})
 		alice := routertest.Bind(t, f.core, "alice@localhost/a")

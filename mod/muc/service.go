@@ -80,12 +80,7 @@ func (s *service) save(ctx context.Context, r *room) error {
 // allow takes one stanza from t's rate bucket and reports whether there
 // was one. The caller holds s.mu.
 func (s *service) allow(t router.Target) bool {
-	ss := s.sessions[t]
-	if ss == nil {
-		// Not in a room yet: the bucket starts full and is kept only
-		// while the session is in a room.
-		return true
-	}
+	ss := s.session(t)
 	now := s.m.opts.Now()
 	burst := 2 * s.m.opts.Rate
 	ss.tokens = min(burst, ss.tokens+now.Sub(ss.last).Seconds()*s.m.opts.Rate)
@@ -95,6 +90,18 @@ func (s *service) allow(t router.Target) bool {
 	}
 	ss.tokens--
 	return true
+}
+
+// session returns what the service keeps of t, made on first use with a
+// full bucket; it goes when t leaves every room of the service for good
+// (leaveAll, when the session ends). The caller holds s.mu.
+func (s *service) session(t router.Target) *session {
+	ss := s.sessions[t]
+	if ss == nil {
+		ss = &session{rooms: make(map[*room]*occupant), tokens: 2 * s.m.opts.Rate, last: s.m.opts.Now()}
+		s.sessions[t] = ss
+	}
+	return ss
 }
 
 // HandleStanza implements router.DomainHandler: messages and iqs to the
@@ -204,11 +211,13 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 		return nil, &errBadRequest
 	}
 	real := t.JID().Bare()
-	ss := s.sessions[t]
-	if ss != nil && len(ss.rooms) >= s.m.opts.RoomsPerSession {
+	// Every attempt costs a token, failed ones too: a stranger's joins
+	// and creations are paced like messages.
+	if !s.allow(t) {
 		return nil, &errConstraint
 	}
-	if !s.allow(t) {
+	ss := s.session(t)
+	if len(ss.rooms) >= s.m.opts.RoomsPerSession {
 		return nil, &errConstraint
 	}
 	r := s.rooms[name]
@@ -244,6 +253,8 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 		return nil, &errNotAuthorized
 	case same != nil && !same.real.Equal(real):
 		return nil, &errConflict
+	case same != nil && len(same.sessions) >= maxSessionsPerOccupant:
+		return nil, &errConstraint
 	case same == nil && r.occupantOf(real) != nil:
 		// One nick per user: a second session joins with the same one.
 		return nil, &errNotAcceptable
@@ -260,10 +271,6 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 	j := &joined{t: t, presence: mucChildren(st)}
 	o.sessions = append(o.sessions, j)
 	r.bySession[t] = o
-	if ss == nil {
-		ss = &session{rooms: make(map[*room]*occupant), tokens: 2*s.m.opts.Rate - 1, last: s.m.opts.Now()}
-		s.sessions[t] = ss
-	}
 	ss.rooms[r] = o
 
 	var outs []out
@@ -394,9 +401,6 @@ func (s *service) leave(ctx context.Context, r *room, o *occupant, t router.Targ
 	delete(r.bySession, t)
 	if ss := s.sessions[t]; ss != nil {
 		delete(ss.rooms, r)
-		if len(ss.rooms) == 0 {
-			delete(s.sessions, t)
-		}
 	}
 	ex := itemExtra{}
 	if x != nil {
@@ -453,6 +457,7 @@ func (s *service) leaveAll(ctx context.Context, t router.Target) {
 		for r, o := range ss.rooms {
 			outs = append(outs, s.leave(ctx, r, o, t, nil, nil)...)
 		}
+		delete(s.sessions, t)
 	}
 	s.mu.Unlock()
 	// The session itself is gone or going: what is addressed to it is
