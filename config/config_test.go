@@ -101,7 +101,7 @@ func TestLoadGood(t *testing.T) {
 		},
 		Proxy65: Proxy65{
 			TransferBandwidth: DefaultProxy65TransferBandwidth, TotalBandwidth: DefaultProxy65TotalBandwidth,
-			MaxTransfers: DefaultProxy65MaxTransfers, MaxPending: DefaultProxy65MaxPending,
+			MaxTransfers: DefaultProxy65MaxTransfers, TransfersPerUser: DefaultProxy65TransfersPerUser, MaxPending: DefaultProxy65MaxPending,
 			PendingTimeout: Duration{DefaultProxy65PendingTimeout}, ConnectionsPerAddress: DefaultProxy65PerAddress,
 			IdleTimeout: Duration{DefaultProxy65IdleTimeout},
 		},

@@ -40,6 +40,10 @@ type Proxy65 struct {
 	// MaxTransfers is the most activated transfers relayed at once, 1 to
 	// 100,000; one more activation gets resource-constraint. Default 100.
 	MaxTransfers int `toml:"max_transfers"`
+	// TransfersPerUser is the most activated transfers one user (the
+	// initiator's bare JID, all resources together) has at once, 1 to
+	// 100,000; one more activation gets resource-constraint. Default 10.
+	TransfersPerUser int `toml:"transfers_per_user"`
 	// MaxPending is the most connections open at once that are not part
 	// of an activated transfer (shaking hands, waiting for their peer or
 	// for activation), 2 to 100,000; past it a new connection is closed
@@ -63,6 +67,7 @@ const (
 	DefaultProxy65TransferBandwidth = 10 * mib
 	DefaultProxy65TotalBandwidth    = 100 * mib
 	DefaultProxy65MaxTransfers      = 100
+	DefaultProxy65TransfersPerUser  = 10
 	DefaultProxy65MaxPending        = 100
 	DefaultProxy65PendingTimeout    = 60 * time.Second
 	DefaultProxy65PerAddress        = 10
@@ -91,6 +96,7 @@ func applyProxy65Defaults(p *Proxy65, defined func(key ...string) bool) {
 	set("transfer_bandwidth", func() { p.TransferBandwidth = DefaultProxy65TransferBandwidth })
 	set("total_bandwidth", func() { p.TotalBandwidth = DefaultProxy65TotalBandwidth })
 	set("max_transfers", func() { p.MaxTransfers = DefaultProxy65MaxTransfers })
+	set("transfers_per_user", func() { p.TransfersPerUser = DefaultProxy65TransfersPerUser })
 	set("max_pending", func() { p.MaxPending = DefaultProxy65MaxPending })
 	set("pending_timeout", func() { p.PendingTimeout = Duration{DefaultProxy65PendingTimeout} })
 	set("connections_per_address", func() { p.ConnectionsPerAddress = DefaultProxy65PerAddress })
@@ -113,6 +119,7 @@ func (p Proxy65) validate(hosts []Host, components []ComponentService) []error {
 	between("transfer_bandwidth", p.TransferBandwidth, kib, 10<<30)
 	between("total_bandwidth", p.TotalBandwidth, max(kib, p.TransferBandwidth), 100<<30)
 	between("max_transfers", p.MaxTransfers, 1, 100000)
+	between("transfers_per_user", p.TransfersPerUser, 1, 100000)
 	between("max_pending", p.MaxPending, 2, 100000)
 	between("connections_per_address", p.ConnectionsPerAddress, 2, 100000)
 	if d := p.PendingTimeout.Duration; d < time.Second || d > time.Hour {
@@ -179,6 +186,6 @@ func writeProxy65(b *strings.Builder, p Proxy65, hosts []Host) {
 	}
 	fmt.Fprintf(b, "\npublic_host = %q\npublic_port = %d\n", p.PublicHost, p.PublicPort)
 	fmt.Fprintf(b, "transfer_bandwidth = %d\ntotal_bandwidth = %d\n", p.TransferBandwidth, p.TotalBandwidth)
-	fmt.Fprintf(b, "max_transfers = %d\nmax_pending = %d\nconnections_per_address = %d\n", p.MaxTransfers, p.MaxPending, p.ConnectionsPerAddress)
+	fmt.Fprintf(b, "max_transfers = %d\ntransfers_per_user = %d\nmax_pending = %d\nconnections_per_address = %d\n", p.MaxTransfers, p.TransfersPerUser, p.MaxPending, p.ConnectionsPerAddress)
 	fmt.Fprintf(b, "pending_timeout = %q\nidle_timeout = %q\n", p.PendingTimeout.Duration.String(), p.IdleTimeout.Duration.String())
 }

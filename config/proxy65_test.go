@@ -69,6 +69,7 @@ func TestProxy65AndExternalServicesInvalid(t *testing.T) {
 		{"listen twice", "[c2s]\nlisten = [\"127.0.0.1:7777\"]\n[proxy65]\nlisten = \"127.0.0.1:7777\"\n", "proxy65.listen"},
 		{"total below transfer", "[proxy65]\ntransfer_bandwidth = 2048\ntotal_bandwidth = 1024\n", "proxy65.total_bandwidth"},
 		{"zero transfers", "[proxy65]\nmax_transfers = 0\n", "proxy65.max_transfers"},
+		{"zero per user", "[proxy65]\ntransfers_per_user = 0\n", "proxy65.transfers_per_user"},
 		{"one pending", "[proxy65]\nmax_pending = 1\n", "proxy65.max_pending"},
 		{"one per address", "[proxy65]\nconnections_per_address = 1\n", "proxy65.connections_per_address"},
 		{"no pending timeout", "[proxy65]\npending_timeout = \"0s\"\n", "proxy65.pending_timeout"},

@@ -32,6 +32,7 @@ func proxy65Options(cfg *config.Config) proxy65.Options {
 		TransferBandwidth:     p.TransferBandwidth,
 		TotalBandwidth:        p.TotalBandwidth,
 		MaxTransfers:          p.MaxTransfers,
+		TransfersPerUser:      p.TransfersPerUser,
 		MaxPending:            p.MaxPending,
 		PendingTimeout:        p.PendingTimeout.Duration,
 		ConnectionsPerAddress: p.ConnectionsPerAddress,

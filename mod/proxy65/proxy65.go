@@ -18,8 +18,8 @@
 // connections per address, connections not activated (MaxPending), the
 // time from accept to activation (PendingTimeout, handshake included), a
 // 257-byte handshake buffer and nothing read before activation; activated
-// transfers are bounded in number (MaxTransfers), in bandwidth each and
-// together, and end when idle.
+// transfers are bounded in number (MaxTransfers, and TransfersPerUser for
+// one initiator), in bandwidth each and together, and end when idle.
 package proxy65
 
 import (
@@ -55,6 +55,7 @@ const (
 	DefaultTransferBandwidth = 10 << 20
 	DefaultTotalBandwidth    = 100 << 20
 	DefaultMaxTransfers      = 100
+	DefaultTransfersPerUser  = 10
 	DefaultMaxPending        = 100
 	DefaultPendingTimeout    = 60 * time.Second
 	DefaultPerAddress        = 10
@@ -79,6 +80,9 @@ type Options struct {
 	// MaxTransfers caps the activated transfers; 0 is
 	// DefaultMaxTransfers.
 	MaxTransfers int
+	// TransfersPerUser caps the activated transfers one user (the
+	// initiator's bare JID) has at once; 0 is DefaultTransfersPerUser.
+	TransfersPerUser int
 	// MaxPending caps the connections not in an activated transfer; 0 is
 	// DefaultMaxPending.
 	MaxPending int
@@ -107,6 +111,7 @@ func (o Options) withDefaults() Options {
 	def(&o.TransferBandwidth, DefaultTransferBandwidth)
 	def(&o.TotalBandwidth, DefaultTotalBandwidth)
 	def(&o.MaxTransfers, DefaultMaxTransfers)
+	def(&o.TransfersPerUser, DefaultTransfersPerUser)
 	def(&o.MaxPending, DefaultMaxPending)
 	def(&o.ConnectionsPerAddress, DefaultPerAddress)
 	if o.PendingTimeout <= 0 {
@@ -283,7 +288,7 @@ func (m *Module) handleIQ(from jid.JID, st *element.Stanza) (xml.TokenReader, er
 	if err != nil {
 		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.JIDMalformed}
 	}
-	switch err := m.relay.activate(Hash(q.SID, from, target)); {
+	switch err := m.relay.activate(Hash(q.SID, from, target), from.Bare().String()); {
 	case errors.Is(err, errUnknown):
 		return nil, stanza.Error{Type: stanza.Modify, Condition: stanza.ItemNotFound}
 	case errors.Is(err, errOneSide):

@@ -272,6 +272,27 @@ func TestHandshakeAbuse(t *testing.T) {
 	})
 }
 
+func TestTransfersPerUser(t *testing.T) {
+	core, m, addr := newProxy(t, Options{TransfersPerUser: 1})
+	alice := routertest.Bind(t, core, "alice@localhost/a")
+	alice2 := routertest.Bind(t, core, "alice@localhost/other")
+	carol := routertest.Bind(t, core, "carol@localhost/c")
+	transferPair(t, addr, "t1", "alice@localhost/a", "bob@localhost/b")
+	transferPair(t, addr, "t2", "alice@localhost/other", "bob@localhost/b")
+	transferPair(t, addr, "t3", "carol@localhost/c", "bob@localhost/b")
+	if got := routertest.Ask(t, core, alice, activate("t1", "bob@localhost/b")); strings.Contains(got, "error") {
+		t.Fatal(got)
+	}
+	// Another resource of the same user: her second transfer.
+	if got := routertest.Ask(t, core, alice2, activate("t2", "bob@localhost/b")); !strings.Contains(got, "resource-constraint") {
+		t.Fatalf("alice's second transfer: %s", got)
+	}
+	if got := routertest.Ask(t, core, carol, activate("t3", "bob@localhost/b")); strings.Contains(got, "error") {
+		t.Fatalf("carol's transfer: %s", got)
+	}
+	waitCounts(t, m, 2, 2) // t2's connections wait on
+}
+
 func TestMaxPending(t *testing.T) {
 	_, _, addr := newProxy(t, Options{MaxPending: 3, ConnectionsPerAddress: 100})
 	for i := range 3 {

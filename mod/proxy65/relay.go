@@ -17,7 +17,8 @@ var (
 	errUnknown = errors.New("proxy65: no connection with this hash")
 	// errOneSide: only one of the two parties is connected.
 	errOneSide = errors.New("proxy65: only one party is connected")
-	// errBusy: max_transfers transfers are relayed already.
+	// errBusy: max_transfers transfers are relayed already, or
+	// transfers_per_user of the initiator's.
 	errBusy = errors.New("proxy65: too many transfers")
 )
 
@@ -42,6 +43,7 @@ type relay struct {
 	pending   int // connections not in an activated transfer
 	active    int // activated transfers
 	pairs     map[string]*pair
+	perUser   map[string]int // activated transfers by owner
 	wg        sync.WaitGroup
 }
 
@@ -56,6 +58,7 @@ type conn struct {
 // XEP-0065 §6.3.2), [1] second (the initiator).
 type pair struct {
 	hash      string
+	owner     string // who activated it
 	conns     [2]*conn
 	activated bool
 	finished  int           // directions done, guarded by relay.mu
@@ -76,6 +79,7 @@ func newRelay(opts Options, logger *slog.Logger) *relay {
 		conns:   make(map[*conn]struct{}),
 		perAddr: make(map[string]int),
 		pairs:   make(map[string]*pair),
+		perUser: make(map[string]int),
 	}
 }
 
@@ -182,7 +186,9 @@ func (r *relay) serveConn(c *conn) {
 		return
 	}
 	if err := writeReply(c, replySucceeded, hash); err != nil {
-		r.leave(p, slot)
+		if !r.leave(p, slot) {
+			r.finish(p, false) // activated meanwhile: end it
+		}
 		return
 	}
 	// Wait, reading one byte: an activation sets the read deadline to
@@ -190,10 +196,7 @@ func (r *relay) serveConn(c *conn) {
 	// the end of the connection ends it too.
 	var one [1]byte
 	n, err := c.Read(one[:])
-	r.mu.Lock()
-	activated := p.activated
-	r.mu.Unlock()
-	if !activated {
+	if r.leave(p, slot) {
 		switch {
 		case n > 0:
 			r.logger.Debug("bytes before activation: connection closed", "remote", c.RemoteAddr().String())
@@ -201,9 +204,9 @@ func (r *relay) serveConn(c *conn) {
 		default:
 			r.logger.Debug("not activated in time", "remote", c.RemoteAddr().String(), "err", err)
 		}
-		r.leave(p, slot)
 		return
 	}
+	// Activated: what was read (if anything) came after the activation.
 	r.pipe(p, slot, one[:n])
 }
 
@@ -226,21 +229,25 @@ func (r *relay) join(hash string, c *conn) (*pair, int) {
 	return nil, 0
 }
 
-// leave takes the connection in slot out of its pair before activation.
-func (r *relay) leave(p *pair, slot int) {
+// leave takes the connection in slot out of its pair and reports true,
+// unless the pair is activated: then the connection is part of a
+// transfer, which must end with finish.
+func (r *relay) leave(p *pair, slot int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p.activated {
-		return
+		return false
 	}
 	p.conns[slot] = nil
 	if p.conns[0] == nil && p.conns[1] == nil && r.pairs[p.hash] == p {
 		delete(r.pairs, p.hash)
 	}
+	return true
 }
 
-// activate starts relaying between the two connections of hash.
-func (r *relay) activate(hash string) error {
+// activate starts relaying between the two connections of hash, a
+// transfer of owner (the initiator's bare JID).
+func (r *relay) activate(hash, owner string) error {
 	r.mu.Lock()
 	p := r.pairs[hash]
 	switch {
@@ -250,13 +257,15 @@ func (r *relay) activate(hash string) error {
 	case p.conns[0] == nil || p.conns[1] == nil:
 		r.mu.Unlock()
 		return errOneSide
-	case r.active >= r.opts.MaxTransfers:
+	case r.active >= r.opts.MaxTransfers || r.perUser[owner] >= r.opts.TransfersPerUser:
 		r.mu.Unlock()
 		return errBusy
 	}
 	p.activated = true
+	p.owner = owner
 	delete(r.pairs, hash)
 	r.active++
+	r.perUser[owner]++
 	r.pending -= 2
 	p.bw = newBandwidth(r.opts.TransferBandwidth)
 	p.ended = make(chan struct{})
@@ -335,6 +344,9 @@ func (r *relay) finish(p *pair, ok bool) {
 	closeBoth := p.failed || last
 	if last {
 		r.active--
+		if r.perUser[p.owner]--; r.perUser[p.owner] <= 0 {
+			delete(r.perUser, p.owner)
+		}
 	}
 	r.mu.Unlock()
 	if closeBoth {
