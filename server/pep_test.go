@@ -370,3 +370,44 @@ func TestPEPLimits(t *testing.T) {
 		t.Fatalf("configure past pep_items: %+v", r)
 	}
 }
+
+// OMEMO as Conversations publishes it: the device list and a bundle with
+// publish-options access_model = open (and XEP-0384 v0.8's nodes with
+// max_items = max); a contact with the device list's +notify gets the
+// list, and a stranger with no subscription reads both, as a client that
+// starts an encrypted chat with a new contact does.
+func TestPEPOMEMO(t *testing.T) {
+	ts := startServer(t, nil)
+	const (
+		devices  = "eu.siacs.conversations.axolotl.devicelist"
+		bundle   = "eu.siacs.conversations.axolotl.bundles:1234"
+		devices2 = "urn:xmpp:omemo:2:devices"
+		bundles2 = "urn:xmpp:omemo:2:bundles"
+	)
+	subscribe(t, ts, "alice", "bob")
+	alice := ts.capsLogin(t, "alice", "phone", devices).online(false)
+	bob := ts.capsLogin(t, "bob", "b", devices).online(false)
+	dave := ts.capsLogin(t, "dave", "d").online(false)
+	open := optField("pubsub#access_model", "open")
+	for _, p := range []struct{ id, node, item, payload, opts string }{
+		{"dl", devices, "current", `<list xmlns='eu.siacs.conversations.axolotl'><device id='1234'/></list>`, open},
+		{"bu", bundle, "current", `<bundle xmlns='eu.siacs.conversations.axolotl'><signedPreKeyPublic signedPreKeyId='1'>AAAA</signedPreKeyPublic><identityKey>BBBB</identityKey><prekeys><preKeyPublic preKeyId='1'>CCCC</preKeyPublic></prekeys></bundle>`, open},
+		{"dl2", devices2, "current", `<devices xmlns='urn:xmpp:omemo:2'><device id='1234'/></devices>`, open},
+		{"bu2", bundles2, "1234", `<bundle xmlns='urn:xmpp:omemo:2'><spk id='1'>AAAA</spk><spks>BBBB</spks><ik>CCCC</ik><prekeys><pk id='1'>DDDD</pk></prekeys></bundle>`, open + optField("pubsub#max_items", "max")},
+	} {
+		if r := alice.iq(pubXML(p.id, p.node, p.item, p.payload, p.opts), p.id); r.Type != "result" {
+			t.Fatalf("%s: %+v", p.node, r)
+		}
+	}
+	if ev := bob.waitFor(isEvent(devices)); !strings.Contains(ev.Inner, `id="1234"`) {
+		t.Fatalf("bob's device list event: %+v", ev)
+	}
+	dave.none(300*time.Millisecond, isEvent(devices))
+	for i, node := range []string{devices, bundle, devices2, bundles2} {
+		id := fmt.Sprint("get", i)
+		r := dave.iq(`<iq type='get' id='`+id+`' to='alice@`+testHost+`'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='`+node+`'/></pubsub></iq>`, id)
+		if r.Type != "result" || !strings.Contains(r.Inner, "1234") && !strings.Contains(r.Inner, "AAAA") {
+			t.Fatalf("dave reads %s: %+v", node, r)
+		}
+	}
+}
