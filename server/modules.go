@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"encoding/xml"
 	"fmt"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"ottr.im/ottr/mod/mam"
 	"ottr.im/ottr/mod/muc"
 	"ottr.im/ottr/mod/offline"
+	"ottr.im/ottr/mod/pep"
 	"ottr.im/ottr/mod/ping"
 	"ottr.im/ottr/mod/presence"
 	"ottr.im/ottr/mod/private"
@@ -76,11 +78,25 @@ var modules = []struct {
 	{"vcard", func(l *loader) error {
 		return vcard.Register(l.core, l.store, vcard.Options{MaxBytes: l.limits.VCardBytes})
 	}},
+	{"pep", func(l *loader) (err error) {
+		l.pep, err = pep.Register(l.core, l.store, pep.Options{
+			MaxNodes:     l.limits.PEPNodes,
+			MaxItems:     l.limits.PEPItems,
+			MaxItemBytes: l.limits.PEPItemBytes,
+			MaxBytes:     int64(l.limits.PEPBytes),
+			// An items result within the send queue's half, as MAM's pages.
+			MaxResultBytes: min(l.limits.SendQueueBytes/2, l.limits.MaxStanzaBytes),
+			Now:            l.now,
+		})
+		return err
+	}},
 	{"private", func(l *loader) error {
 		return private.Register(l.core, l.store, private.Options{
 			MaxBytes:      l.limits.PrivateBytes,
 			MaxDocuments:  l.limits.PrivateDocuments,
 			MaxTotalBytes: l.limits.PrivateTotalBytes,
+			// XEP-0411: XEP-0048's bookmarks are a view of XEP-0402's.
+			Views: map[xml.Name]private.View{{Space: "storage:bookmarks", Local: "storage"}: l.pep.Bookmarks()},
 		})
 	}},
 	{"push", func(l *loader) (err error) {
@@ -165,6 +181,7 @@ type loader struct {
 	offline  *offline.Module  // waited for at shutdown
 	mam      *mam.Module      // closed at shutdown (nil with archive_messages = 0)
 	csi      *csi.Module      // told by the c2s elements <active/> and <inactive/>
+	pep      *pep.Module      // serves XEP-0048 bookmarks for private
 
 	// proxy65 is the SOCKS5 proxy (nil when off), whose listener the
 	// server serves; its options and the external services' come from
