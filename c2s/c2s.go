@@ -23,6 +23,7 @@ import (
 	"mellium.im/sasl"
 	"mellium.im/xmpp/stream"
 
+	"ottr.im/ottr/auth"
 	"ottr.im/ottr/element"
 )
 
@@ -50,6 +51,25 @@ type Credentials struct {
 // not-authorized); its Error text is logged and must not hold the secret.
 type Authenticator interface {
 	Authenticate(ctx context.Context, c Credentials) error
+}
+
+// SCRAMAuthenticator is what the SCRAM mechanisms (RFC 5802, RFC 7677)
+// need of the Authenticator besides Authenticate: the stored credentials
+// of an account, and the count of an exchange's outcome. An
+// Authenticator that implements it gets SCRAM-SHA-1 and SCRAM-SHA-256
+// (and their -PLUS variants over TLS) served, when Config.Mechanisms
+// names them.
+type SCRAMAuthenticator interface {
+	// SCRAMCredentials returns the credentials to check the client's
+	// proof with: c has the mechanism, host, nodeprepped username,
+	// authzid and address (no Secret). An unknown account gets decoy
+	// credentials, not an error; an error (with SASLCondition) ends the
+	// attempt.
+	SCRAMCredentials(ctx context.Context, c Credentials) (auth.SCRAMCredentials, error)
+	// SCRAMDone tells the outcome of the exchange whose credentials
+	// SCRAMCredentials gave (err nil: logged in) and returns the error
+	// to answer with.
+	SCRAMDone(ctx context.Context, c Credentials, err error) error
 }
 
 // Router is what a session needs from the server. Its methods are called
@@ -130,6 +150,10 @@ type Config struct {
 	// Secure state, so STARTTLS is not offered and RequireTLS is met.
 	Secure bool
 	// Mechanisms are the SASL mechanisms offered, in order of preference.
+	// The SCRAM ones (by name, see auth.SCRAMMechanisms) are served by
+	// auth.SCRAMServer when Auth is a SCRAMAuthenticator, and left out
+	// otherwise; -PLUS ones are offered only over TLS here, with the
+	// channel-binding types of XEP-0440 listed beside them.
 	Mechanisms []sasl.Mechanism
 	// Announce are informational stream features listed, as empty
 	// elements with these attributes, once the client authenticated

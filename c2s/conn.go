@@ -17,6 +17,7 @@ import (
 	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
 
+	"ottr.im/ottr/auth"
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/randid"
 )
@@ -42,6 +43,10 @@ type negotiation struct {
 	authErr error    // last credential failure, for the SASL condition
 	resumed bool     // sess was resumed (XEP-0198) rather than bound
 	previd  string   // the resumption id, when resumed
+
+	// offer is what the SASL feature in use (RFC 6120's or SASL2's)
+	// advertised: SCRAM refuses downgrades and hashes it (XEP-0474).
+	offer auth.Offer
 
 	// SASL2 (sasl2.go).
 	tlsConn      *tls.Conn // the TLS connection under the stream, nil when not here

@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"mellium.im/sasl"
@@ -20,6 +22,7 @@ import (
 	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
 
+	"ottr.im/ottr/auth"
 	"ottr.im/ottr/internal/randid"
 )
 
@@ -59,7 +62,7 @@ func startTLS(cfg *tls.Config, required bool, n *negotiation) xmpp.StreamFeature
 			return 0, nil, err
 		}
 		n.tlsConn = tls.Server(n.conn, cfg)
-		n.guard = newGuard(n.tlsConn, n.cfg.Guard)
+		n.guard = newGuard(&headerConn{Conn: n.tlsConn}, n.cfg.Guard)
 		n.restarts++
 		return xmpp.Secure, n.guard, nil
 	}
@@ -111,22 +114,28 @@ func saslFeature(n *negotiation) xmpp.StreamFeature {
 		Necessary:  necessary,
 		Prohibited: xmpp.Authn,
 		List: func(ctx context.Context, e xmlstream.TokenWriter, start xml.StartElement) (bool, error) {
+			n.offer = n.saslOffer(mechanismNames(n.cfg.Mechanisms))
 			if err := e.EncodeToken(start); err != nil {
 				return true, err
 			}
-			for _, m := range n.cfg.Mechanisms {
+			for _, m := range n.offer.Mechanisms {
 				mech := xml.StartElement{Name: xml.Name{Local: "mechanism"}}
 				if err := e.EncodeToken(mech); err != nil {
 					return true, err
 				}
-				if err := e.EncodeToken(xml.CharData(m.Name)); err != nil {
+				if err := e.EncodeToken(xml.CharData(m)); err != nil {
 					return true, err
 				}
 				if err := e.EncodeToken(mech.End()); err != nil {
 					return true, err
 				}
 			}
-			return true, e.EncodeToken(start.End())
+			if err := e.EncodeToken(start.End()); err != nil {
+				return true, err
+			}
+			// XEP-0440, a stream feature of its own, listed here beside
+			// the mechanisms it qualifies.
+			return true, listChannelBindings(e, n.offer.ChannelBindings)
 		},
 		Parse: func(ctx context.Context, d *xml.Decoder, start *xml.StartElement) (bool, interface{}, error) {
 			return true, nil, d.Skip()
@@ -201,7 +210,7 @@ func (n *negotiation) sasl(s *xmpp.Session) (xmpp.SessionState, io.ReadWriter, e
 			return 0, nil, err
 		}
 		if cond != "" {
-			if err := writeSASLFailure(w, cond, ""); err != nil {
+			if err := writeSASLFailure(w, cond, n.failureText()); err != nil {
 				return 0, nil, err
 			}
 			continue
@@ -250,7 +259,10 @@ func (n *negotiation) exchange(mech sasl.Mechanism, payload string, challenge fu
 		user = string(username)
 		return true
 	}
-	server := sasl.NewServer(mech, permissions)
+	var server saslServer = sasl.NewServer(mech, permissions)
+	if sc := n.scram(mech.Name, &user); sc != nil {
+		server = sc
+	}
 	if strings.TrimSpace(payload) == "" {
 		// No initial response: send an empty challenge and take the
 		// payload from the <response/> (RFC 6120 §6.4.2).
@@ -326,7 +338,12 @@ func (n *negotiation) stepFailed(mech sasl.Mechanism, err error) string {
 	return cond
 }
 
+// mechanism returns the mechanism of Config.Mechanisms named name, if
+// the stream offered it.
 func (n *negotiation) mechanism(name string) (sasl.Mechanism, bool) {
+	if !slices.Contains(n.offer.Mechanisms, name) {
+		return sasl.Mechanism{}, false
+	}
 	for _, m := range n.cfg.Mechanisms {
 		if m.Name == name {
 			return m, true
@@ -530,4 +547,197 @@ func remoteAddr(c net.Conn) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// nsSASLCB is XEP-0440's namespace.
+const nsSASLCB = "urn:xmpp:sasl-cb:0"
+
+// saslServer is the server side of one SASL exchange: mellium's
+// sasl.Negotiator for the PLAIN-framed mechanisms, scramExchange for
+// SCRAM. Step has sasl.Negotiator.Step's contract.
+type saslServer interface {
+	Step(msg []byte) (more bool, resp []byte, err error)
+}
+
+// mechanismNames returns the names of mechs.
+func mechanismNames(mechs []sasl.Mechanism) []string {
+	names := make([]string, len(mechs))
+	for i, m := range mechs {
+		names[i] = m.Name
+	}
+	return names
+}
+
+// saslOffer returns what this stream offers of the mechanisms names (in
+// their order) and the channel-binding types: the SCRAM mechanisms only
+// when the Authenticator serves them, the -PLUS ones only with a channel
+// binding (TLS here, see channelBindings). RFC 6120 SASL lists it, and
+// SASL2 (XEP-0388) should list its own from its mechanisms the same way;
+// the feature in use keeps its offer in n.offer.
+func (n *negotiation) saslOffer(names []string) auth.Offer {
+	cbs := n.channelBindings()
+	_, scram := n.cfg.Auth.(SCRAMAuthenticator)
+	o := auth.Offer{ChannelBindings: cbs, Mechanisms: make([]string, 0, len(names))}
+	for _, name := range names {
+		if _, isSCRAM := auth.SCRAMHash(name); isSCRAM && (!scram || (auth.IsPlus(name) && len(cbs) == 0)) {
+			continue
+		}
+		o.Mechanisms = append(o.Mechanisms, name)
+	}
+	return o
+}
+
+// channelBindings returns the channel-binding types this connection
+// offers (XEP-0440): tls-exporter over TLS 1.3, tls-server-end-point
+// when the server's certificate is known; none without TLS here (a web
+// transport behind a proxy included).
+func (n *negotiation) channelBindings() []string {
+	if n.tlsConn == nil {
+		return nil
+	}
+	cs := n.tlsConn.ConnectionState()
+	var der []byte
+	if cert, err := serverCertificate(n.cfg.TLS, cs.ServerName); err == nil && cert != nil && len(cert.Certificate) > 0 {
+		der = cert.Certificate[0] // hashed only when a client binds to it (endpoint)
+	}
+	return auth.ChannelBindings(&cs, der)
+}
+
+// listChannelBindings writes XEP-0440's <sasl-channel-binding/> with
+// types, nothing for none.
+func listChannelBindings(e xmlstream.TokenWriter, types []string) error {
+	if len(types) == 0 {
+		return nil
+	}
+	start := xml.StartElement{Name: xml.Name{Space: nsSASLCB, Local: "sasl-channel-binding"}}
+	if err := e.EncodeToken(start); err != nil {
+		return err
+	}
+	for _, t := range types {
+		cb := xml.StartElement{Name: xml.Name{Local: "channel-binding"}, Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: t}}}
+		if err := e.EncodeToken(cb); err != nil {
+			return err
+		}
+		if err := e.EncodeToken(cb.End()); err != nil {
+			return err
+		}
+	}
+	return e.EncodeToken(start.End())
+}
+
+// scram returns the server side of a SCRAM exchange of mechanism on this
+// connection, checked against n.offer (which the SASL feature in use set),
+// or nil when mechanism is not SCRAM. On success it sets *user to the
+// authenticated username; a failure is kept in n.authErr for its
+// condition and text. RFC 6120 SASL and SASL2 both get it through
+// exchange.
+func (n *negotiation) scram(mechanism string, user *string) saslServer {
+	sa, ok := n.cfg.Auth.(SCRAMAuthenticator)
+	if _, isSCRAM := auth.SCRAMHash(mechanism); !isSCRAM || !ok {
+		return nil
+	}
+	x := &scramExchange{n: n, sa: sa, user: user}
+	x.creds = Credentials{Mechanism: mechanism, Host: n.host, Remote: remoteAddr(n.conn)}
+	cfg := auth.SCRAMConfig{
+		Mechanism: mechanism,
+		Offer:     n.offer,
+		Lookup: func(username, authzid string) (auth.SCRAMCredentials, error) {
+			x.creds.Username, x.creds.Authzid = username, authzid
+			c, err := sa.SCRAMCredentials(n.ctx, x.creds)
+			x.looked = err == nil
+			return c, err
+		},
+	}
+	if n.tlsConn != nil {
+		cfg.ChannelBinding = func(typ string) ([]byte, error) {
+			if typ == auth.CBTLSServerEndPoint {
+				return n.endpoint(), nil
+			}
+			cs := n.tlsConn.ConnectionState()
+			return auth.ChannelBindingData(typ, &cs, nil)
+		}
+	}
+	server, err := auth.NewSCRAMServer(cfg)
+	if err != nil {
+		return nil
+	}
+	x.server = server
+	return x
+}
+
+// scramExchange runs auth.SCRAMServer for c2s: it reports the outcome to
+// the SCRAMAuthenticator, records the user, and keeps a failure in
+// n.authErr.
+type scramExchange struct {
+	n      *negotiation
+	sa     SCRAMAuthenticator
+	server *auth.SCRAMServer
+	creds  Credentials
+	looked bool // the credentials were looked up: the outcome counts
+	user   *string
+}
+
+// Step implements saslServer.
+func (x *scramExchange) Step(msg []byte) (bool, []byte, error) {
+	more, resp, err := x.server.Step(msg)
+	if !more && x.looked {
+		err = x.sa.SCRAMDone(x.n.ctx, x.creds, err)
+	}
+	if err != nil {
+		x.n.authErr = err
+		return false, nil, err
+	}
+	if !more {
+		*x.user = x.server.Username()
+	}
+	return more, resp, nil
+}
+
+// failureText is the text of the last SASL failure for the client, when
+// its error has one (SASLText).
+func (n *negotiation) failureText() string {
+	var t interface{ SASLText() string }
+	if errors.As(n.authErr, &t) {
+		return t.SASLText()
+	}
+	return ""
+}
+
+// headerConn sends the stream header that mellium writes on its own
+// together with the stream features written right after it: one write
+// (one TLS record, one syscall) instead of two, at each stream start
+// after STARTTLS (the one after SASL included). Whatever follows a held
+// header flushes it, and so does Close; nothing is held once the stream
+// is bound (no header is written then). It embeds the *tls.Conn, whose
+// ConnectionState the guard and mellium look for.
+type headerConn struct {
+	*tls.Conn
+	held []byte
+}
+
+// Write holds a stream header (what starts with an XML declaration) and
+// writes it before the next bytes.
+func (c *headerConn) Write(p []byte) (int, error) {
+	if len(c.held) == 0 && bytes.HasPrefix(p, []byte("<?xml")) && bytes.Contains(p, []byte("<stream:stream")) {
+		c.held = append(c.held, p...)
+		return len(p), nil
+	}
+	if len(c.held) > 0 {
+		buf := append(c.held, p...)
+		c.held = c.held[:0]
+		if _, err := c.Conn.Write(buf); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// Close writes a held header first.
+func (c *headerConn) Close() error {
+	if len(c.held) > 0 {
+		c.Conn.Write(c.held)
+		c.held = nil
+	}
+	return c.Conn.Close()
 }

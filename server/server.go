@@ -225,7 +225,7 @@ func New(opts Options) (*Server, error) {
 		Serves:     core.Serves,
 		TLS:        tlsCfg,
 		RequireTLS: cfg.C2S.RequireTLSOrDefault(),
-		Mechanisms: []sasl.Mechanism{auth.XToken, auth.Plain},
+		Mechanisms: []sasl.Mechanism{sasl.ScramSha256Plus, sasl.ScramSha1Plus, auth.XToken, sasl.ScramSha256, sasl.ScramSha1, auth.Plain},
 		Announce: []xml.StartElement{
 			{Name: xml.Name{Space: "urn:xmpp:features:rosterver", Local: "ver"}},
 			{Name: xml.Name{Space: csi.NS, Local: "csi"}},
@@ -480,7 +480,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	var opened []net.Listener
 	for _, sp := range specs {
-		var lc net.ListenConfig
+		// No OS keepalive: ottr sends its own whitespace pings and
+		// closes idle sessions (limits.keepalive, idle_timeout), and
+		// setting it up costs setsockopt calls on every accepted
+		// connection.
+		lc := net.ListenConfig{KeepAlive: -1}
 		l, err := lc.Listen(ctx, "tcp", sp.addr)
 		if err != nil {
 			for _, o := range opened {
@@ -965,14 +969,29 @@ func (a fastAdapter) IssueFast(ctx context.Context, host, user, agent, mechanism
 type authAdapter struct{ a *auth.Authenticator }
 
 func (a authAdapter) Authenticate(ctx context.Context, c c2s.Credentials) error {
-	return a.a.Authenticate(ctx, auth.Attempt{
+	return a.a.Authenticate(ctx, attempt(c))
+}
+
+// SCRAMCredentials serves c2s's SCRAM mechanisms (c2s.SCRAMAuthenticator).
+func (a authAdapter) SCRAMCredentials(ctx context.Context, c c2s.Credentials) (auth.SCRAMCredentials, error) {
+	return a.a.SCRAMCredentials(ctx, attempt(c))
+}
+
+// SCRAMDone counts a SCRAM exchange's outcome (c2s.SCRAMAuthenticator).
+func (a authAdapter) SCRAMDone(ctx context.Context, c c2s.Credentials, err error) error {
+	return a.a.SCRAMDone(ctx, attempt(c), err)
+}
+
+// attempt is c as the auth package's Attempt.
+func attempt(c c2s.Credentials) auth.Attempt {
+	return auth.Attempt{
 		Mechanism: c.Mechanism,
 		Host:      c.Host,
 		Authzid:   c.Authzid,
 		Username:  c.Username,
 		Secret:    c.Secret,
 		Remote:    c.Remote,
-	})
+	}
 }
 
 // csiElements are the handlers of XEP-0352's <active/> and <inactive/>,

@@ -1,0 +1,257 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"ottr.im/ottr/certs"
+	"ottr.im/ottr/internal/testfixture"
+)
+
+// The login cost benchmarks (issue 14): a full X-TOKEN login over
+// STARTTLS (TCP connect, TLS 1.3 full handshake, SASL, bind) against one
+// bare Go TLS 1.3 handshake with the same certificate. The client runs in
+// a child process (this test binary again, TestLoginBenchClient), so the
+// figure that decides, server-µs/op, is the benchmark process's own CPU
+// time (getrusage) per operation: the server's work alone, whatever core
+// the client gets. Run both in one go, pinned, for the ratio:
+//
+//	taskset -c 0 go test ./server -run '^$' -bench 'Login$|BareTLS$' -benchtime 2000x
+//
+// bench/compare.sh runs them and reports the ratio.
+
+// BenchmarkLogin is the server's CPU for one full token login.
+func BenchmarkLogin(b *testing.B) {
+	ts := startServer(b, liftConnectionRate)
+	runBenchClient(b, "login", ts.addr, ts.started.CertFile)
+}
+
+// BenchmarkBareTLS is the floor: the CPU of a Go TLS server for one
+// TLS 1.3 full handshake, with the certificate BenchmarkLogin's server
+// uses (ECDSA P-256, generated) and crypto/tls's defaults, as ottr's
+// (certs.ServerConfig).
+func BenchmarkBareTLS(b *testing.B) {
+	ts := startServer(b, nil)
+	dir := filepath.Dir(ts.started.CertFile)
+	cert, err := tls.LoadX509KeyPair(ts.started.CertFile, filepath.Join(dir, "key.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", certs.ServerConfig(cert))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				c.(*tls.Conn).Handshake()
+				var one [1]byte
+				c.Read(one[:]) // the client closes
+				c.Close()
+			}()
+		}
+	}()
+	runBenchClient(b, "tls", l.Addr().String(), ts.started.CertFile)
+}
+
+// runBenchClient runs b.N operations of mode from a child process and
+// reports the server's CPU per operation (this process's). The child
+// warms up first (every user logs in once: token users get their account
+// row at their first login), then runs the measured operations.
+func runBenchClient(b *testing.B, mode, addr, certFile string) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLoginBenchClient$", "-test.count=1")
+	cmd.Env = append(os.Environ(),
+		"OTTR_BENCH_CLIENT="+mode, "OTTR_BENCH_ADDR="+addr,
+		"OTTR_BENCH_N="+strconv.Itoa(b.N), "OTTR_BENCH_CERT="+certFile)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	expect := func(want string) {
+		for lines.Scan() {
+			if lines.Text() == want {
+				return
+			}
+		}
+		stdin.Close()
+		cmd.Wait()
+		b.Fatalf("client never said %q\n%s", want, errOut.Bytes())
+	}
+	expect("ready")
+	before := cpuTime()
+	b.ResetTimer()
+	io.WriteString(stdin, "go\n")
+	expect("done")
+	b.StopTimer()
+	used := cpuTime() - before
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		b.Fatalf("client: %v\n%s", err, errOut.Bytes())
+	}
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "server-µs/op")
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestLoginBenchClient is the benchmarks' client, run in a child process
+// (skipped otherwise). It does OTTR_BENCH_N operations one after another:
+// full logins (mode login) or bare TLS handshakes (mode tls), reading
+// bytes without parsing XML, as a lean client would.
+func TestLoginBenchClient(t *testing.T) {
+	mode := os.Getenv("OTTR_BENCH_CLIENT")
+	if mode == "" {
+		t.Skip("the login benchmarks' client")
+	}
+	n, _ := strconv.Atoi(os.Getenv("OTTR_BENCH_N"))
+	addr := os.Getenv("OTTR_BENCH_ADDR")
+	pem, err := os.ReadFile(os.Getenv("OTTR_BENCH_CERT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testfixtureTLS(t, pem)
+	one := func(i int) error {
+		if mode == "tls" {
+			return bareHandshake(addr, cfg)
+		}
+		user := fmt.Sprintf("user%d", i%100)
+		return benchLogin(addr, cfg, user, testfixture.Token(t, user+"@"+testHost))
+	}
+	for i := range 100 {
+		if err := one(i); err != nil {
+			t.Fatalf("warm-up %d: %v", i, err)
+		}
+	}
+	fmt.Println("ready")
+	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "go\n" {
+		t.Fatalf("waiting for go: %q %v", line, err)
+	}
+	for i := range n {
+		if err := one(i); err != nil {
+			t.Fatalf("operation %d: %v", i, err)
+		}
+	}
+	fmt.Println("done")
+}
+
+// testfixtureTLS trusts the PEM certificate for the test host, without a
+// session cache: every handshake is a full one.
+func testfixtureTLS(t *testing.T, pem []byte) *tls.Config {
+	cfg := (&tls.Config{ServerName: testHost, MinVersion: tls.VersionTLS13})
+	pool, err := certPool(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RootCAs = pool
+	return cfg
+}
+
+// certPool trusts the PEM certificates.
+func certPool(pem []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no certificate in the PEM file")
+	}
+	return pool, nil
+}
+
+func bareHandshake(addr string, cfg *tls.Config) error {
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// benchLogin logs in over STARTTLS with X-TOKEN and binds.
+func benchLogin(addr string, cfg *tls.Config, user, token string) error {
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	header := "<?xml version='1.0'?><stream:stream to='" + testHost + "' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+	r := bufio.NewReader(raw)
+	steps := []struct{ send, until string }{
+		{header, "</stream:features>"},
+		{"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<proceed"},
+	}
+	for _, s := range steps {
+		if err := sendUntil(raw, r, s.send, s.until); err != nil {
+			return err
+		}
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		return err
+	}
+	r = bufio.NewReader(tc)
+	auth := "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-TOKEN'>" +
+		base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+token)) + "</auth>"
+	for _, s := range []struct{ send, until string }{
+		{header, "</stream:features>"},
+		{auth, "<success"},
+		{header, "</stream:features>"},
+		{"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>", "</iq>"},
+		{"</stream:stream>", "</stream:stream>"},
+	} {
+		if err := sendUntil(tc, r, s.send, s.until); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendUntil writes send and reads until the marker until.
+func sendUntil(w net.Conn, r *bufio.Reader, send, until string) error {
+	if _, err := w.Write([]byte(send)); err != nil {
+		return err
+	}
+	var seen []byte
+	for !bytes.Contains(seen, []byte(until)) {
+		b, err := r.ReadByte()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w (read %q)", until, err, seen)
+		}
+		seen = append(seen, b)
+		if bytes.Contains(seen, []byte("<failure")) && bytes.HasSuffix(seen, []byte("</failure>")) {
+			return errors.New("refused: " + string(seen))
+		}
+	}
+	return nil
+}
