@@ -32,7 +32,7 @@ import (
 // acmeValidity is the lifetime of the certificates the test CA issues:
 // short, so that autocert renews one (a third of the lifetime before it
 // ends) while the test waits.
-const acmeValidity = 30 * time.Second
+const acmeValidity = 45 * time.Second
 
 // TestACME gets certificates for a host and its MUC domain from Debian's
 // pebble, a local ACME CA that checks each domain for real over
