@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -907,6 +908,13 @@ func newCerts(cfg *config.Config, logger *slog.Logger) (*certs.Manager, error) {
 		Logger:   logger,
 	}
 	if cfg.TLS.ACME {
+		if !slices.ContainsFunc(slices.Concat(cfg.C2S.DirectTLS, cfg.HTTP.TLSListen), func(a string) bool {
+			_, port, err := net.SplitHostPort(a)
+			return err == nil && port == "443"
+		}) {
+			logger.Warn("tls.acme: no direct TLS or HTTPS listener on port 443, where the CA checks each name (TLS-ALPN-01): forward port 443 to one",
+				"direct_tls", cfg.C2S.DirectTLS, "https", cfg.HTTP.TLSListen)
+		}
 		a := &certs.ACMEOptions{
 			Names:        cfg.CertificateNames(),
 			Email:        cfg.TLS.ACMEEmail,
