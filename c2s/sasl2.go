@@ -465,6 +465,11 @@ func (n *negotiation) authenticate2(d *xml.Decoder, req *authenticateRequest) (f
 // fastLogin checks a login with a FAST token (XEP-0484), a single step.
 func (n *negotiation) fastLogin(req *authenticateRequest, payload string) (final []byte, cond string, err error) {
 	n.authErr = nil
+	defer func() {
+		if err == nil {
+			n.cfg.observeLogin(req.Mechanism, cond)
+		}
+	}()
 	msg, err := decodeSASL(payload)
 	if err != nil || payload == "" {
 		n.logger.Info("sasl failed", "mechanism", req.Mechanism, "reason", "incorrect encoding or no initial response")

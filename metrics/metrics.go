@@ -134,6 +134,10 @@ func New(opts Options) *Metrics {
 	for _, k := range []string{"message", "presence", "iq"} {
 		m.stanzas.WithLabelValues(k)
 	}
+	for _, l := range []string{"max_connections", "connections_per_address", "connection_rate",
+		"auth_failures_per_address", "auth_failures_per_address_account", "auth_failures_per_account"} {
+		m.limitRefusals.WithLabelValues(l)
+	}
 	for _, r := range []string{WriteStored, WriteRefused, WriteError} {
 		m.offlineWrites.WithLabelValues(r)
 		m.archiveWrites.WithLabelValues(r)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,6 +130,31 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("ottr_connections = %v with 4 sessions open", after[`ottr_connections`])
 	}
 	promtoolCheck(t, text)
+	dashboardMetrics(t, after)
+}
+
+// dashboardMetrics checks that every metric the Grafana dashboard
+// (dist/grafana-ottr.json) queries is in the exposition.
+func dashboardMetrics(t *testing.T, samples map[string]float64) {
+	t.Helper()
+	b, err := os.ReadFile("../dist/grafana-ottr.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make(map[string]bool)
+	for k := range samples {
+		name, _, _ := strings.Cut(k, "{")
+		names[name] = true
+	}
+	used := regexp.MustCompile(`\b(?:ottr|go|process)_[a-z_]+`).FindAllString(string(b), -1)
+	if len(used) < 10 {
+		t.Fatalf("the dashboard queries %d metrics: %v", len(used), used)
+	}
+	for _, m := range used {
+		if !names[m] {
+			t.Errorf("the dashboard queries %s, which the server does not expose", m)
+		}
+	}
 }
 
 // promtoolCheck runs "promtool check metrics" (Debian's prometheus
