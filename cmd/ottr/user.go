@@ -24,7 +24,7 @@ import (
 const maxPasswordLen = 1023
 
 // userSynopsis is the usage line of "ottr user".
-const userSynopsis = "add|passwd|del|kick [-c FILE] user@host | list [-c FILE] [host]"
+const userSynopsis = "add|passwd|del|kick [-c FILE] user@host | list [-c FILE] [-l] [host]"
 
 // runUser implements "ottr user": it dispatches to add, passwd, del and
 // list.
@@ -32,7 +32,8 @@ func runUser(ctx context.Context, e *env, args []string) error {
 	usage := &usageError{usage: fmt.Sprintf(`usage: ottr user add [-c FILE] user@host      create an account with a password
        ottr user passwd [-c FILE] user@host   change its password
        ottr user del [-c FILE] user@host      delete it and everything stored for it
-       ottr user list [-c FILE] [host]        list accounts (of host, or of every host)
+       ottr user list [-c FILE] [-l] [host]   list accounts (of host, or of every host);
+                                              -l: with the SASL mechanisms each can use
        ottr user kick [-c FILE] user@host     end its sessions and revoke its FAST tokens
 
 The password is read from stdin when stdin is not a terminal (one line),
@@ -223,10 +224,14 @@ func userDel(ctx context.Context, e *env, args []string) error {
 }
 
 // userList implements "ottr user list": one JID a line, marked
-// "(token only)" when the account has no password.
+// "(token only)" when the account has no password; with -l, a password
+// account's line also names the SASL mechanisms it can log in with
+// (SCRAM-SHA-1 only once its password was set or changed since ottr
+// stores SHA-1 credentials).
 func userList(ctx context.Context, e *env, args []string) (err error) {
-	f := newFlagSet("user list", "[-c FILE] [host]")
+	f := newFlagSet("user list", "[-c FILE] [-l] [host]")
 	cfgPath := f.configFlag()
+	long := f.Bool("l", false, "also print the SASL mechanisms of each password account")
 	if err := f.parse(e, args); err != nil {
 		return err
 	}
@@ -259,6 +264,12 @@ func userList(ctx context.Context, e *env, args []string) (err error) {
 		b.WriteString(acc.Username + "@" + acc.Host)
 		if !acc.HasPassword {
 			b.WriteString(" (token only)")
+		} else if *long {
+			hash, err := st.PasswordHash(ctx, acc.Host, acc.Username)
+			if err != nil {
+				return err
+			}
+			b.WriteString(": " + strings.Join(auth.PasswordMechanisms(hash), " "))
 		}
 		b.WriteString("\n")
 	}
