@@ -49,7 +49,7 @@ func TestACME(t *testing.T) {
 		t.Skip("pebble is not installed (apt-get install pebble)")
 	}
 	const host = "chat.ottr.test"
-	muc := "conference." + host
+	muc, upload := "conference."+host, "upload."+host
 	dns := startDNS(t, net.IPv4(127, 0, 0, 1))
 	// pebble's ports and the one it checks the challenges on are in its
 	// configuration: take free ones, then give them to pebble and to the
@@ -66,6 +66,7 @@ func TestACME(t *testing.T) {
 	cfg := testserver.Config(t)
 	cfg.Hosts = []config.Host{{Name: host, OTPSeed: testfixture.Seed, TokenSecret: testfixture.Secret}}
 	cfg.C2S.DirectTLS = []string{fmt.Sprintf("127.0.0.1:%d", ports[2])}
+	cfg.HTTP.TLSListen = []string{"127.0.0.1:0"} // and with [http], upload.<host>
 	cfg.TLS.ACME = true
 	cfg.TLS.ACMEEmail = "admin@" + host
 	cfg.TLS.ACMEDirectory = ca.directory
@@ -80,14 +81,28 @@ func TestACME(t *testing.T) {
 	if life := first.NotAfter.Sub(first.NotBefore); life > 2*acmeValidity {
 		t.Errorf("certificate valid %s, want the CA's short %s", life, acmeValidity)
 	}
-	mucCert := waitServed(t, srv.DirectTLS, muc, ca.roots, deadline, nil)
-	if err := mucCert.VerifyHostname(muc); err != nil {
-		t.Errorf("MUC certificate: %v", err)
+	for _, name := range []string{muc, upload} {
+		c := waitServed(t, srv.DirectTLS, name, ca.roots, deadline, nil)
+		if err := c.VerifyHostname(name); err != nil {
+			t.Errorf("certificate of %s: %v", name, err)
+		}
 	}
-	for _, name := range []string{host, muc, "acme_account+key"} {
+	for _, name := range []string{host, muc, upload, "acme_account+key"} {
 		if _, err := os.Stat(filepath.Join(cfg.ACMEDir(), name)); err != nil {
 			t.Errorf("not cached in data_dir: %v", err)
 		}
+	}
+
+	// The HTTPS listener serves them too.
+	_, https := srv.HTTPAddrs()
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.roots, ServerName: host}}}
+	resp, err := hc.Get("https://" + https[0].String() + "/.well-known/host-meta")
+	if err != nil {
+		t.Fatalf("HTTPS with the ACME certificate: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !resp.TLS.PeerCertificates[0].Equal(first) {
+		t.Errorf("HTTPS: %s, certificate serial %x, want 200 OK and %x", resp.Status, resp.TLS.PeerCertificates[0].SerialNumber, first.SerialNumber)
 	}
 
 	// A client on the STARTTLS port gets it too, and logs in.
