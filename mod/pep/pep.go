@@ -114,6 +114,11 @@ const (
 	DefaultCapsQueries    = 1000
 )
 
+// MaxNameBytes bounds a node name and an item id: they are stored with
+// every item and do not count against the payload limits. A longer one is
+// not-acceptable.
+const MaxNameBytes = 1024
+
 // Options are the module's limits.
 type Options struct {
 	// MaxNodes is the most nodes of one user (pep_nodes); 0 is
@@ -407,6 +412,9 @@ func (m *Module) publish(ctx context.Context, req router.IQRequest, r request) (
 	if id == "" {
 		id = randid.New()
 	}
+	if len(name) > MaxNameBytes || len(id) > MaxNameBytes {
+		return nil, errNotAcceptable
+	}
 	cfg := defaultNode(name)
 	if r.options != nil {
 		var ok bool
@@ -502,6 +510,9 @@ func (m *Module) create(ctx context.Context, req router.IQRequest, r request) (x
 	if name == "" {
 		// No instant nodes in PEP (XEP-0163 §3).
 		return nil, m.fail(req, errNotAcceptable, "nodeid-required", "")
+	}
+	if len(name) > MaxNameBytes {
+		return nil, errNotAcceptable
 	}
 	n := defaultNode(name)
 	if r.configure != nil {

@@ -337,6 +337,9 @@ func TestLimits(t *testing.T) {
 		mustContain(t, "publish", f.ask(alice, publishXML(n, "1", small, "")), `type="result"`)
 	}
 	mustContain(t, "third node", f.ask(alice, publishXML("n3", "1", small, "")), `type="error"`, "resource-constraint")
+	long := strings.Repeat("x", pep.MaxNameBytes+1)
+	mustContain(t, "a long item id", f.ask(alice, publishXML("n1", long, small, "")), `type="error"`, "not-acceptable")
+	mustContain(t, "a long node name", f.ask(alice, `<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='`+long+`'/></pubsub></iq>`), "not-acceptable")
 	mustContain(t, "third node by create", f.ask(alice, `<iq type='set' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='n3'/></pubsub></iq>`), "resource-constraint")
 	cfg := `<iq type='set' id='s'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='n1'><x xmlns='jabber:x:data' type='submit'>` + field("pubsub#max_items", "5") + `</x></configure></pubsub></iq>`
 	mustContain(t, "configure", f.ask(alice, cfg), `type="result"`)
