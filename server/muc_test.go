@@ -177,3 +177,66 @@ func TestMUC(t *testing.T) {
 	mucJoin(alice2, "alice", "")
 	mucPresence(alice2, "alice", "", `affiliation="owner"`)
 }
+
+// TestMUCModeration has a moderator retract a message (XEP-0425) in a
+// persistent room over real sockets: every occupant is told, and the
+// room's archive (XEP-0313 on the room) and history keep a tombstone
+// instead of the text.
+func TestMUCModeration(t *testing.T) {
+	ts := startServer(t, nil)
+	alice := ts.online(t, "alice", "a")
+	bob := ts.online(t, "bob", "b")
+	mucJoin(alice, "alice", "")
+	mucPresence(alice, "alice", "", `code="201"`)
+	mucOwnerSubmit(t, alice, "cfg", `<field var='muc#roomconfig_persistentroom'><value>1</value></field>`)
+	mucJoin(bob, "bob", "")
+	mucPresence(bob, "bob", "", `code="110"`, `code="170"`)
+	bob.Send(`<message type='groupchat' to='` + mucRoom + `'><body>buy cheap watches</body></message>`)
+	spam := mucMessage(alice, "bob", "buy cheap watches")
+	const marker = `<stanza-id xmlns="urn:xmpp:sid:0" by="` + mucRoom + `" id="`
+	i := strings.Index(spam.Inner, marker)
+	if i < 0 {
+		t.Fatalf("no stanza-id by the room: %s", spam.Inner)
+	}
+	id := spam.Inner[i+len(marker):]
+	id = id[:strings.IndexByte(id, '"')]
+	bob.Send(`<message type='groupchat' to='` + mucRoom + `'><body>sorry</body></message>`)
+	mucMessage(alice, "bob", "sorry")
+
+	if r := alice.IQ(`<iq type='set' id='mod' to='`+mucRoom+`'><moderate xmlns='urn:xmpp:message-moderate:1' id='`+id+`'><retract xmlns='urn:xmpp:message-retract:1'/><reason>spam</reason></moderate></iq>`, "mod"); r.Type != "result" {
+		t.Fatalf("moderation: %+v", r)
+	}
+	for _, c := range []*xmpptest.Client{alice, bob} {
+		r := c.WaitFor(func(r xmpptest.Received) bool {
+			return r.Name == "message" && r.From == mucRoom && strings.Contains(r.Inner, "urn:xmpp:message-retract:1")
+		})
+		if !strings.Contains(r.Inner, `id="`+id+`"`) || !strings.Contains(r.Inner, mucRoom+"/alice") {
+			t.Errorf("%s: retraction %s", c.JID, r.Inner)
+		}
+	}
+
+	// The archive: a tombstone, then the other message.
+	alice.Send(`<iq type='set' id='mam' to='` + mucRoom + `'><query xmlns='urn:xmpp:mam:2' queryid='q'/></iq>`)
+	var results []xmpptest.Received
+	for len(results) < 2 {
+		results = append(results, alice.WaitFor(func(r xmpptest.Received) bool {
+			return r.Name == "message" && r.From == mucRoom && strings.Contains(r.Inner, `queryid="q"`)
+		}))
+	}
+	fin := alice.WaitFor(func(r xmpptest.Received) bool { return r.Name == "iq" && r.ID == "mam" })
+	if fin.Type != "result" || !strings.Contains(fin.Inner, `complete="true"`) {
+		t.Errorf("archive query end: %+v", fin)
+	}
+	if r := results[0].Inner; strings.Contains(r, "cheap watches") || !strings.Contains(r, "retracted") {
+		t.Errorf("first archived message is not a tombstone: %s", r)
+	}
+	if r := results[1].Inner; !strings.Contains(r, "sorry") {
+		t.Errorf("second archived message: %s", r)
+	}
+
+	// A newcomer's history has the tombstone too.
+	carol := ts.online(t, "carol", "c")
+	mucJoin(carol, "carol", "")
+	carol.WaitFor(func(r xmpptest.Received) bool { return r.Name == "message" && strings.Contains(r.Inner, "subject") })
+	carol.NoneWithin(100*time.Millisecond, func(r xmpptest.Received) bool { return strings.Contains(r.Inner, "cheap watches") })
+}

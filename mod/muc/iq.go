@@ -124,6 +124,14 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 		s.mu.Unlock()
 		s.m.deliver(outs)
 		return b, err
+	case xmlName{nsModerate1, "moderate"}, xmlName{nsFasten, "apply-to"}:
+		outs, err := s.moderate(ctx, r, from, st, name)
+		s.mu.Unlock()
+		s.m.deliver(outs)
+		return nil, err
+	case mamQuery:
+		s.mu.Unlock()
+		return s.queryArchive(ctx, from, st)
 	}
 	defer s.mu.Unlock()
 	if st.Type != "get" {
@@ -160,7 +168,7 @@ func (s *service) roomInfo(b *builder, r *room) {
 	}
 	b.leaf(nsDiscoInfo, "identity", "", "category", "conference", "type", "text", "name", name)
 	for _, f := range []string{
-		nsMUC, nsDiscoInfo, nsOccupantID, nsSelfPing, nsPing,
+		nsMUC, nsDiscoInfo, nsOccupantID, nsSelfPing, nsPing, nsSID, nsModerate0, nsModerate1,
 		pick(c.Persistent, "muc_persistent", "muc_temporary"),
 		pick(c.Public, "muc_public", "muc_hidden"),
 		pick(c.MembersOnly, "muc_membersonly", "muc_open"),
@@ -169,6 +177,9 @@ func (s *service) roomInfo(b *builder, r *room) {
 		pick(c.NonAnonymous, "muc_nonanonymous", "muc_semianonymous"),
 	} {
 		b.leaf(nsDiscoInfo, "feature", "", "var", f)
+	}
+	if s.m.archives(r) {
+		b.leaf(nsDiscoInfo, "feature", "", "var", nsMAM)
 	}
 	b.open(nsData, "x", "type", "result")
 	b.open(nsData, "field", "var", "FORM_TYPE", "type", "hidden").leaf(nsData, "value", nsRoomInfo).close()

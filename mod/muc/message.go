@@ -2,12 +2,14 @@ package muc
 
 import (
 	"context"
+	"encoding/xml"
 	"strings"
 	"time"
 
 	"mellium.im/xmpp/jid"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/router"
 )
 
@@ -95,15 +97,23 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 		}
 	}
 	base := st.Clone()
-	base.RemoveChildren(isChild(nsOccupantID, ""))
+	// The room's own stanza-id and occupant id replace any the client
+	// set (XEP-0359 §5, XEP-0421 §4).
+	base.RemoveChildren(func(e xml.StartElement) bool {
+		return e.Name.Space == nsOccupantID || e.Name.Space == nsSID && e.Name.Local == "stanza-id"
+	})
 	base.From = r.occupantJID(o.nick)
+	id := randid.New()
 	var b builder
 	b.leaf(nsOccupantID, "occupant-id", "", "id", r.occupantID(o.real))
+	b.leaf(nsSID, "stanza-id", "", "by", r.jid.String(), "id", id)
 	if err := base.Append(b.reader()); err != nil {
 		s.m.logger.Error("building a message failed", "err", err)
 	}
+	now := s.m.opts.Now()
+	archive := hasBody && s.m.archives(r)
 	if hasBody {
-		r.addHistory(base, s.m.opts.Now(), s.m.opts.MaxHistory, s.m.opts.MaxHistoryBytes)
+		r.addHistory(base, id, now, s.m.opts.MaxHistory, s.m.opts.MaxHistoryBytes)
 	}
 	outs := make([]out, 0, len(r.occupants))
 	for _, viewer := range r.occupants {
@@ -113,8 +123,12 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 			outs = append(outs, out{vj.t, c})
 		}
 	}
+	room := r.jid
 	s.mu.Unlock()
 	s.m.deliver(outs)
+	if archive {
+		s.archive(ctx, room, id, base, now)
+	}
 }
 
 // private relays a message from one occupant to another (XEP-0045 §7.5)

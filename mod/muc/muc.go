@@ -54,6 +54,12 @@ const (
 	nsOccupantID = "urn:xmpp:occupant-id:0"
 	nsPing       = "urn:xmpp:ping"
 	nsConference = "jabber:x:conference"
+	nsSID        = "urn:xmpp:sid:0"
+	nsModerate0  = "urn:xmpp:message-moderate:0"
+	nsModerate1  = "urn:xmpp:message-moderate:1"
+	nsRetract0   = "urn:xmpp:message-retract:0"
+	nsRetract1   = "urn:xmpp:message-retract:1"
+	nsFasten     = "urn:xmpp:fasten:0"
 )
 
 // Defaults of the zero Options (config's defaults too).
@@ -66,6 +72,9 @@ const (
 	DefaultRate            = 10 // stanzas per second
 	DefaultRoomsPerSession = 200
 	DefaultMaxAffiliations = 10_000
+	DefaultArchiveBytes    = 64 << 20
+	DefaultArchivePage     = 250
+	DefaultSendQueueBytes  = 4 << 20
 	// maxDiscoItems bounds the rooms the service lists in its
 	// disco#items.
 	maxDiscoItems = 1000
@@ -84,6 +93,24 @@ type Store interface {
 	// DeleteMUCRoom removes a room and its affiliations; a room not
 	// stored is no error.
 	DeleteMUCRoom(ctx context.Context, service, name string) error
+
+	// The room archive is an archive of the store's (XEP-0313) whose
+	// owner is the service's domain and the room's name.
+
+	// AppendArchive adds msg to the end of the archive, then deletes
+	// its oldest messages until it is within lim.Quota, and a few
+	// messages stored before lim.Expire. A message larger than
+	// lim.Quota.Bytes alone is refused with an error wrapping
+	// storage.ErrQuota.
+	AppendArchive(ctx context.Context, host, user string, msg storage.ArchivedMessage, lim storage.ArchiveLimits) error
+	// QueryArchive returns one page of the archive's messages that q
+	// selects; an ID of q that names no message fails with an error
+	// wrapping storage.ErrNotFound.
+	QueryArchive(ctx context.Context, host, user string, q storage.ArchiveQuery) (storage.ArchivePage, error)
+	// ReplaceMUCArchived replaces the stanza of the archived message id
+	// of a room (a moderator's tombstone, XEP-0425); an unknown id is an
+	// error wrapping storage.ErrNotFound.
+	ReplaceMUCArchived(ctx context.Context, service, room, id string, stanza []byte) error
 }
 
 // Options configure the module; zero fields take the defaults above.
@@ -112,6 +139,23 @@ type Options struct {
 	RoomsPerSession int
 	// MaxAffiliations bounds the affiliations of one room.
 	MaxAffiliations int
+	// ArchiveMessages bounds the messages of one room's archive
+	// (limits.archive_messages); 0 keeps no room archive.
+	ArchiveMessages int
+	// ArchiveBytes bounds the bytes of one room's archive
+	// (limits.archive_bytes); 0 is DefaultArchiveBytes.
+	ArchiveBytes int64
+	// ArchiveRetention is how long an archived message is kept
+	// (limits.archive_retention); 0 keeps them until the quota pushes
+	// them out.
+	ArchiveRetention time.Duration
+	// ArchivePage bounds the messages of one archive query's page
+	// (limits.archive_page_size); 0 is DefaultArchivePage.
+	ArchivePage int
+	// SendQueueBytes is the sessions' send queue in bytes
+	// (limits.send_queue_bytes): a page holds at most half; 0 is
+	// DefaultSendQueueBytes.
+	SendQueueBytes int
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -139,6 +183,11 @@ func Register(ctx context.Context, core *router.Router, store Store, opts Option
 	def(&opts.MaxHistoryBytes, DefaultMaxHistoryBytes)
 	def(&opts.RoomsPerSession, DefaultRoomsPerSession)
 	def(&opts.MaxAffiliations, DefaultMaxAffiliations)
+	def(&opts.ArchivePage, DefaultArchivePage)
+	def(&opts.SendQueueBytes, DefaultSendQueueBytes)
+	if opts.ArchiveBytes <= 0 {
+		opts.ArchiveBytes = DefaultArchiveBytes
+	}
 	if opts.MaxHistory == 0 {
 		opts.MaxHistory = DefaultMaxHistory
 	} else if opts.MaxHistory < 0 {

@@ -441,3 +441,73 @@ func TestInvitation(t *testing.T) {
 	// The invitation made bob a member of the members-only room.
 	must(t, join(t, f, bob, "bob", ""), `code="110"`, `affiliation="member"`)
 }
+
+// stanzaID returns the stanza-id the room gave the message in x.
+func stanzaID(t *testing.T, x string) string {
+	t.Helper()
+	const marker = `<stanza-id xmlns="urn:xmpp:sid:0" by="` + room + `" id="`
+	i := strings.Index(x, marker)
+	if i < 0 {
+		t.Fatalf("no stanza-id by the room in %s", x)
+	}
+	rest := x[i+len(marker):]
+	return rest[:strings.IndexByte(rest, '"')]
+}
+
+func TestArchiveAndModeration(t *testing.T) {
+	f := newFixture(t, muc.Options{ArchiveMessages: 100})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	create(t, f, alice, field("muc#roomconfig_persistentroom", "1"))
+	got := join(t, f, bob, "bob", "")
+	must(t, got, `code="110"`, `code="170"`) // the room is archived
+	xmls(t, alice)
+
+	routertest.Send(t, f.core, bob, `<message type='groupchat' to='`+room+`'><body>rude</body><stanza-id xmlns='urn:xmpp:sid:0' by='`+room+`' id='forged'/></message>`)
+	routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><body>fine</body></message>`)
+	rude := must(t, xmls(t, alice), `>rude</body>`)
+	if strings.Contains(rude, "forged") {
+		t.Fatalf("a forged stanza-id went through: %s", rude)
+	}
+	rudeID := stanzaID(t, rude)
+	xmls(t, bob)
+
+	// The archive, paged by one.
+	routertest.Send(t, f.core, bob, `<iq type='set' id='q' to='`+room+`'><query xmlns='urn:xmpp:mam:2' queryid='x'><set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set></query></iq>`)
+	got = xmls(t, bob)
+	must(t, got, `queryid="x"`, `id="`+rudeID+`"`, `>rude</body>`, `urn:xmpp:forward:0`)
+	must(t, got, `type="result"`, `<fin`, `<count xmlns="http://jabber.org/protocol/rsm">2</count>`)
+	mustNot(t, got, `complete="true"`)
+
+	// Only a moderator may retract, and only what exists.
+	routertest.Send(t, f.core, bob, `<iq type='set' id='m' to='`+room+`'><moderate xmlns='urn:xmpp:message-moderate:1' id='`+rudeID+`'><retract xmlns='urn:xmpp:message-retract:1'/></moderate></iq>`)
+	must(t, xmls(t, bob), `forbidden`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='m' to='`+room+`'><moderate xmlns='urn:xmpp:message-moderate:1' id='nothing'><retract xmlns='urn:xmpp:message-retract:1'/></moderate></iq>`)
+	must(t, xmls(t, alice), `item-not-found`)
+
+	// The older form (slixmpp 1.8's, in a fastening).
+	routertest.Send(t, f.core, alice, `<iq type='set' id='m' to='`+room+`'><apply-to xmlns='urn:xmpp:fasten:0' id='`+rudeID+`'><moderate xmlns='urn:xmpp:message-moderate:0'><retract xmlns='urn:xmpp:message-retract:0'/><reason>spam</reason></moderate></apply-to></iq>`)
+	got = xmls(t, alice)
+	must(t, got, `type="result"`, `id="m"`)
+	for _, g := range [][]string{got, xmls(t, bob)} {
+		must(t, g, `from="`+room+`"`, `<retract xmlns="urn:xmpp:message-retract:1" id="`+rudeID+`"`, `by="`+room+`/alice"`, `spam`, `urn:xmpp:fasten:0`)
+	}
+
+	// History and archive keep a tombstone, not the text.
+	carol := routertest.Bind(t, f.core, "carol@localhost/c")
+	got = join(t, f, carol, "carol", "")
+	mustNot(t, got, ">rude<")
+	must(t, got, `retracted`, `id="`+rudeID+`"`)
+	must(t, got, `>fine</body>`)
+	routertest.Send(t, f.core, carol, `<iq type='set' id='q2' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+	got = xmls(t, carol)
+	mustNot(t, got, ">rude<")
+	must(t, got, `retracted`, `spam`)
+	must(t, got, `complete="true"`)
+
+	// A banned user may not read the archive.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='b' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='eve@localhost' affiliation='outcast'/></query></iq>`)
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	routertest.Send(t, f.core, eve, `<iq type='set' id='q3' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+	must(t, xmls(t, eve), `forbidden`)
+}

@@ -121,6 +121,7 @@ type joined struct {
 // occupant JID), and when.
 type histEntry struct {
 	st   *element.Stanza
+	id   string // its stanza-id (XEP-0359)
 	at   time.Time
 	size int
 }
@@ -234,7 +235,7 @@ func (r *room) seesJIDs(viewer *occupant) bool {
 
 // addHistory keeps st in the history within the room's and the
 // service's bounds.
-func (r *room) addHistory(st *element.Stanza, at time.Time, maxCount, maxBytes int) {
+func (r *room) addHistory(st *element.Stanza, id string, at time.Time, maxCount, maxBytes int) {
 	limit := min(r.cfg.HistoryLength, maxCount)
 	if limit <= 0 {
 		r.history, r.historyBytes = nil, 0
@@ -244,7 +245,7 @@ func (r *room) addHistory(st *element.Stanza, at time.Time, maxCount, maxBytes i
 	if size > maxBytes {
 		return
 	}
-	r.history = append(r.history, histEntry{st: st, at: at, size: size})
+	r.history = append(r.history, histEntry{st: st, id: id, at: at, size: size})
 	r.historyBytes += size
 	drop := 0
 	for len(r.history)-drop > limit || r.historyBytes > maxBytes {

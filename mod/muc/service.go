@@ -295,6 +295,9 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 	if r.cfg.NonAnonymous {
 		codes = append(codes, 100)
 	}
+	if s.m.archives(r) {
+		codes = append(codes, 170)
+	}
 	if created {
 		codes = append(codes, 201)
 	}

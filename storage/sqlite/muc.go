@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"ottr.im/ottr/storage"
@@ -96,6 +97,38 @@ func (s *Store) PutMUCRoom(ctx context.Context, room storage.MUCRoom) error {
 func (s *Store) DeleteMUCRoom(ctx context.Context, service, name string) error {
 	if _, err := s.exec(ctx, `DELETE FROM muc_rooms WHERE service = ? AND name = ?`, service, name); err != nil {
 		return fmt.Errorf("sqlite: delete room %s@%s: %w", name, service, err)
+	}
+	return nil
+}
+
+// ReplaceMUCArchived replaces the stanza of the archived message id of a
+// room (the archive owned by service and room), keeping the archive's
+// byte count right, in one transaction. An unknown id is an error
+// wrapping [storage.ErrNotFound].
+func (s *Store) ReplaceMUCArchived(ctx context.Context, service, room, id string, stanza []byte) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var old int64
+		err := tx.QueryRowContext(ctx,
+			`SELECT length(stanza) FROM archive WHERE host = ? AND username = ? AND id = ?`,
+			service, room, id).Scan(&old)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("message %s: %w", id, storage.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE archive SET stanza = ? WHERE host = ? AND username = ? AND id = ?`,
+			stanza, service, room, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`UPDATE archive_usage SET bytes = bytes + ? WHERE host = ? AND username = ?`,
+			int64(len(stanza))-old, service, room)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: replace archived message of %s@%s: %w", room, service, err)
 	}
 	return nil
 }

@@ -2,10 +2,13 @@ package storagetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"ottr.im/ottr/storage"
 )
@@ -19,10 +22,17 @@ import (
 //     ordered by name; other services' rooms are not among them.
 //   - DeleteMUCRoom removes a room and its affiliations; deleting a room
 //     that is not stored is no error.
+//   - A room's archive is the archive (ArchiveStore) whose owner is the
+//     service and the room's name; ReplaceMUCArchived replaces the stanza
+//     of one of its messages (a moderator's tombstone) in place, keeping
+//     its id, order and time; an unknown id wraps storage.ErrNotFound.
 type MUCStore interface {
 	MUCRooms(ctx context.Context, service string) ([]storage.MUCRoom, error)
 	PutMUCRoom(ctx context.Context, room storage.MUCRoom) error
 	DeleteMUCRoom(ctx context.Context, service, name string) error
+	AppendArchive(ctx context.Context, host, user string, msg storage.ArchivedMessage, lim storage.ArchiveLimits) error
+	QueryArchive(ctx context.Context, host, user string, q storage.ArchiveQuery) (storage.ArchivePage, error)
+	ReplaceMUCArchived(ctx context.Context, service, room, id string, stanza []byte) error
 }
 
 // TestMUC runs the MUCStore conformance suite; newStore returns a fresh,
@@ -87,6 +97,54 @@ func TestMUC(t *testing.T, newStore func(t *testing.T) MUCStore) {
 			t.Fatalf("PutMUCRoom after delete: %v", err)
 		}
 		check(t, s, svc, a, room(svc, "b", `{}`, map[string]string{"carol@example.org": "admin"}))
+	})
+
+	t.Run("tombstone in the room archive", func(t *testing.T) {
+		s := newStore(t)
+		at := time.Unix(1_800_000_000, 0)
+		lim := storage.ArchiveLimits{Quota: storage.Quota{Count: 10, Bytes: 100}}
+		for i, body := range []string{"first", "second", "third"} {
+			msg := storage.ArchivedMessage{ID: fmt.Sprintf("m%d", i), With: "room@" + svc + "/nick",
+				Stanza: []byte("<message>" + body + "</message>"), Stored: at.Add(time.Duration(i) * time.Second)}
+			if err := s.AppendArchive(ctx, svc, "room", msg, lim); err != nil {
+				t.Fatalf("AppendArchive: %v", err)
+			}
+		}
+		if err := s.ReplaceMUCArchived(ctx, svc, "room", "m1", []byte("<message>gone</message>")); err != nil {
+			t.Fatalf("ReplaceMUCArchived: %v", err)
+		}
+		if err := s.ReplaceMUCArchived(ctx, svc, "room", "nothing", []byte("<x/>")); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ReplaceMUCArchived of an unknown id = %v, want ErrNotFound", err)
+		}
+		if err := s.ReplaceMUCArchived(ctx, svc, "other", "m1", []byte("<x/>")); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ReplaceMUCArchived in another room's archive = %v, want ErrNotFound", err)
+		}
+		page, err := s.QueryArchive(ctx, svc, "room", storage.ArchiveQuery{Max: 10, MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatalf("QueryArchive: %v", err)
+		}
+		var got []string
+		for _, m := range page.Messages {
+			got = append(got, m.ID+" "+string(m.Stanza))
+		}
+		want := []string{"m0 <message>first</message>", "m1 <message>gone</message>", "m2 <message>third</message>"}
+		if strings.Join(got, "|") != strings.Join(want, "|") || !page.Messages[1].Stored.Equal(at.Add(time.Second)) {
+			t.Errorf("archive after the tombstone = %q, want %q at the same place and time", got, want)
+		}
+		// The byte count followed: 24 + 23 + 24 = 71 bytes now, 73 before
+		// the tombstone; a message of 29 bytes fits within 100 only if the
+		// tombstone's size was counted, else the oldest is pushed out.
+		big := storage.ArchivedMessage{ID: "m3", With: "x", Stanza: []byte("<message>" + strings.Repeat("x", 10) + "</message>"), Stored: at.Add(3 * time.Second)}
+		if err := s.AppendArchive(ctx, svc, "room", big, lim); err != nil {
+			t.Fatalf("AppendArchive: %v", err)
+		}
+		page, err = s.QueryArchive(ctx, svc, "room", storage.ArchiveQuery{Max: 10, MaxBytes: 1 << 20})
+		if err != nil {
+			t.Fatalf("QueryArchive: %v", err)
+		}
+		if page.Count != 4 {
+			t.Errorf("archive holds %d messages after a tombstone and one more, want 4 (the byte count kept the original's size?)", page.Count)
+		}
 	})
 
 	t.Run("concurrent writers", func(t *testing.T) {
