@@ -140,7 +140,13 @@ var modules = []struct {
 			MaxHistoryBytes: l.limits.MUCHistoryBytes,
 			Rate:            float64(l.limits.MUCStanzaRate.N) / l.limits.MUCStanzaRate.Per.Seconds(),
 			RoomsPerSession: l.limits.DirectedPresences,
-			Now:             l.now,
+			// Persistent rooms keep an archive within a user's bounds.
+			ArchiveMessages:  l.limits.ArchiveMessages,
+			ArchiveBytes:     int64(l.limits.ArchiveBytes),
+			ArchiveRetention: l.limits.ArchiveRetention.Duration,
+			ArchivePage:      l.limits.ArchivePageSize,
+			SendQueueBytes:   l.limits.SendQueueBytes,
+			Now:              l.now,
 		})
 		return err
 	}},
