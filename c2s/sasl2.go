@@ -272,9 +272,12 @@ func sasl2Feature(n *negotiation) xmpp.StreamFeature {
 // sasl2Listing is the inside of <authentication/>: the mechanisms, and
 // inline Bind2 (with its inline features), stream management and FAST.
 func (n *negotiation) sasl2Listing() xml.TokenReader {
+	// The offer of RFC 6120 SASL (SCRAM -PLUS only with a channel
+	// binding), which exchange checks the mechanism against.
+	n.offer = n.saslOffer(mechanismNames(n.cfg.Mechanisms))
 	var parts []xml.TokenReader
-	for _, m := range n.cfg.Mechanisms {
-		parts = append(parts, textElement("mechanism", m.Name))
+	for _, m := range n.offer.Mechanisms {
+		parts = append(parts, textElement("mechanism", m))
 	}
 	vars := []string{nsSM}
 	for name := range n.cfg.Bind2 {
