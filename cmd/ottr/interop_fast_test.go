@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,24 +31,11 @@ func TestInteropXmppjsFAST(t *testing.T) {
 	p := startServe(t, cfg, c2sAddr)
 	waitListening(t, p, httpAddr)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	argv := append(nodeArgs, filepath.Join(xmppjsDir, "fast.js"),
+	runXmppjs(t, p, node, nodeArgs, "fast.js",
 		"--service", "ws://"+httpAddr+"/xmpp-websocket",
 		"--domain", "localhost",
 		"--username", "alice", "--token", mintWithCLI(t, cfg, "alice@localhost"),
 		"--timeout", "60")
-	cmd := exec.CommandContext(ctx, node, argv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("fast.js: %v\nstdout:\n%s\nstderr (every element):\n%s\nserver stderr:\n%s",
-			err, stdout.String(), stderr.String(), p.stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "all steps OK") {
-		t.Fatalf("fast.js exited 0 without \"all steps OK\":\n%s", stdout.String())
-	}
-	t.Logf("fast.js:\n%s", strings.TrimRight(stdout.String(), "\n"))
 	// The server saw FAST logins, and one X-TOKEN login only.
 	logs := p.stderr.String()
 	if n := strings.Count(logs, "mechanism=X-TOKEN user=alice@localhost"); n != 1 {
@@ -57,4 +45,28 @@ func TestInteropXmppjsFAST(t *testing.T) {
 		t.Errorf("the server logged %d FAST logins of alice, want 2", n)
 	}
 	stopServe(t, p)
+}
+
+// runXmppjs runs the script of testdata/xmppjs with node (and nodeArgs)
+// and args, for at most 90 s, against the server p: it fails the test,
+// with what the script and the server printed, unless the script exits 0
+// having printed "all steps OK"; it logs the script's steps and returns
+// its output.
+func runXmppjs(t *testing.T, p *serveProc, node string, nodeArgs []string, script string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	argv := append(append(slices.Clone(nodeArgs), filepath.Join(xmppjsDir, script)), args...)
+	cmd := exec.CommandContext(ctx, node, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr (every element in and out):\n%s\nserver stderr:\n%s",
+			script, err, stdout.String(), stderr.String(), p.stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "all steps OK") {
+		t.Fatalf("%s exited 0 without \"all steps OK\":\n%s", script, stdout.String())
+	}
+	t.Logf("%s:\n%s", script, strings.TrimRight(stdout.String(), "\n"))
+	return stdout.String()
 }

@@ -322,26 +322,13 @@ func TestInteropXmppjsWebSocketSM(t *testing.T) {
 	bob := startPonger(t, c2sAddr, p, filepath.Join(filepath.Dir(cfg), "data"), "bob", mintWithCLI(t, cfg, "bob@localhost"))
 	px := startCutProxy(t, httpAddr)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	argv := append(nodeArgs, filepath.Join(xmppjsDir, "sm.mjs"),
+	runXmppjs(t, p, node, nodeArgs, "sm.mjs",
 		"--service", "ws://127.0.0.1:"+px.port()+"/xmpp-websocket",
 		"--domain", "localhost",
 		"--username", "alice", "--password", password("alice"),
 		"--to", bob.jid.Bare().String(),
 		"--control", px.control.URL,
 		"--timeout", "60")
-	cmd := exec.CommandContext(ctx, node, argv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("sm.mjs: %v\nstdout:\n%s\nstderr (every stanza):\n%s\nserver stderr:\n%s",
-			err, stdout.String(), stderr.String(), p.stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "all steps OK") {
-		t.Fatalf("sm.mjs exited 0 without \"all steps OK\":\n%s", stdout.String())
-	}
-	t.Logf("sm.mjs:\n%s", strings.TrimRight(stdout.String(), "\n"))
 
 	// bob got each of the script's messages exactly once, in order.
 	// The script saw the answer to its last message, so bob had got it,
