@@ -85,6 +85,9 @@ func (m *Module) partPath(id string) string { return filepath.Join(m.files, id+"
 // (claimed: one PUT at a time, none once done), then the headers against
 // it, then the body, which must have exactly the slot's size.
 func (m *Module) servePut(w http.ResponseWriter, r *http.Request) {
+	// Until the body is read with deadlines of its own (receive), what
+	// the server reads of it after a refusal is bounded too.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(m.opts.IdleTimeout))
 	id, name, ok := ParsePath(r.URL.EscapedPath())
 	if !ok {
 		http.Error(w, "not found", http.StatusNotFound)
