@@ -271,13 +271,20 @@ func (m *Module) handleIQ(from jid.JID, st *element.Stanza) (xml.TokenReader, er
 		if sh == nil {
 			return nil, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable}
 		}
+		// The query's sid, if it has one, comes back (as Prosody does).
+		var attrs []xml.Attr
+		for _, a := range payload.Attr {
+			if a.Name.Local == "sid" && a.Name.Space == "" {
+				attrs = append(attrs, xml.Attr{Name: a.Name, Value: a.Value})
+			}
+		}
 		return xmlstream.Wrap(
 			xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "streamhost"}, Attr: []xml.Attr{
 				{Name: xml.Name{Local: "jid"}, Value: st.To.String()},
 				{Name: xml.Name{Local: "host"}, Value: sh.host},
 				{Name: xml.Name{Local: "port"}, Value: strconv.Itoa(sh.port)},
 			}}),
-			xml.StartElement{Name: xml.Name{Space: NS, Local: "query"}},
+			xml.StartElement{Name: xml.Name{Space: NS, Local: "query"}, Attr: attrs},
 		), nil
 	}
 	var q activateQuery

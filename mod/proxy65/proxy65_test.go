@@ -81,8 +81,8 @@ func TestDiscoAndStreamhost(t *testing.T) {
 		}
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	got = routertest.Ask(t, core, alice, `<iq type='get' id='2' to='proxy.localhost'><query xmlns='http://jabber.org/protocol/bytestreams'/></iq>`)
-	if want := `<streamhost jid="proxy.localhost" host="127.0.0.1" port="` + port + `"`; !strings.Contains(got, want) {
+	got = routertest.Ask(t, core, alice, `<iq type='get' id='2' to='proxy.localhost'><query xmlns='http://jabber.org/protocol/bytestreams' sid='s1'/></iq>`)
+	if want := `<query xmlns="http://jabber.org/protocol/bytestreams" sid="s1"><streamhost jid="proxy.localhost" host="127.0.0.1" port="` + port + `"`; !strings.Contains(got, want) {
 		t.Errorf("streamhost answer %s lacks %s", got, want)
 	}
 	for _, tc := range []struct{ name, iq, want string }{
