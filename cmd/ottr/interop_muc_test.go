@@ -17,12 +17,14 @@ import (
 // disco#items, creates a room (110 and 201, owner and moderator) and
 // submits its configuration form; bob joins; both talk and get both
 // messages from the occupant JIDs; alice kicks bob (307 to both); bob
-// comes back with the two messages as history and leaves.
+// comes back with the two messages as history and leaves; carol's message
+// is retracted by alice (xep_0425, XEP-0425 as slixmpp 1.8 speaks it) and
+// carol is told.
 func TestInteropSlixmppMUC(t *testing.T) {
 	requireSlixmpp(t)
 	addr := freeAddr(t)
 	cfg := writeInteropConfig(t, addr)
-	users := addPasswordUsers(t, cfg, "alice", "bob")
+	users := addPasswordUsers(t, cfg, "alice", "bob", "carol")
 	p := startServe(t, cfg, addr)
 	_, port, _ := net.SplitHostPort(addr)
 

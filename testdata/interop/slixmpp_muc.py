@@ -3,7 +3,7 @@
 
 Run it with /usr/bin/python3 (Debian's python3-slixmpp). Logins, the
 peers and the waits come from slixmpp_pair.py and slixmpp_mobile.py in this
-directory (imported, not copied). Accounts alice and bob log in with PLAIN
+directory (imported, not copied). Accounts alice, bob and carol log in with PLAIN
 (--alice-password, --bob-password) and, with slixmpp's xep_0045 plugin:
 
   step 1  alice finds the MUC service (--service) in the server's
@@ -22,6 +22,10 @@ directory (imported, not copied). Accounts alice and bob log in with PLAIN
           him go with 307.
   step 6  bob joins again, gets the history (the two messages, with
           delays), then leaves (leave_muc): alice sees him go.
+  step 7  moderation (plugin xep_0425, XEP-0425 as slixmpp 1.8 speaks
+          it): carol joins and says something; alice, a moderator, retracts
+          it by its XEP-0359 stanza-id; carol gets the moderated_message
+          event for that id, by alice.
 
 Every wait is on an event, bounded by --timeout for the whole run. Exit
 status: 0 only if every step worked (a line per step on stdout, then "all
@@ -31,7 +35,8 @@ error.
 
 Example:
   /usr/bin/python3 slixmpp_muc.py --port 5222 --domain localhost \\
-      --service conference.localhost --alice-password secret --bob-password secret
+      --service conference.localhost --alice-password secret \\
+      --bob-password secret --carol-password secret
 """
 
 import argparse
@@ -45,6 +50,7 @@ from slixmpp_login import CheckFailed
 from slixmpp_mobile import Scenario
 from slixmpp_pair import Peer, run_main
 
+import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout, PresenceError
 
 
@@ -54,12 +60,19 @@ class MUCPeer(Peer):
 
     def __init__(self, args, account, label):
         super().__init__(args, account, label)
-        for plugin in ('xep_0004', 'xep_0030', 'xep_0045'):
+        for plugin in ('xep_0004', 'xep_0030', 'xep_0045', 'xep_0359',
+                       'xep_0425'):
             self.xmpp.register_plugin(plugin)
         self.room_presence = []
         self.room_messages = []
         self.xmpp.add_event_handler('groupchat_presence', self._on_room_presence)
         self.xmpp.add_event_handler('groupchat_message', self._on_room_message)
+        self.moderated = []
+        self.xmpp.add_event_handler('moderated_message', self._on_moderated)
+
+    def _on_moderated(self, msg):
+        self.moderated.append(msg)
+        self.poke()
 
     def _on_room_presence(self, pres):
         self.room_presence.append(pres)
@@ -199,6 +212,29 @@ class MUC(Scenario):
         await a.wait(lambda: a.presence_of(room + '/bob', 'unavailable'),
                      'bob leaving', d)
         self.say('bob came back with the two messages as history, then left')
+
+        self.step = 'step 7 (moderation)'
+        c = self.peer('carol', 'carol', MUCPeer)
+        await c.start(d)
+        await c.initial_presence(d)
+        await c.join(room, 'carol', d, maxstanzas=0)
+        spam = 'spam from carol (%s)' % self.tag
+        c.xmpp.send_message(mto=room, mbody=spam, mtype='groupchat')
+        got = await a.wait(lambda: a.message(room + '/carol', spam), 'carol\'s message', d)
+        sid = got[0]['stanza_id']['id']
+        if not sid or got[0]['stanza_id']['by'] != room:
+            raise CheckFailed('carol\'s message has no stanza-id by the room: %s' % got[0])
+        try:
+            await a.xmpp['xep_0425'].moderate(slixmpp.JID(room), sid, 'interop moderation',
+                                               timeout=d.left('moderate'))
+        except (IqError, IqTimeout) as exc:
+            raise CheckFailed('moderating carol\'s message: %s' % exc)
+        m = await c.wait(lambda: [m for m in c.moderated if m['apply_to']['id'] == sid],
+                         'the moderated_message event', d)
+        by = m[0]['apply_to']['moderated']['by']
+        if by != room + '/alice':
+            raise CheckFailed('moderated by %r, want %s/alice' % (by, room))
+        self.say('alice retracted carol\'s message %s; carol was told (by %s)' % (sid, by))
         await self.close()
 
 
@@ -213,6 +249,7 @@ def parse_args(argv):
                    help='the MUC service (default conference.DOMAIN)')
     p.add_argument('--alice-password', required=True, metavar='PW')
     p.add_argument('--bob-password', required=True, metavar='PW')
+    p.add_argument('--carol-password', required=True, metavar='PW')
     p.add_argument('--timeout', type=float, default=60.0,
                    help='overall limit in seconds (default 60)')
     p.add_argument('-v', '--verbose', action='store_true',
