@@ -142,8 +142,8 @@ func htMessage(token []byte, label string, cb []byte) []byte {
 // client's current one (older ones go) with the login's count, or, with
 // Invalidate, it is gone. The error is an *Error: malformed for a message
 // that is not authcid NUL 32 bytes, bad credentials for a token that is
-// not the client's for this mechanism, expired, or replay for a count not
-// above the last one.
+// not the client's for this mechanism, expired (whose SASL condition is
+// credentials-expired), or replay for a count not above the last one.
 func (f *Fast) Verify(ctx context.Context, l FastLogin) (FastResult, error) {
 	user, sum, err := splitHT(l.Message)
 	if err != nil {
@@ -168,7 +168,7 @@ func (f *Fast) Verify(ctx context.Context, l FastLogin) (FastResult, error) {
 	case tok == nil || tok.Mechanism != l.Mechanism:
 		return FastResult{}, &Error{Reason: ReasonBadCredentials, detail: "no such FAST token"}
 	case !f.now().Before(tok.Expires):
-		return FastResult{}, &Error{Reason: ReasonExpired, detail: "FAST token expired"}
+		return FastResult{}, fastExpired{&Error{Reason: ReasonExpired, detail: "FAST token expired"}}
 	}
 	if l.Invalidate {
 		if err := f.store.DeleteFastToken(ctx, l.Host, user, l.Agent, tok.ID); err != nil {
@@ -224,6 +224,20 @@ func (f *Fast) Issue(ctx context.Context, host, user, agent, mechanism string, c
 func (f *Fast) Revoke(ctx context.Context, host, user string) (int, error) {
 	return f.store.DeleteFastTokens(ctx, host, user)
 }
+
+// fastExpired is a login with a FAST token past its expiry: XEP-0484 §4.2
+// answers credentials-expired, and the client falls back to another
+// mechanism. It matches its *Error with errors.Is and errors.As.
+type fastExpired struct{ err *Error }
+
+// Error implements error.
+func (e fastExpired) Error() string { return e.err.Error() }
+
+// SASLCondition is credentials-expired.
+func (fastExpired) SASLCondition() string { return "credentials-expired" }
+
+// Unwrap returns the *Error.
+func (e fastExpired) Unwrap() error { return e.err }
 
 // splitHT parses an HT initial response: the authcid, NUL, and the
 // 32-byte HMAC. The username is nodeprepped.

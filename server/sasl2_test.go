@@ -545,8 +545,8 @@ func TestFAST(t *testing.T) {
 			t.Fatal(err)
 		}
 		c = dialSASL2(t, ts)
-		if got := condition(t, c.fastLogin(auth.FastNone, "alice", tok, nil, "old-agent", "")); got != "not-authorized" {
-			t.Fatalf("expired token: %s", got)
+		if got := condition(t, c.fastLogin(auth.FastNone, "alice", tok, nil, "old-agent", "")); got != "credentials-expired" {
+			t.Fatalf("expired token: %s, want credentials-expired (XEP-0484 §4.2)", got)
 		}
 	})
 

@@ -1,0 +1,98 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"ottr.im/ottr/auth"
+	"ottr.im/ottr/storage/sqlite"
+)
+
+// initiator is a HT client's initial response for token and cb.
+func initiator(user, token string, cb []byte) []byte {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("Initiator"))
+	m.Write(cb)
+	return append([]byte(user+"\x00"), m.Sum(nil)...)
+}
+
+func TestFast(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ottr.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	now := time.Now()
+	f := auth.NewFast(auth.FastOptions{Store: store, Lifetime: time.Hour, Now: func() time.Time { return now }})
+	cb := []byte("the certificate's hash")
+
+	none, err := f.Issue(ctx, "example.org", "alice", "agent", auth.FastNone, cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endp, err := f.Issue(ctx, "example.org", "alice", "agent2", auth.FastEndp, cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Issue(ctx, "example.org", "alice", "agent", auth.FastEndp, nil); err == nil {
+		t.Fatal("an ENDP token without channel binding data was issued")
+	}
+	if !none.Expires.After(now.Add(59*time.Minute)) || none.Expires.After(now.Add(time.Hour)) {
+		t.Fatalf("expires %v, want an hour from now", none.Expires)
+	}
+	login := func(mech, agent, token string, cb []byte, count uint64) error {
+		r, err := f.Verify(ctx, auth.FastLogin{Mechanism: mech, Host: "example.org", Agent: agent,
+			Message: initiator("Alice", token, cb), Count: count, ChannelBinding: cb})
+		if err == nil {
+			m := hmac.New(sha256.New, []byte(token))
+			m.Write([]byte("Responder"))
+			m.Write(cb)
+			if r.Username != "alice" || !hmac.Equal(r.Final, m.Sum(nil)) {
+				t.Fatalf("result %+v: want alice and the responder message", r)
+			}
+		}
+		return err
+	}
+	for _, c := range []struct {
+		name        string
+		mech, agent string
+		token       string
+		cb          []byte
+		count       uint64
+		want        auth.Reason // "" for success
+	}{
+		{"NONE ignores channel binding", auth.FastNone, "agent", none.Token, nil, 1, ""},
+		{"replayed count", auth.FastNone, "agent", none.Token, nil, 1, auth.ReasonReplay},
+		{"higher count", auth.FastNone, "agent", none.Token, nil, 2, ""},
+		{"no count", auth.FastNone, "agent", none.Token, nil, 0, ""},
+		{"other agent", auth.FastNone, "agent2", none.Token, nil, 0, auth.ReasonBadCredentials},
+		{"other mechanism", auth.FastEndp, "agent", none.Token, cb, 0, auth.ReasonBadCredentials},
+		{"ENDP", auth.FastEndp, "agent2", endp.Token, cb, 0, ""},
+		{"ENDP, another certificate", auth.FastEndp, "agent2", endp.Token, []byte("another"), 0, auth.ReasonBadCredentials},
+		{"ENDP token with NONE", auth.FastNone, "agent2", endp.Token, nil, 0, auth.ReasonBadCredentials},
+		{"wrong token", auth.FastNone, "agent", endp.Token, nil, 0, auth.ReasonBadCredentials},
+	} {
+		err := login(c.mech, c.agent, c.token, c.cb, c.count)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want != "" && !errors.Is(err, &auth.Error{Reason: c.want}):
+			t.Errorf("%s: %v, want %s", c.name, err, c.want)
+		}
+	}
+	now = now.Add(time.Hour)
+	err = login(auth.FastNone, "agent", none.Token, nil, 0)
+	var cond interface{ SASLCondition() string }
+	if !errors.Is(err, &auth.Error{Reason: auth.ReasonExpired}) || !errors.As(err, &cond) || cond.SASLCondition() != "credentials-expired" {
+		t.Fatalf("expired token: %v", err)
+	}
+	if n, err := f.Revoke(ctx, "example.org", "alice"); err != nil || n != 2 {
+		t.Fatalf("Revoke = %d, %v; want 2", n, err)
+	}
+}
