@@ -356,3 +356,107 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return strings.Clone(b.b.String())
 }
+
+// TestCertificateFilesReload replaces the files of [tls] cert and key
+// under a running server: a reload serves the new pair at once, a bad
+// pair keeps the one in use, and without a reload the next handshakes
+// after the check interval (10 s) pick up a change by themselves; a
+// session opened before stays up throughout.
+func TestCertificateFilesReload(t *testing.T) {
+	dir := t.TempDir()
+	pairs := make([]string, 3) // directories of three generated pairs
+	pool := x509.NewCertPool()
+	for i := range pairs {
+		pairs[i] = filepath.Join(dir, fmt.Sprint("gen", i))
+		if _, err := certs.LoadOrCreate(pairs[i], []string{testHost}, nil); err != nil {
+			t.Fatal(err)
+		}
+		certFile, _ := certs.Paths(pairs[i])
+		pem, err := os.ReadFile(certFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(pem)
+	}
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	install := func(i int) {
+		t.Helper()
+		c, k := certs.Paths(pairs[i])
+		for _, f := range [][2]string{{k, keyFile}, {c, certFile}} {
+			b, err := os.ReadFile(f[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmp := f[1] + ".tmp"
+			if err := os.WriteFile(tmp, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, f[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := func(i int) *x509.Certificate {
+		c, _ := certs.Paths(pairs[i])
+		got, err := certs.Load(c, filepath.Join(pairs[i], certs.KeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Leaf
+	}
+	install(0)
+	ts := startServer(t, func(c *config.Config) {
+		c.TLS.Cert, c.TLS.Key = certFile, keyFile
+	})
+	served := func() *x509.Certificate {
+		t.Helper()
+		conn, err := tls.Dial("tcp", ts.directTLS, &tls.Config{RootCAs: pool, ServerName: testHost, NextProtos: []string{"xmpp-client"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0]
+	}
+	if !served().Equal(want(0)) {
+		t.Fatal("the configured certificate is not served")
+	}
+	tlsCfg := &tls.Config{RootCAs: pool, ServerName: testHost}
+	alice, err := xmpptest.Login(t, ts.addr, tlsCfg, "alice", testHost, "", auth.XToken, ts.token(t, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	install(1)
+	if err := ts.srv.ReloadCertificates(); err != nil {
+		t.Fatalf("ReloadCertificates: %v", err)
+	}
+	if !served().Equal(want(1)) {
+		t.Error("after a reload the new certificate is not served")
+	}
+
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.srv.ReloadCertificates(); err == nil {
+		t.Error("ReloadCertificates of a bad file = nil")
+	}
+	if !served().Equal(want(1)) {
+		t.Error("after a bad file the certificate in use is not served")
+	}
+
+	// No reload: a handshake after the check interval sees the change.
+	install(2)
+	deadline := time.Now().Add(certs.DefaultCheckInterval + 20*time.Second)
+	for !served().Equal(want(2)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the changed files were not picked up by the handshakes")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The session from before is still there.
+	alice.Send(`<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	if r := alice.NextNamed("iq", "result"); r.ID != "p1" {
+		t.Errorf("ping after the certificate changes: %+v", r)
+	}
+}

@@ -10,10 +10,10 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"ottr.im/ottr/certs"
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/server"
@@ -85,7 +85,12 @@ func Start(t testing.TB, cfg *config.Config, hooks ...func(*server.Server)) *Ser
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	s := &Server{Server: srv, Config: cfg, CertFile: filepath.Join(cfg.TLSDir(), "cert.pem")}
+	// The configured certificate, else the generated one.
+	certFile := cfg.TLS.Cert
+	if certFile == "" {
+		certFile, _ = certs.Paths(cfg.TLSDir())
+	}
+	s := &Server{Server: srv, Config: cfg, CertFile: certFile}
 	// Addrs lists c2s STARTTLS, then direct TLS, then HTTP.
 	addrs := srv.Addrs()
 	s.Addr = addrs[0].String()
