@@ -1,10 +1,14 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -327,5 +331,40 @@ func TestUploadAccountDeleted(t *testing.T) {
 			t.Fatalf("files on disk 20 s after the deletion: %v", uploadFiles(t, ws.testServer))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUploadSlowPUT: a PUT that stops sending its body is answered 400
+// once it was idle for limits.write_timeout, not held open; nothing of it
+// is kept and the slot may be used again.
+func TestUploadSlowPUT(t *testing.T) {
+	ws := startWeb(t, func(c *config.Config) { c.Limits.WriteTimeout = config.Duration{Duration: time.Second} })
+	alice := ws.online(t, "alice", "phone")
+	s := mustSlot(t, alice, "slow.txt", "10", "text/plain")
+	u, err := url.Parse(s.Put.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tls.Dial("tcp", "127.0.0.1:"+u.Port(), ws.tlsConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n0", u.RequestURI(), u.Host)
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled PUT after %v: %v", time.Since(start), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a stalled PUT: %s, want 400", resp.Status)
+	}
+	if files := uploadFiles(t, ws.testServer); len(files) != 0 {
+		t.Errorf("files on disk: %v", files)
+	}
+	if resp, body := ws.put(t, s.Put.URL, "text/plain", "0123456789"); resp.StatusCode != http.StatusCreated {
+		t.Errorf("the slot after the stalled PUT: %s %s", resp.Status, body)
 	}
 }
