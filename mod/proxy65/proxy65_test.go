@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -329,6 +331,57 @@ func TestBandwidth(t *testing.T) {
 	// 256 KiB at 128 KiB/s: 2 s, less the first chunk, which goes at once.
 	if el := time.Since(start); el < 1800*time.Millisecond {
 		t.Errorf("256 KiB went through in %v at %d bytes/s", el, rate)
+	}
+}
+
+func TestTotalBandwidth(t *testing.T) {
+	const rate = 128 << 10
+	core, _, addr := newProxy(t, Options{TransferBandwidth: rate, TotalBandwidth: rate})
+	alice := routertest.Bind(t, core, "alice@localhost/a")
+	start := time.Now()
+	done := make(chan error, 2)
+	for _, sid := range []string{"x", "y"} {
+		tc, ic := transferPair(t, addr, sid, "alice@localhost/a", "bob@localhost/b")
+		if got := routertest.Ask(t, core, alice, activate(sid, "bob@localhost/b")); strings.Contains(got, "error") {
+			t.Fatal(got)
+		}
+		go func() {
+			ic.Write(make([]byte, rate))
+			ic.(*net.TCPConn).CloseWrite()
+		}()
+		go func() {
+			got, err := io.ReadAll(tc)
+			if err == nil && len(got) != rate {
+				err = fmt.Errorf("received %d bytes", len(got))
+			}
+			done <- err
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2 × 128 KiB at 128 KiB/s in total: 2 s, less a first chunk each.
+	if el := time.Since(start); el < 1700*time.Millisecond {
+		t.Errorf("two transfers of 128 KiB went through in %v at %d bytes/s in total", el, rate)
+	}
+}
+
+// TestPendingCost: a connection waiting for activation costs one
+// goroutine (no timer or reader besides), whatever it does.
+func TestPendingCost(t *testing.T) {
+	const n = 200
+	_, m, addr := newProxy(t, Options{MaxPending: n, ConnectionsPerAddress: n})
+	before := runtime.NumGoroutine()
+	for i := range n {
+		if _, code := dialSocks(t, addr, hashOf(strconv.Itoa(i), "a@localhost/a", "b@localhost/b")); code != 0 {
+			t.Fatal(code)
+		}
+	}
+	waitCounts(t, m, n, 0)
+	if grew := runtime.NumGoroutine() - before; grew > n+10 {
+		t.Errorf("%d pending connections added %d goroutines", n, grew)
 	}
 }
 
