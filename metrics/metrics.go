@@ -36,10 +36,6 @@ const (
 // has its SASL condition (not-authorized, temporary-auth-failure, ...).
 const LoginSuccess = "success"
 
-// storageBuckets are the bounds of ottr_storage_duration_seconds, from
-// 100 µs (a cached read) to 5 s (a write stuck behind a checkpoint).
-var storageBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
-
 // Metrics are one server's metrics. The zero value is not usable: call
 // New.
 type Metrics struct {
@@ -68,81 +64,73 @@ type Options struct {
 // their own together with the Go runtime and process collectors.
 func New(opts Options) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
-	m.sessions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "ottr_sessions",
-		Help: "Bound client sessions, by transport (tcp, websocket, bosh); a session waiting for stream-management resumption counts.",
-	}, []string{"transport"})
-	m.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ottr_logins_total",
-		Help: "SASL authentication attempts, by mechanism and result: success, or the SASL failure condition.",
-	}, []string{"mechanism", "result"})
-	m.stanzas = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ottr_stanzas_routed_total",
-		Help: "Stanzas clients sent that the server routed, by kind (message, presence, iq).",
-	}, []string{"kind"})
-	m.queueDrops = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ottr_send_queue_drops_total",
-		Help: "Sessions closed because their send queue was full (a client not reading).",
-	})
-	m.offlineWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ottr_offline_writes_total",
-		Help: "Messages written to offline storage, by result (stored, refused: over the user's quota, error).",
-	}, []string{"result"})
-	m.archiveWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ottr_archive_writes_total",
-		Help: "Messages written to the message archive (XEP-0313), by result (stored, refused, error).",
-	}, []string{"result"})
-	m.storage = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "ottr_storage_duration_seconds",
-		Help:    "Time taken by storage operations on the login and message paths, by operation.",
-		Buckets: storageBuckets,
-	}, []string{"op"})
-	m.limitRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ottr_limit_refusals_total",
-		Help: "Connections and logins refused (or, for auth_failures_per_account, delayed) by a limit, by its [limits] key.",
-	}, []string{"limit"})
-	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "ottr_config_reloads_total",
-		Help: "Configuration reloads (SIGHUP or ottr ctl reload), by result (success, error).",
-	}, []string{"result"})
-	m.kicks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ottr_sessions_kicked_total",
-		Help: "Sessions ended by an administrator (ottr ctl kick, ottr user kick).",
-	})
-	m.startTimestamp = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "ottr_start_time_seconds",
-		Help: "When the server started, in seconds since the Unix epoch.",
-	})
+	// Every label value known in advance is there from the start, so a
+	// dashboard shows 0 rather than no data.
+	m.sessions = m.gauges("ottr_sessions",
+		"Bound client sessions, by transport (tcp, websocket, bosh); a session waiting for stream-management resumption counts.",
+		[]string{"transport"}, TransportTCP, TransportWebSocket, TransportBOSH)
+	m.logins = m.counters("ottr_logins_total",
+		"SASL authentication attempts, by mechanism and result: success, or the SASL failure condition.",
+		[]string{"mechanism", "result"})
+	m.stanzas = m.counters("ottr_stanzas_routed_total",
+		"Stanzas clients sent that the server routed, by kind (message, presence, iq).",
+		[]string{"kind"}, "message", "presence", "iq")
+	m.queueDrops = m.counters("ottr_send_queue_drops_total",
+		"Sessions closed because their send queue was full (a client not reading).", nil).WithLabelValues()
+	m.offlineWrites = m.counters("ottr_offline_writes_total",
+		"Messages written to offline storage, by result (stored, refused: over the user's quota, error).",
+		[]string{"result"}, WriteStored, WriteRefused, WriteError)
+	m.archiveWrites = m.counters("ottr_archive_writes_total",
+		"Messages written to the message archive (XEP-0313), by result (stored, refused, error).",
+		[]string{"result"}, WriteStored, WriteRefused, WriteError)
+	m.limitRefusals = m.counters("ottr_limit_refusals_total",
+		"Connections and logins refused (or, for auth_failures_per_account, delayed) by a limit, by its [limits] key.",
+		[]string{"limit"}, "max_connections", "connections_per_address", "connection_rate",
+		"auth_failures_per_address", "auth_failures_per_address_account", "auth_failures_per_account")
+	m.reloads = m.counters("ottr_config_reloads_total",
+		"Configuration reloads (SIGHUP or ottr ctl reload), by result (success, error).",
+		[]string{"result"}, "success", "error")
+	m.kicks = m.counters("ottr_sessions_kicked_total",
+		"Sessions ended by an administrator (ottr ctl kick, ottr user kick).", nil).WithLabelValues()
+	m.startTimestamp = m.gauges("ottr_start_time_seconds",
+		"When the server started, in seconds since the Unix epoch.", nil).WithLabelValues()
 	m.startTimestamp.Set(float64(time.Now().UnixNano()) / 1e9)
-	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "ottr_build_info",
-		Help: "Always 1; the version label is the server's version.",
-	}, []string{"version"})
-	build.WithLabelValues(opts.Version).Set(1)
-	m.reg.MustRegister(
-		m.sessions, m.logins, m.stanzas, m.queueDrops, m.offlineWrites,
-		m.archiveWrites, m.storage, m.limitRefusals, m.reloads, m.kicks,
-		m.startTimestamp, build,
+	m.gauges("ottr_build_info", "Always 1; the version label is the server's version.",
+		[]string{"version"}).WithLabelValues(opts.Version).Set(1)
+	m.storage = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "ottr_storage_duration_seconds",
+		Help: "Time taken by storage operations on the login and message paths, by operation.",
+		// From 100 µs (a cached read) to 5 s (a write stuck behind a
+		// checkpoint).
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"op"})
+	m.reg.MustRegister(m.storage,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	// Every label value known in advance is there from the start, so a
-	// dashboard shows 0 rather than no data.
-	for _, t := range []string{TransportTCP, TransportWebSocket, TransportBOSH} {
-		m.sessions.WithLabelValues(t)
-	}
-	for _, k := range []string{"message", "presence", "iq"} {
-		m.stanzas.WithLabelValues(k)
-	}
-	for _, l := range []string{"max_connections", "connections_per_address", "connection_rate",
-		"auth_failures_per_address", "auth_failures_per_address_account", "auth_failures_per_account"} {
-		m.limitRefusals.WithLabelValues(l)
-	}
-	for _, r := range []string{WriteStored, WriteRefused, WriteError} {
-		m.offlineWrites.WithLabelValues(r)
-		m.archiveWrites.WithLabelValues(r)
-	}
 	return m
+}
+
+// counters registers the counter family name with help and labels. A
+// family of one label has each of its known values at zero from the
+// start, so that a dashboard shows 0 rather than no data.
+func (m *Metrics) counters(name, help string, labels []string, known ...string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	m.reg.MustRegister(v)
+	for _, val := range known {
+		v.WithLabelValues(val)
+	}
+	return v
+}
+
+// gauges is counters for a gauge family.
+func (m *Metrics) gauges(name, help string, labels []string, known ...string) *prometheus.GaugeVec {
+	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	m.reg.MustRegister(v)
+	for _, val := range known {
+		v.WithLabelValues(val)
+	}
+	return v
 }
 
 // CountConnections registers ottr_connections, the client connections

@@ -78,7 +78,7 @@ func (s *Server) reload() (ReloadResult, error) {
 	hosts := make(map[string]auth.TokenParams)
 	for _, h := range next.Hosts {
 		if _, ok := prev.Host(h.Name); ok {
-			hosts[h.Name] = tokenParams(h, next.Token)
+			hosts[h.Name] = h.TokenParams(next.Token)
 		}
 	}
 	// The secrets first: they are the part that can still fail, and then
@@ -106,23 +106,6 @@ func (s *Server) reload() (ReloadResult, error) {
 	}
 	s.live = withReloaded(prev, next)
 	return r, nil
-}
-
-// tokenParams are the auth settings of host h, with defaults for its
-// token settings.
-func tokenParams(h config.Host, defaults config.Token) auth.TokenParams {
-	t := h.EffectiveToken(defaults)
-	return auth.TokenParams{
-		OTPSeed:             h.OTPSeed,
-		TokenSecret:         h.TokenSecret,
-		Digits:              t.Digits(),
-		Interval:            t.Interval(),
-		Deviation:           t.Deviation(),
-		NonceDigits:         auth.ConfigNonceDigits(t.NonceLen()),
-		PreviousOTPSeed:     h.PreviousOTPSeed,
-		PreviousTokenSecret: h.PreviousTokenSecret,
-		PreviousUntil:       h.PreviousUntil,
-	}
 }
 
 // withReloaded returns prev with what a reload applied taken from next:

@@ -139,7 +139,7 @@ func New(opts Options) (*Server, error) {
 	hosts := make(map[string]auth.TokenParams)
 	for _, h := range cfg.Hosts {
 		names = append(names, h.Name)
-		hosts[h.Name] = tokenParams(h, cfg.Token)
+		hosts[h.Name] = h.TokenParams(cfg.Token)
 	}
 	cm, err := newCerts(cfg, logger.With("component", "certs"))
 	if err != nil {
