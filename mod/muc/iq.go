@@ -195,28 +195,21 @@ func (s *service) roomInfo(b *builder, r *room) {
 // with the sender's occupant JID, and so is its response.
 func (s *service) occupantIQ(from router.Target, st *element.Stanza, name xmlName) {
 	s.mu.Lock()
-	r := s.rooms[st.To.Localpart()]
-	var o, to *occupant
-	if r != nil {
-		o, to = r.bySession[from], r.occupants[st.To.Resourcepart()]
-	}
+	r, o, to := s.lookup(from, st)
 	switch {
 	case o == nil:
-		s.mu.Unlock()
 		// Not in the room: a self-ping learns it must join again.
-		s.bounce(from, st, errNotAcceptable)
+		s.unlockBounce(from, st, errNotAcceptable)
 		return
 	case to == nil:
-		s.mu.Unlock()
-		s.bounce(from, st, errItemNotFound)
+		s.unlockBounce(from, st, errItemNotFound)
 		return
 	case to == o && name == ping && st.Type == "get":
 		s.mu.Unlock()
 		s.m.core.Deliver(from, st.Reply(st.To, nil))
 		return
 	case st.IsIQRequest() && !s.allow(from):
-		s.mu.Unlock()
-		s.bounce(from, st, errConstraint)
+		s.unlockBounce(from, st, errConstraint)
 		return
 	}
 	target := to.sessions[len(to.sessions)-1].t

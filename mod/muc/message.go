@@ -52,27 +52,19 @@ func (s *service) message(ctx context.Context, from router.Target, st *element.S
 // occupant JID, or changes the subject.
 func (s *service) groupchat(ctx context.Context, from router.Target, st *element.Stanza) {
 	s.mu.Lock()
-	r := s.rooms[st.To.Localpart()]
-	var o *occupant
-	if r != nil {
-		o = r.bySession[from]
-	}
+	r, o, _ := s.lookup(from, st)
 	switch {
 	case r == nil:
-		s.mu.Unlock()
-		s.bounce(from, st, errItemNotFound)
+		s.unlockBounce(from, st, errItemNotFound)
 		return
 	case o == nil:
-		s.mu.Unlock()
-		s.bounce(from, st, errNotAcceptable)
+		s.unlockBounce(from, st, errNotAcceptable)
 		return
 	case o.role < roleParticipant:
-		s.mu.Unlock()
-		s.bounce(from, st, errForbidden)
+		s.unlockBounce(from, st, errForbidden)
 		return
 	case !s.allow(from):
-		s.mu.Unlock()
-		s.bounce(from, st, errConstraint)
+		s.unlockBounce(from, st, errConstraint)
 		return
 	}
 	_, hasSubject := st.Child(element.NSClient, "subject")
@@ -81,12 +73,10 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 		subject := st.ChildText(element.NSClient, "subject")
 		switch {
 		case o.role < roleModerator && !r.cfg.ChangeSubject:
-			s.mu.Unlock()
-			s.bounce(from, st, errForbidden)
+			s.unlockBounce(from, st, errForbidden)
 			return
 		case len(subject) > maxSubjectBytes:
-			s.mu.Unlock()
-			s.bounce(from, st, errNotAcceptable)
+			s.unlockBounce(from, st, errNotAcceptable)
 			return
 		}
 		r.cfg.Subject, r.cfg.SubjectNick = subject, o.nick
@@ -139,25 +129,17 @@ func (s *service) private(from router.Target, st *element.Stanza) {
 		return
 	}
 	s.mu.Lock()
-	r := s.rooms[st.To.Localpart()]
-	var o, to *occupant
-	if r != nil {
-		o, to = r.bySession[from], r.occupants[st.To.Resourcepart()]
-	}
+	r, o, to := s.lookup(from, st)
 	switch {
-	case r == nil || o == nil:
-		s.mu.Unlock()
-		if st.Type != "error" {
-			s.bounce(from, st, errNotAcceptable)
-		}
+	case o == nil:
+		// Bounce ignores errors.
+		s.unlockBounce(from, st, errNotAcceptable)
 		return
 	case to == nil:
-		s.mu.Unlock()
-		s.bounce(from, st, errItemNotFound)
+		s.unlockBounce(from, st, errItemNotFound)
 		return
 	case !s.allow(from):
-		s.mu.Unlock()
-		s.bounce(from, st, errConstraint)
+		s.unlockBounce(from, st, errConstraint)
 		return
 	}
 	base := st.Clone()
@@ -203,13 +185,11 @@ func (s *service) invitation(ctx context.Context, from router.Target, st *elemen
 	s.mu.Lock()
 	r := s.rooms[st.To.Localpart()]
 	if r == nil {
-		s.mu.Unlock()
-		s.bounce(from, st, errItemNotFound)
+		s.unlockBounce(from, st, errItemNotFound)
 		return
 	}
 	if !s.allow(from) {
-		s.mu.Unlock()
-		s.bounce(from, st, errConstraint)
+		s.unlockBounce(from, st, errConstraint)
 		return
 	}
 	if inv.Decline != nil {
@@ -231,12 +211,10 @@ func (s *service) invitation(ctx context.Context, from router.Target, st *elemen
 	aff := r.affiliation(from.JID().Bare())
 	switch {
 	case o == nil:
-		s.mu.Unlock()
-		s.bounce(from, st, errNotAcceptable)
+		s.unlockBounce(from, st, errNotAcceptable)
 		return
 	case r.cfg.MembersOnly && aff < affAdmin && !r.cfg.AllowInvites:
-		s.mu.Unlock()
-		s.bounce(from, st, errForbidden)
+		s.unlockBounce(from, st, errForbidden)
 		return
 	}
 	var msgs []*element.Stanza

@@ -122,6 +122,23 @@ func (s *service) bounce(from router.Target, st *element.Stanza, e stanza.Error)
 	s.m.core.Bounce(from, st, e)
 }
 
+// unlockBounce releases s.mu and answers st with e.
+func (s *service) unlockBounce(from router.Target, st *element.Stanza, e stanza.Error) {
+	s.mu.Unlock()
+	s.bounce(from, st, e)
+}
+
+// lookup returns the room st is addressed to, the sender's occupant in it
+// and the occupant st is addressed to (each nil when there is none). The
+// caller holds s.mu.
+func (s *service) lookup(from router.Target, st *element.Stanza) (r *room, sender, to *occupant) {
+	r = s.rooms[st.To.Localpart()]
+	if r == nil {
+		return nil, nil, nil
+	}
+	return r, r.bySession[from], r.occupants[st.To.Resourcepart()]
+}
+
 // presence handles presence to the service or a room.
 func (s *service) presence(ctx context.Context, from router.Target, st *element.Stanza) {
 	to := st.To
