@@ -183,9 +183,10 @@ type Limits struct {
 	// <not-acceptable/>, publishing past a node's max_items removes its
 	// oldest item. Default 256.
 	PEPItems int `toml:"pep_items"`
-	// PEPItemBytes is the largest PEP item payload, 1 KiB to 16 MiB and
-	// at most max_stanza_bytes; a larger one is refused with
-	// <not-acceptable/> and <payload-too-big/>. Default 131072 (128 KiB).
+	// PEPItemBytes is the largest PEP item payload, 1 KiB to 16 MiB;
+	// above MaxStanzaBytes, MaxStanzaBytes applies. A larger one is
+	// refused with <not-acceptable/> and <payload-too-big/>. Default
+	// 131072 (128 KiB).
 	PEPItemBytes int `toml:"pep_item_bytes"`
 	// PEPBytes is the most bytes of PEP item payloads one user keeps, all
 	// nodes together, 1 KiB to 1 GiB; a publish that would take the user
@@ -416,10 +417,6 @@ func (l Limits) validate() []error {
 	between("pep_nodes", l.PEPNodes, 1, 100_000)
 	between("pep_items", l.PEPItems, 1, 100_000)
 	between("pep_item_bytes", l.PEPItemBytes, kib, 16*mib)
-	if l.PEPItemBytes > l.MaxStanzaBytes && l.MaxStanzaBytes >= minStanzaBytes {
-		// An item that large could never arrive in a stanza.
-		add("pep_item_bytes", "must be at most limits.max_stanza_bytes (%d), got %d", l.MaxStanzaBytes, l.PEPItemBytes)
-	}
 	between("pep_bytes", l.PEPBytes, kib, 1<<30)
 	between("muc_rooms", l.MUCRooms, 1, 1_000_000)
 	between("muc_rooms_per_user", l.MUCRoomsPerUser, 1, 100_000)

@@ -82,7 +82,7 @@ var modules = []struct {
 		l.pep, err = pep.Register(l.core, l.store, pep.Options{
 			MaxNodes:     l.limits.PEPNodes,
 			MaxItems:     l.limits.PEPItems,
-			MaxItemBytes: l.limits.PEPItemBytes,
+			MaxItemBytes: min(l.limits.PEPItemBytes, l.limits.MaxStanzaBytes),
 			MaxBytes:     int64(l.limits.PEPBytes),
 			// An items result within the send queue's half, as MAM's pages.
 			MaxResultBytes: min(l.limits.SendQueueBytes/2, l.limits.MaxStanzaBytes),
