@@ -13,8 +13,9 @@ import (
 	"ottr.im/ottr/router"
 )
 
-// FuzzRoomRequests sends what an occupant may send a room: an iq get or
-// set (the owner's configuration form, admin items, destroy, anything),
+// FuzzRoomRequests sends what an occupant may send a persistent, archived
+// room: an iq get or set (the owner's configuration form, admin items,
+// destroy, archive queries, moderation, anything),
 // and a join whose <x/> carries anything (history, password). Whatever
 // it is, the iq gets exactly one answer, nothing panics, and the room's
 // bounds hold.
@@ -29,6 +30,9 @@ func FuzzRoomRequests(f *testing.F) {
 		{"get", `<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='owner'/></query>`, ``},
 		{"get", `<query xmlns='http://jabber.org/protocol/disco#info'/>`, ``},
 		{"set", `<query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='moderator'/></query>`, ``},
+		{"set", `<query xmlns='urn:xmpp:mam:2' queryid='q'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='start'><value>2020-01-01T00:00:00Z</value></field></x><set xmlns='http://jabber.org/protocol/rsm'><max>1</max><before/></set></query>`, ``},
+		{"set", `<moderate xmlns='urn:xmpp:message-moderate:1' id='x'><retract xmlns='urn:xmpp:message-retract:1'/></moderate>`, ``},
+		{"set", `<apply-to xmlns='urn:xmpp:fasten:0' id='x'><moderate xmlns='urn:xmpp:message-moderate:0'><retract xmlns='urn:xmpp:message-retract:0'/></moderate></apply-to>`, ``},
 	} {
 		f.Add(seed.typ, seed.payload, seed.join)
 	}
@@ -50,10 +54,12 @@ func FuzzRoomRequests(f *testing.F) {
 		// A new core over the same store: each input starts from the
 		// stored rooms only, and the store is emptied after it.
 		c := router.New(router.Options{Hosts: []string{routertest.Host}, Accounts: store})
-		fx := register(t, c, store, muc.Options{Rate: 1000})
+		fx := register(t, c, store, muc.Options{Rate: 1000, ArchiveMessages: 10})
 		alice := routertest.Bind(t, fx.core, "alice@localhost/a")
 		bob := routertest.Bind(t, fx.core, "bob@localhost/b")
-		create(t, fx, alice, "")
+		create(t, fx, alice, field("muc#roomconfig_persistentroom", "1"))
+		routertest.Send(t, fx.core, alice, `<message type='groupchat' to='`+room+`'><body>archived</body></message>`)
+		alice.Take()
 		pres.From = bob.JID()
 		fx.core.Route(ctx, bob, pres)
 		bob.Take()
