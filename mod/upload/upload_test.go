@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,10 +25,11 @@ var _ upload.Store = (*sqlite.Store)(nil)
 // fixture is an upload module for routertest.Host at upload.localhost,
 // served by an httptest server, with a clock the test moves.
 type fixture struct {
-	m    *upload.Module
-	core *router.Router
-	srv  *httptest.Server
-	dir  string
+	m     *upload.Module
+	core  *router.Router
+	store *sqlite.Store
+	srv   *httptest.Server
+	dir   string
 
 	mu  sync.Mutex
 	now time.Time
@@ -53,7 +55,7 @@ func newFixture(t *testing.T, mutate func(*upload.Options)) (*fixture, *routerte
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	f := &fixture{core: core, dir: t.TempDir(), now: time.Now()}
+	f := &fixture{core: core, store: store, dir: t.TempDir(), now: time.Now()}
 	f.srv = httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(f.srv.Close)
 	opts := upload.Options{
@@ -288,5 +290,38 @@ func TestPreflight(t *testing.T) {
 		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "PUT") ||
 		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Content-Type") {
 		t.Errorf("preflight: %s %v", resp.Status, resp.Header)
+	}
+}
+
+// TestSweepLeftovers: a slot left writing by a crash (its .part file on
+// disk) is removed with its file once its PUT's time is over for sure.
+func TestSweepLeftovers(t *testing.T) {
+	f, _, ask := newFixture(t, nil)
+	put, _ := slotURLs(t, ask, "crash.bin", "3", "")
+	u, err := url.Parse(put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, ok := upload.ParsePath(u.EscapedPath())
+	if !ok {
+		t.Fatalf("ParsePath(%s)", u.EscapedPath())
+	}
+	if _, err := f.store.ClaimUpload(context.Background(), id, f.clock()); err != nil {
+		t.Fatal(err)
+	}
+	part := filepath.Join(f.dir, "files", id+".part")
+	if err := os.WriteFile(part, []byte("cr"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(upload.DefaultSlotLifetime + time.Second)
+	if n := f.m.SweepOnce(context.Background()); n != 0 {
+		t.Errorf("swept %d while the PUT may still run", n)
+	}
+	f.advance(upload.DefaultSlotLifetime + time.Minute)
+	if n := f.m.SweepOnce(context.Background()); n != 1 {
+		t.Errorf("swept %d", n)
+	}
+	if _, err := os.Stat(part); !os.IsNotExist(err) {
+		t.Errorf("the partial file after the sweep: %v", err)
 	}
 }
