@@ -416,6 +416,7 @@ func (n *negotiation) sasl2(xs *xmpp.Session) (xmpp.SessionState, io.ReadWriter,
 			n.sasl2Failure("not-authorized", "too many attempts")
 			return 0, nil, streamError(stream.PolicyViolation, "too many authentication attempts")
 		}
+		n.agent = userAgent{} // each attempt names its client
 		if ua := req.UserAgent; ua != nil {
 			n.agent = *ua
 		}
