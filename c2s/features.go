@@ -526,6 +526,7 @@ func (n *negotiation) bindResource(ctx context.Context, requested string) (*Sess
 		return nil, fmt.Errorf("c2s: resource %q: %w: %w", resource, stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}, err)
 	}
 	sess := newSession(n.base, full, n.cfg, n.logger.with("jid", full.String()))
+	sess.client = clientName(n.agent.Software, n.agent.Device)
 	if err := n.cfg.Router.Bind(ctx, sess); err != nil {
 		sess.cancel()
 		return nil, fmt.Errorf("c2s: bind %s refused: %w", full, err)

@@ -1,5 +1,10 @@
 package c2s
 
+import (
+	"strings"
+	"unicode"
+)
+
 // Observer is told of the events of client streams that an operator
 // counts (the server's metrics). Its methods are called on the stream's
 // own goroutines and must not block.
@@ -27,4 +32,33 @@ func (c *Config) observeQueueFull() {
 	if c.Observer != nil {
 		c.Observer.QueueFull()
 	}
+}
+
+// maxClientName bounds each part of the client's name a session keeps.
+const maxClientName = 64
+
+// clientName is what the operator is shown of a client that named its
+// software and device (SASL2 <user-agent/>): "software (device)", each
+// cut to maxClientName bytes, control characters dropped; "" for neither.
+func clientName(software, device string) string {
+	clean := func(s string) string {
+		s = strings.Map(func(r rune) rune {
+			if unicode.IsControl(r) {
+				return -1
+			}
+			return r
+		}, strings.TrimSpace(s))
+		if len(s) > maxClientName {
+			s = strings.ToValidUTF8(s[:maxClientName], "")
+		}
+		return s
+	}
+	software, device = clean(software), clean(device)
+	switch {
+	case device == "":
+		return software
+	case software == "":
+		return "(" + device + ")"
+	}
+	return software + " (" + device + ")"
 }

@@ -22,6 +22,7 @@ type Session struct {
 	jid    jid.JID
 	cfg    *Config
 	logger *connLog
+	client string // the client's SASL2 user agent, for the operator
 
 	// ctx is the session's context, cancelled when its stream ended.
 	ctx    context.Context
@@ -90,6 +91,10 @@ func newSession(parent context.Context, full jid.JID, cfg *Config, logger *connL
 
 // JID returns the session's full JID.
 func (s *Session) JID() jid.JID { return s.jid }
+
+// UserAgent returns the client's software and device, as its SASL2
+// <user-agent/> named them (each cut to 64 bytes), "" when it did not.
+func (s *Session) UserAgent() string { return s.client }
 
 // Context returns the session's context: it carries the values of the
 // context the connection was served with, and is cancelled when the

@@ -137,16 +137,13 @@ func (s *Server) Sessions() []SessionInfo {
 	s.ops.mu.Lock()
 	out := make([]SessionInfo, 0, len(s.ops.sessions))
 	for sess, info := range s.ops.sessions {
-		si := SessionInfo{
+		out = append(out, SessionInfo{
 			JID:       sess.JID().String(),
 			Transport: info.transport,
 			Address:   info.remote,
 			Since:     info.since,
-		}
-		if ua, ok := any(sess).(interface{ UserAgent() string }); ok {
-			si.Client = ua.UserAgent()
-		}
-		out = append(out, si)
+			Client:    sess.UserAgent(),
+		})
 	}
 	s.ops.mu.Unlock()
 	for i := range out {

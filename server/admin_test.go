@@ -355,3 +355,25 @@ func TestAdminRevoke(t *testing.T) {
 		t.Errorf("second revoke: %+v, %v", resp, err)
 	}
 }
+
+// A client that names itself in its SASL2 <user-agent/> is listed with
+// its software and device; one over plain SASL without.
+func TestSessionsClient(t *testing.T) {
+	ts := startServer(t, nil)
+	plain := ts.online(t, "bob", "b")
+	c := dialSASL2(t, ts)
+	c.mechanisms()
+	success := c.authenticate(auth.XToken, "alice", ts.token(t, "alice"),
+		userAgent("0b7c8d43-5f0e-4f55-9d36-2a1f1c9d6f21")+`<bind xmlns='urn:xmpp:bind:0'><tag>ottr-test</tag></bind>`)
+	full := identifier(t, success)
+	clients := map[string]string{}
+	for _, s := range ts.srv.Sessions() {
+		clients[s.JID] = s.Client
+	}
+	if got, want := clients[full], "ottr-test (ci)"; got != want {
+		t.Errorf("client of %s: %q, want %q (sessions %v)", full, got, want, clients)
+	}
+	if got, ok := clients[plain.JID.String()]; !ok || got != "" {
+		t.Errorf("client of the SASL session %s: %q, %v; want listed, without a name", plain.JID, got, ok)
+	}
+}
