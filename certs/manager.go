@@ -230,8 +230,8 @@ func (m *Manager) ACMENames() []string { return slices.Clone(m.acmeNames) }
 
 // Start obtains, in the background, a certificate for every ACME name
 // that has none in the cache yet, so that the first client does not wait
-// for it; a name that fails is tried again after a minute, then ever
-// more rarely, up to every hour. The CA must be able to reach a listener
+// for it; a name that fails is tried again after about a minute, then
+// ever more rarely, up to every hour. The CA must be able to reach a listener
 // when Start is called. Renewal runs by itself once a certificate is
 // there. Without ACME, Start does nothing.
 func (m *Manager) Start() {
@@ -243,9 +243,11 @@ func (m *Manager) Start() {
 	}
 }
 
-// First retry and longest wait of Start's loop.
+// First retry and longest wait of Start's loop. autocert remembers a
+// failed attempt for a minute (answering at once with that failure), so
+// the first retry comes a little later.
 const (
-	obtainRetry    = time.Minute
+	obtainRetry    = time.Minute + 10*time.Second
 	obtainMaxRetry = time.Hour
 )
 
