@@ -72,9 +72,9 @@ fi
 
 # Sizes. Users: user0…userN-1, password pw, on the domain localhost.
 if [ "$quick" = 1 ]; then
-	login_n=600 msg_m=30000 rate=5000 rate_s=3 idle_k=500 scale_ks="1000 2000" scale_login_n=1000 scale_msg_m=30000
+	login_n=600 msg_m=30000 rate=5000 rate_s=3 idle_k=500 scale_ks="1000 2000" scale_login_n=1000 scale_msg_m=30000 floor_n=500
 else
-	login_n=3000 msg_m=200000 rate=5000 rate_s=10 idle_k=2000 scale_ks="1000 2000 5000 10000" scale_login_n=3000 scale_msg_m=100000
+	login_n=3000 msg_m=200000 rate=5000 rate_s=10 idle_k=2000 scale_ks="1000 2000 5000 10000" scale_login_n=3000 scale_msg_m=100000 floor_n=2000
 fi
 login_users=100 pairs=50 window=32 workers=16
 users=$((idle_k > 2 * pairs ? idle_k : 2 * pairs))
@@ -206,6 +206,18 @@ report() {
 		base_row "CPU/msg at $rate msg/s" x-token rate .server_cpu_us_per_op 2 µs
 		base_row "CPU/idle session (login + presence)" x-token idle .server_cpu_us_per_op 0 µs
 		base_row "RSS per idle TLS session" x-token idle .rss_per_session_kib 1 KiB
+	fi
+	if grep -q '^BenchmarkBareTLS' "$results/login-floor.txt" 2>/dev/null; then
+		local login floor
+		login=$(awk '/^BenchmarkLogin[ \t-]/ {for (i = 1; i < NF; i++) if ($(i+1) == "server-µs/op") print $i}' "$results/login-floor.txt" | median)
+		floor=$(awk '/^BenchmarkBareTLS[ \t-]/ {for (i = 1; i < NF; i++) if ($(i+1) == "server-µs/op") print $i}' "$results/login-floor.txt" | median)
+		echo
+		echo "ottr's login against its floor, one bare Go TLS 1.3 handshake with the same certificate (server CPU per operation,"
+		echo "server on core 0, sequential, median of $rounds run(s) of server/login_bench_test.go; the goal is at most 1.5×):"
+		echo
+		echo "| token login (STARTTLS, TLS 1.3, X-TOKEN, bind) | bare TLS 1.3 handshake | login ÷ floor |"
+		echo "|--:|--:|--:|"
+		printf '| %s | %s | %s |\n' "$(fmt "$login" 0 µs)" "$(fmt "$floor" 0 µs)" "$(ratio "$login" "$floor")"
 	fi
 	if ls "$results"/scale-k*-idle.json >/dev/null 2>&1; then
 		echo
@@ -570,7 +582,7 @@ fi
 
 # What the report needs to be drawn again (--report).
 declare -p started loadavg machine version base_version peers quick rounds rows scale_ks login_n msg_m rate rate_s idle_k \
-	scale_login_n scale_msg_m workers pairs window >"$results/run.env"
+	scale_login_n scale_msg_m workers pairs window floor_n >"$results/run.env"
 
 # ottr-base's rows run beside ottr's: scenario by scenario, rev then base
 # (base then rev in even rounds), so that the machine's noise hits both.
@@ -591,6 +603,19 @@ for r in $(seq 1 "$rounds"); do
 		done
 	done
 done
+
+# The login against its floor (issue 14): the server's CPU for one full
+# token login (STARTTLS, TLS 1.3 full handshake, X-TOKEN, bind) and for one
+# bare Go TLS 1.3 handshake with the same certificate, in the same run, the
+# server on core 0 (server/login_bench_test.go: the client is a child
+# process, the server's CPU its own rusage). A rev without the benchmarks
+# leaves the table out.
+if [[ " $servers " == *" ottr "* ]]; then
+	log "ottr: login against a bare TLS handshake ($floor_n each, $rounds round(s))"
+	(cd "$work/src-rev" && taskset -c 0 go test ./server -run '^$' -bench 'BenchmarkLogin$|BenchmarkBareTLS$' \
+		-benchtime "${floor_n}x" -count "$rounds") >"$results/login-floor.txt" 2>>"$work/bench.log" ||
+		log "the login floor benchmarks failed: $(tail -3 "$work/bench.log")"
+fi
 
 # ottr with K idle sessions held: RSS, and login and message CPU beside them.
 if [ "$scale" = 1 ] && [[ " $servers " == *" ottr "* ]]; then
