@@ -377,3 +377,46 @@ func TestSessionsClient(t *testing.T) {
 		t.Errorf("client of the SASL session %s: %q, %v; want listed, without a name", plain.JID, got, ok)
 	}
 }
+
+// Revocation end to end: a client that got a FAST token at an X-TOKEN
+// login is kicked by RevokeUser (what "ottr user kick" asks the server),
+// and its token no longer logs in; before the revocation it did.
+func TestRevokeFAST(t *testing.T) {
+	ts := startServer(t, nil)
+	const agent = "2f6f5d1e-9a7b-4c3d-8e2f-1a0b9c8d7e6f"
+	c := dialSASL2(t, ts)
+	success := c.authenticate(auth.XToken, "alice", ts.token(t, "alice"),
+		userAgent(agent)+`<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>`)
+	tok := fastToken(t, success, 14*24*time.Hour)
+	if tok == "" {
+		t.Fatalf("no FAST token in %s", success)
+	}
+	c.bindAfter("phone")
+	fast := func(token string, count int) xmpptest.Element {
+		t.Helper()
+		c := dialSASL2(t, ts)
+		defer c.Close()
+		return c.fastLogin(auth.FastNone, "alice", token, nil, agent, fmt.Sprintf(`<fast xmlns='urn:xmpp:fast:0' count='%d'/>`, count))
+	}
+	success = fast(tok, 1)
+	if success.XMLName.Local != "success" {
+		t.Fatalf("FAST login before the revocation: %s", success)
+	}
+	next := fastToken(t, success, 14*24*time.Hour)
+
+	sessions, tokens, err := ts.srv.RevokeUser(context.Background(), jid.MustParse("alice@"+testHost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sessions != 1 || tokens < 1 {
+		t.Errorf("RevokeUser: %d sessions, %d tokens; want the bound session and the tokens", sessions, tokens)
+	}
+	if got := c.ExpectStreamError(); got != "not-authorized" {
+		t.Errorf("the bound session ended with %q, want not-authorized", got)
+	}
+	for i, token := range []string{tok, next} {
+		if got := condition(t, fast(token, 10+i)); got != "not-authorized" {
+			t.Errorf("FAST token %d after the revocation: %s, want not-authorized", i, got)
+		}
+	}
+}
