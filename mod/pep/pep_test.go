@@ -446,3 +446,22 @@ func TestLastItemOnSubscription(t *testing.T) {
 	}
 	mustContain(t, "last item on subscription", ev[0], `<item id="av1">`, "urn:xmpp:delay")
 }
+
+// A client may submit the configuration form it got back whole, with one
+// value changed (as Conversations does after precondition-not-met).
+func TestConfigureRoundTrip(t *testing.T) {
+	f := newFixture(t, pep.Options{})
+	alice, _ := f.online("alice@localhost/a", "", caps.Info{})
+	f.ask(alice, publishXML("urn:xmpp:omemo:2:devices", "current", `<devices xmlns='urn:xmpp:omemo:2'/>`, ""))
+	got := f.ask(alice, `<iq type='get' id='c'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:xmpp:omemo:2:devices'/></pubsub></iq>`)
+	i, j := strings.Index(got, "<x "), strings.LastIndex(got, "</x>")
+	if i < 0 || j < 0 {
+		t.Fatalf("no form in %s", got)
+	}
+	form := strings.Replace(got[i:j+4], `type="form"`, `type="submit"`, 1)
+	form = strings.Replace(form, `<value>presence</value>`, `<value>open</value>`, 1)
+	set := `<iq type='set' id='s'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='urn:xmpp:omemo:2:devices'>` + form + `</configure></pubsub></iq>`
+	mustContain(t, "the form sent back", f.ask(alice, set), `type="result"`)
+	mustContain(t, "publish-options open after", f.ask(alice, publishXML("urn:xmpp:omemo:2:devices", "current",
+		`<devices xmlns='urn:xmpp:omemo:2'/>`, field("pubsub#access_model", "open"))), `type="result"`)
+}
