@@ -80,9 +80,16 @@ func (c *sasl2Conn) endpoint() []byte {
 // the mechanism.
 func (c *sasl2Conn) authenticate(mech sasl.Mechanism, user, secret, extra string) xmpptest.Element {
 	c.t.Helper()
-	client := sasl.NewClient(mech, sasl.Credentials(func() ([]byte, []byte, []byte) {
+	opts := []sasl.Option{sasl.Credentials(func() ([]byte, []byte, []byte) {
 		return []byte(user), []byte(secret), nil
-	}))
+	})}
+	if strings.HasSuffix(mech.Name, "-PLUS") {
+		// Channel binding with this TLS connection (tls-exporter), the
+		// server having offered -PLUS.
+		mechs, _ := c.mechanisms()
+		opts = append(opts, sasl.TLSState(c.Conn().(*tls.Conn).ConnectionState()), sasl.RemoteMechanisms(mechs...))
+	}
+	client := sasl.NewClient(mech, opts...)
 	_, first, err := client.Step(nil)
 	if err != nil {
 		c.t.Fatal(err)
@@ -186,7 +193,7 @@ func TestSASL2Mechanisms(t *testing.T) {
 	addAccount(t, ts, "bob", "hunter2 is long")
 	c := dialSASL2(t, ts)
 	mechs, fast := c.mechanisms()
-	for _, want := range []string{"X-TOKEN", "PLAIN"} {
+	for _, want := range []string{"X-TOKEN", "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS"} {
 		if !slices.Contains(mechs, want) {
 			t.Errorf("SASL2 mechanisms %v lack %s", mechs, want)
 		}
@@ -207,10 +214,11 @@ func TestSASL2Mechanisms(t *testing.T) {
 		{"X-TOKEN", auth.XToken, func() string { return "alice" }, func() string { return ts.token(t, "alice") }},
 		{"PLAIN", sasl.Plain, func() string { return "bob" }, func() string { return "hunter2 is long" }},
 	}
-	// Any SCRAM mechanism the server offers runs the same way, with
-	// challenges and the server's final data checked.
+	// The SCRAM mechanisms run the same way, with challenges and the
+	// server's final data checked by mellium's client.
 	scram := map[string]sasl.Mechanism{
 		"SCRAM-SHA-1": sasl.ScramSha1, "SCRAM-SHA-256": sasl.ScramSha256,
+		"SCRAM-SHA-1-PLUS": sasl.ScramSha1Plus, "SCRAM-SHA-256-PLUS": sasl.ScramSha256Plus,
 	}
 	for _, m := range mechs {
 		if sm, ok := scram[m]; ok {
