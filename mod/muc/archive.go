@@ -29,10 +29,11 @@ const (
 
 var mamQuery = xmlName{nsMAM, "query"}
 
-// archives reports whether r's messages are archived: persistent rooms,
-// when the service keeps archives at all.
+// archives reports whether r's messages are archived: persistent rooms
+// whose owners did not turn it off, when the service keeps archives at
+// all.
 func (m *Module) archives(r *room) bool {
-	return m.opts.ArchiveMessages > 0 && r.cfg.Persistent
+	return m.opts.ArchiveMessages > 0 && r.cfg.Persistent && !r.cfg.NoArchive
 }
 
 // archiveLimits are the bounds of one room's archive, now.

@@ -79,6 +79,11 @@ func applyForm(cfg roomConfig, f dataForm, maxOccupants, maxHistory int) (roomCo
 			err = boolean(&cfg.ChangeSubject)
 		case "muc#roomconfig_allowinvites":
 			err = boolean(&cfg.AllowInvites)
+		case "mam", "muc#roomconfig_enablearchiving":
+			// ejabberd's and Prosody's names for the same switch.
+			var on bool
+			err = boolean(&on)
+			cfg.NoArchive = !on
 		case "muc#roomconfig_passwordprotectedroom":
 			var p bool
 			err = boolean(&p)
@@ -128,8 +133,9 @@ func applyForm(cfg roomConfig, f dataForm, maxOccupants, maxHistory int) (roomCo
 	return cfg, nil
 }
 
-// configForm writes the room's configuration form (XEP-0045 §10.2).
-func configForm(b *builder, cfg roomConfig, maxOccupants, maxHistory int) {
+// configForm writes the room's configuration form (XEP-0045 §10.2);
+// archive says whether the service keeps room archives.
+func configForm(b *builder, cfg roomConfig, maxOccupants, maxHistory int, archive bool) {
 	b.open(nsData, "x", "type", "form")
 	b.leaf(nsData, "title", "Configuration of the room")
 	field := func(typ, v, label string, values ...string) {
@@ -154,6 +160,9 @@ func configForm(b *builder, cfg roomConfig, maxOccupants, maxHistory int) {
 	boolean("muc#roomconfig_moderatedroom", "Moderated: only participants may speak", cfg.Moderated)
 	boolean("muc#roomconfig_changesubject", "Occupants may change the subject", cfg.ChangeSubject)
 	boolean("muc#roomconfig_allowinvites", "Occupants may invite", cfg.AllowInvites)
+	if archive {
+		boolean("mam", "Archive the messages of the room when it is persistent (XEP-0313)", !cfg.NoArchive)
+	}
 	boolean("muc#roomconfig_passwordprotectedroom", "Password protected", cfg.Password != "")
 	field("text-private", "muc#roomconfig_roomsecret", "Password", cfg.Password)
 	b.close()

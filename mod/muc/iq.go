@@ -454,7 +454,7 @@ func (s *service) owner(ctx context.Context, r *room, from router.Target, st *el
 	if st.Type == "get" {
 		var b builder
 		b.open(nsOwner, "query")
-		configForm(&b, r.cfg, s.m.opts.MaxOccupants, s.m.opts.MaxHistory)
+		configForm(&b, r.cfg, s.m.opts.MaxOccupants, s.m.opts.MaxHistory, s.m.opts.ArchiveMessages > 0)
 		b.close()
 		return nil, &b, nil
 	}

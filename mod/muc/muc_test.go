@@ -505,6 +505,19 @@ func TestArchiveAndModeration(t *testing.T) {
 	must(t, got, `retracted`, `spam`)
 	must(t, got, `complete="true"`)
 
+	// The owner turns the archive off (ejabberd's field name): no more
+	// 170, no archive feature.
+	routertest.Send(t, f.core, alice, `<iq type='get' id='g' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>`)
+	must(t, xmls(t, alice), `var="mam"`)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='off' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+field("mam", "0")+`</x></query></iq>`)
+	xmls(t, alice)
+	must(t, xmls(t, carol), `code="104"`) // occupants learn the configuration changed
+	if info := routertest.Ask(t, f.core, carol, `<iq type='get' id='d' to='`+room+`'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`); strings.Contains(info, "urn:xmpp:mam:2") {
+		t.Errorf("the room still says it archives: %s", info)
+	}
+	routertest.Send(t, f.core, carol, `<iq type='set' id='q4' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+	must(t, xmls(t, carol), `service-unavailable`)
+
 	// A banned user may not read the archive.
 	routertest.Send(t, f.core, alice, `<iq type='set' id='b' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='eve@localhost' affiliation='outcast'/></query></iq>`)
 	eve := routertest.Bind(t, f.core, "eve@localhost/e")

@@ -78,6 +78,8 @@ type roomConfig struct {
 	HistoryLength int    `json:"history_length"`
 	ChangeSubject bool   `json:"change_subject,omitempty"`
 	AllowInvites  bool   `json:"allow_invites,omitempty"`
+	// NoArchive turns the archive of a persistent room off.
+	NoArchive bool `json:"no_archive,omitempty"`
 	// Creator is the bare JID that created the room (for
 	// limits.muc_rooms_per_user).
 	Creator string `json:"creator,omitempty"`
