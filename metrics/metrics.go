@@ -52,6 +52,10 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	kicks          prometheus.Counter
 	startTimestamp prometheus.Gauge
+
+	// The children counted on every stanza and session, looked up once.
+	byKind      map[string]prometheus.Counter
+	byTransport map[string]prometheus.Gauge
 }
 
 // Options configure New.
@@ -104,6 +108,14 @@ func New(opts Options) *Metrics {
 		// checkpoint).
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"op"})
+	m.byKind = make(map[string]prometheus.Counter)
+	for _, k := range []string{"message", "presence", "iq", "other"} {
+		m.byKind[k] = m.stanzas.WithLabelValues(k)
+	}
+	m.byTransport = make(map[string]prometheus.Gauge)
+	for _, t := range []string{TransportTCP, TransportWebSocket, TransportBOSH} {
+		m.byTransport[t] = m.sessions.WithLabelValues(t)
+	}
 	m.reg.MustRegister(m.storage,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -153,10 +165,17 @@ func (m *Metrics) Handler() http.Handler {
 
 // SessionBound counts a session bound over transport; SessionUnbound
 // uncounts it.
-func (m *Metrics) SessionBound(transport string) { m.sessions.WithLabelValues(transport).Inc() }
+func (m *Metrics) SessionBound(transport string) { m.transport(transport).Inc() }
 
 // SessionUnbound uncounts a session counted by SessionBound.
-func (m *Metrics) SessionUnbound(transport string) { m.sessions.WithLabelValues(transport).Dec() }
+func (m *Metrics) SessionUnbound(transport string) { m.transport(transport).Dec() }
+
+func (m *Metrics) transport(t string) prometheus.Gauge {
+	if g, ok := m.byTransport[t]; ok {
+		return g
+	}
+	return m.sessions.WithLabelValues(t)
+}
 
 // Login counts one SASL attempt with mechanism: result is LoginSuccess or
 // the SASL failure condition.
@@ -166,12 +185,11 @@ func (m *Metrics) Login(mechanism, result string) {
 
 // StanzaRouted counts one stanza a client sent, by its element name.
 func (m *Metrics) StanzaRouted(kind string) {
-	switch kind {
-	case "message", "presence", "iq":
-	default:
-		kind = "other" // not reached: c2s only routes stanzas
+	c, ok := m.byKind[kind]
+	if !ok {
+		c = m.byKind["other"] // not reached: c2s only routes stanzas
 	}
-	m.stanzas.WithLabelValues(kind).Inc()
+	c.Inc()
 }
 
 // QueueDropped counts a session closed because its send queue was full.

@@ -95,16 +95,13 @@ func (s *Server) reload() (ReloadResult, error) {
 	s.maxConns.Store(int64(lim.MaxConnections))
 	s.mu.Unlock()
 	r.Applied = append(r.Applied, "limits")
-	if c, ok := any(s).(interface{ ReloadCertificates() error }); ok {
-		if err := c.ReloadCertificates(); err != nil {
-			// The secrets and limits are in force; the certificate in use
-			// stays.
-			s.live = withReloaded(prev, next)
-			return r, fmt.Errorf("server: certificates: %w", err)
-		}
-		r.Applied = append(r.Applied, "certificates")
-	}
 	s.live = withReloaded(prev, next)
+	if err := s.ReloadCertificates(); err != nil {
+		// The secrets and limits are in force; the certificate in use
+		// stays.
+		return r, fmt.Errorf("server: certificates: %w", err)
+	}
+	r.Applied = append(r.Applied, "certificates")
 	return r, nil
 }
 
