@@ -505,6 +505,12 @@ func TestArchiveAndModeration(t *testing.T) {
 	must(t, got, `retracted`, `spam`)
 	must(t, got, `complete="true"`)
 
+	// A banned user may not read the archive.
+	routertest.Send(t, f.core, alice, `<iq type='set' id='b' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='eve@localhost' affiliation='outcast'/></query></iq>`)
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	routertest.Send(t, f.core, eve, `<iq type='set' id='q3' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+	must(t, xmls(t, eve), `forbidden`)
+
 	// The owner turns the archive off (ejabberd's field name): no more
 	// 170, no archive feature.
 	routertest.Send(t, f.core, alice, `<iq type='get' id='g' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>`)
@@ -517,10 +523,4 @@ func TestArchiveAndModeration(t *testing.T) {
 	}
 	routertest.Send(t, f.core, carol, `<iq type='set' id='q4' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
 	must(t, xmls(t, carol), `service-unavailable`)
-
-	// A banned user may not read the archive.
-	routertest.Send(t, f.core, alice, `<iq type='set' id='b' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='eve@localhost' affiliation='outcast'/></query></iq>`)
-	eve := routertest.Bind(t, f.core, "eve@localhost/e")
-	routertest.Send(t, f.core, eve, `<iq type='set' id='q3' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
-	must(t, xmls(t, eve), `forbidden`)
 }
