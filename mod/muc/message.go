@@ -28,7 +28,7 @@ func (s *service) message(ctx context.Context, from router.Target, st *element.S
 			s.bounce(from, st, errUnavailable)
 		}
 	case to.Resourcepart() != "":
-		s.private(from, st)
+		s.private(ctx, from, st)
 	case st.Type == "groupchat":
 		s.groupchat(ctx, from, st)
 	case st.Type == "error":
@@ -123,7 +123,7 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 
 // private relays a message from one occupant to another (XEP-0045 §7.5)
 // from the sender's occupant JID.
-func (s *service) private(from router.Target, st *element.Stanza) {
+func (s *service) private(ctx context.Context, from router.Target, st *element.Stanza) {
 	if st.Type == "groupchat" {
 		s.bounce(from, st, errBadRequest)
 		return
@@ -156,7 +156,13 @@ func (s *service) private(from router.Target, st *element.Stanza) {
 		outs = append(outs, out{j.t, c})
 	}
 	s.mu.Unlock()
-	s.m.deliver(outs)
+	// What the addressee blocks (the occupant JID, or the room) is
+	// refused as any stanza to it is (StanzaIn).
+	for _, o := range outs {
+		if s.m.core.Admit(ctx, from, o.st, o.t.JID()) {
+			s.m.core.Deliver(o.t, o.st)
+		}
+	}
 }
 
 // invite is the muc#user payload of an invitation or a decline.

@@ -524,3 +524,36 @@ func TestArchiveAndModeration(t *testing.T) {
 	routertest.Send(t, f.core, carol, `<iq type='set' id='q4' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
 	must(t, xmls(t, carol), `service-unavailable`)
 }
+
+// TestOneNickTwoSessions: a user joins with one nick from two resources;
+// the room shows one occupant, both sessions get what it is sent, and
+// the others see it leave only when the last session does.
+func TestOneNickTwoSessions(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	phone := routertest.Bind(t, f.core, "bob@localhost/phone")
+	laptop := routertest.Bind(t, f.core, "bob@localhost/laptop")
+	create(t, f, alice, "")
+	join(t, f, phone, "bob", "")
+	must(t, xmls(t, alice), `from="room@conference.localhost/bob"`)
+	got := join(t, f, laptop, "bob", "")
+	must(t, got, `from="room@conference.localhost/bob"`, `code="110"`)
+	if n := f.mod.Occupants(jid.MustParse(room)); n != 2 {
+		t.Errorf("occupants = %d, want 2 (alice, bob)", n)
+	}
+	// Another user may not take the nick.
+	mallory := routertest.Bind(t, f.core, "mallory@localhost/m")
+	must(t, join(t, f, mallory, "bob", ""), `conflict`)
+	xmls(t, alice)
+	xmls(t, phone)
+
+	routertest.Send(t, f.core, alice, `<message type='chat' to='`+room+`/bob'><body>to both</body></message>`)
+	must(t, xmls(t, phone), `>to both</body>`)
+	must(t, xmls(t, laptop), `>to both</body>`)
+
+	routertest.Send(t, f.core, phone, `<presence type='unavailable' to='`+room+`/bob'/>`)
+	must(t, xmls(t, phone), `type="unavailable"`, `code="110"`)
+	mustNot(t, xmls(t, alice), `type="unavailable"`)
+	f.core.Unbind(context.Background(), laptop)
+	must(t, xmls(t, alice), `from="room@conference.localhost/bob"`, `type="unavailable"`)
+}
