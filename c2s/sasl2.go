@@ -3,27 +3,16 @@ package c2s
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/base32"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
-	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
-	"mellium.im/xmpp/stanza"
 	"mellium.im/xmpp/stream"
-
-	"ottr.im/ottr/auth"
-	"ottr.im/ottr/internal/randid"
 )
 
 // XEP-0388 SASL2 (urn:xmpp:sasl:2), with XEP-0386 Bind2 and XEP-0484 FAST
@@ -56,66 +45,6 @@ const (
 	nsFAST  = "urn:xmpp:fast:0"
 )
 
-// FastLogin is one login with a XEP-0484 FAST token, for
-// FastAuthenticator.
-type FastLogin struct {
-	Mechanism string // HT-SHA-256-NONE or HT-SHA-256-ENDP
-	Host      string // the domain the stream is addressed to
-	Agent     string // the SASL2 user-agent id
-	Message   []byte // the SASL initial response
-	// Count is the client's count (<fast count=''/>), 0 when it gave
-	// none; it must increase from one login with a token to the next.
-	Count uint64
-	// Invalidate asks for the token to be invalidated (<fast
-	// invalidate='true'/>).
-	Invalidate bool
-	// ChannelBinding is the connection's tls-server-end-point data for
-	// HT-SHA-256-ENDP, nil for HT-SHA-256-NONE.
-	ChannelBinding []byte
-	Remote         netip.Addr
-}
-
-// FastAuthenticator checks and issues XEP-0484 FAST tokens
-// (Config.Fast). Errors follow Authenticator's: SASLCondition() chooses
-// the condition, the text is logged and holds no secret.
-type FastAuthenticator interface {
-	// VerifyFast checks a login with a token and records its use; it
-	// returns the nodeprepped user and the server's final message.
-	VerifyFast(ctx context.Context, l FastLogin) (user string, final []byte, err error)
-	// IssueFast makes a token for a user's client (agent) and mechanism,
-	// bound to the channel binding data cb (nil for HT-SHA-256-NONE).
-	IssueFast(ctx context.Context, host, user, agent, mechanism string, cb []byte) (token string, expires time.Time, err error)
-}
-
-// InlineFeature enables a session feature requested inside a Bind2
-// <bind/> (Config.Bind2), right after the resource is bound and before
-// the session reads anything. It returns what goes in <bound/> for it
-// (nothing for most features); an error is logged and the feature left
-// off, the login goes on. It runs on the negotiation's goroutine; s may
-// be delivered to already.
-type InlineFeature interface {
-	EnableInline(ctx context.Context, s *Session, el Element) ([]byte, error)
-}
-
-// InlineFeatureFunc adapts a function to an InlineFeature.
-type InlineFeatureFunc func(ctx context.Context, s *Session, el Element) ([]byte, error)
-
-// EnableInline calls f.
-func (f InlineFeatureFunc) EnableInline(ctx context.Context, s *Session, el Element) ([]byte, error) {
-	return f(ctx, s, el)
-}
-
-// InlineElement adapts an ElementHandler (Config.Elements) to an
-// InlineFeature that answers nothing in <bound/>, such as XEP-0352's
-// <active/> and <inactive/>.
-func InlineElement(h ElementHandler) InlineFeature { return inlineElement{h} }
-
-type inlineElement struct{ h ElementHandler }
-
-func (i inlineElement) EnableInline(ctx context.Context, s *Session, el Element) ([]byte, error) {
-	return nil, i.h.HandleElement(ctx, s, el)
-}
-
 // Limits of what a client names inside <authenticate/>.
 const (
 	maxAgentID   = 256 // a user-agent id (a UUID is 36)
@@ -128,41 +57,6 @@ type userAgent struct {
 	ID       string `xml:"id,attr"`
 	Software string `xml:"urn:xmpp:sasl:2 software"`
 	Device   string `xml:"urn:xmpp:sasl:2 device"`
-}
-
-// inlineRequest is an element inside a Bind2 <bind/>, kept whole.
-type inlineRequest struct {
-	XMLName xml.Name
-	Attr    []xml.Attr `xml:",any,attr"`
-	Inner   []byte     `xml:",innerxml"`
-}
-
-// raw is the element as standalone XML, its namespace declared.
-func (r inlineRequest) raw() []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "<%s xmlns='%s'", r.XMLName.Local, escapeAttr(r.XMLName.Space))
-	for _, a := range r.Attr {
-		if a.Name.Space != "" || a.Name.Local == "xmlns" {
-			continue
-		}
-		fmt.Fprintf(&b, " %s='%s'", a.Name.Local, escapeAttr(a.Value))
-	}
-	b.WriteByte('>')
-	b.Write(r.Inner)
-	fmt.Fprintf(&b, "</%s>", r.XMLName.Local)
-	return b.Bytes()
-}
-
-// bind2Request is a Bind2 <bind/>.
-type bind2Request struct {
-	Tag      string          `xml:"urn:xmpp:bind:0 tag"`
-	Features []inlineRequest `xml:",any"`
-}
-
-// fastRequest is FAST's <fast/> (a login with a token).
-type fastRequest struct {
-	Count      string `xml:"count,attr"`
-	Invalidate string `xml:"invalidate,attr"`
 }
 
 // authenticateRequest is SASL2's <authenticate/>.
@@ -324,69 +218,6 @@ func escapeText(s string) string {
 // escapeAttr escapes s for an attribute value in single or double quotes.
 func escapeAttr(s string) string { return escapeText(s) }
 
-// fastMechanisms are the FAST mechanisms this connection offers:
-// HT-SHA-256-ENDP over TLS (the server's certificate known), and
-// HT-SHA-256-NONE; none without Config.Fast.
-func (n *negotiation) fastMechanisms() []string {
-	if n.cfg.Fast == nil {
-		return nil
-	}
-	if n.endpoint() != nil {
-		return []string{auth.FastEndp, auth.FastNone}
-	}
-	return []string{auth.FastNone}
-}
-
-// endpoint is the connection's tls-server-end-point channel binding data
-// (RFC 5929), nil when the stream is not over TLS here or the
-// certificate is unknown. It is computed once.
-func (n *negotiation) endpoint() []byte {
-	if n.tlsConn == nil || n.cb != nil {
-		return n.cb
-	}
-	cs := n.tlsConn.ConnectionState()
-	if !cs.HandshakeComplete {
-		return nil
-	}
-	cert, err := serverCertificate(n.cfg.TLS, cs.ServerName)
-	if err != nil || cert == nil || len(cert.Certificate) == 0 {
-		n.logger.Debug("no certificate for tls-server-end-point", "err", err)
-		return nil
-	}
-	cb, err := auth.TLSServerEndPoint(cert.Certificate[0])
-	if err != nil {
-		n.logger.Debug("no tls-server-end-point", "err", err)
-		return nil
-	}
-	n.cb = cb
-	return cb
-}
-
-// serverCertificate is the certificate cfg presents to a client that
-// asked for serverName, as crypto/tls chooses it.
-func serverCertificate(cfg *tls.Config, serverName string) (*tls.Certificate, error) {
-	if cfg == nil {
-		return nil, errors.New("no TLS configuration")
-	}
-	hello := &tls.ClientHelloInfo{ServerName: serverName}
-	if cfg.GetConfigForClient != nil {
-		c, err := cfg.GetConfigForClient(hello)
-		if err != nil {
-			return nil, err
-		}
-		if c != nil {
-			cfg = c
-		}
-	}
-	if cfg.GetCertificate != nil {
-		return cfg.GetCertificate(hello)
-	}
-	if len(cfg.Certificates) == 0 {
-		return nil, errors.New("no certificate")
-	}
-	return &cfg.Certificates[0], nil
-}
-
 // sasl2 runs SASL2 attempts until one succeeds, each an <authenticate/>;
 // a failed one is answered with <failure/> and the client may try again,
 // up to MaxAuthAttempts. On success it returns Authn (the client gets new
@@ -464,53 +295,6 @@ func (n *negotiation) authenticate2(d *xml.Decoder, req *authenticateRequest) (f
 	return n.exchange(mech, payload, func(b64 string) (string, string, error) {
 		return n.challenge2(d, b64)
 	})
-}
-
-// fastLogin checks a login with a FAST token (XEP-0484), a single step.
-func (n *negotiation) fastLogin(req *authenticateRequest, payload string) (final []byte, cond string, err error) {
-	n.authErr = nil
-	defer func() {
-		if err == nil {
-			n.cfg.observeLogin(req.Mechanism, cond)
-		}
-	}()
-	msg, err := decodeSASL(payload)
-	if err != nil || payload == "" {
-		n.logger.Info("sasl failed", "mechanism", req.Mechanism, "reason", "incorrect encoding or no initial response")
-		return nil, "incorrect-encoding", nil
-	}
-	login := FastLogin{
-		Mechanism: req.Mechanism,
-		Host:      n.host,
-		Agent:     n.agent.ID,
-		Message:   msg,
-		Remote:    remoteAddr(n.conn),
-	}
-	if req.Fast != nil {
-		if req.Fast.Count != "" {
-			c, err := strconv.ParseUint(req.Fast.Count, 10, 63)
-			if err != nil || c == 0 {
-				n.logger.Info("sasl failed", "mechanism", req.Mechanism, "reason", "bad FAST count")
-				return nil, "malformed-request", nil
-			}
-			login.Count = c
-		}
-		login.Invalidate = req.Fast.Invalidate == "true" || req.Fast.Invalidate == "1"
-	}
-	if req.Mechanism == auth.FastEndp {
-		login.ChannelBinding = n.endpoint()
-	}
-	user, final, err := n.cfg.Fast.VerifyFast(n.ctx, login)
-	if err != nil {
-		n.authErr = err
-		cond := n.stepFailed(sasl.Mechanism{Name: req.Mechanism}, err)
-		n.cfg.observeLogin(req.Mechanism, cond)
-		return nil, cond, nil
-	}
-	n.cfg.observeLogin(req.Mechanism, "")
-	n.user = user
-	n.fastUsed = !login.Invalidate
-	return final, "", nil
 }
 
 // challenge2 sends a SASL2 <challenge/> and reads the client's answer, as
@@ -612,100 +396,4 @@ func (n *negotiation) sasl2Success(req *authenticateRequest, final []byte) (_ xm
 		return 0, n.guard, ended, false
 	}
 	return state, nil, nil, false
-}
-
-// fastToken issues the FAST token that goes in <success/>, if any: one
-// asked for with <request-token/>, or the next one after a login with a
-// token (rotation on every use; the used one stays valid until the new
-// one is used, XEP-0484 §3.5). A login that invalidated its token gets
-// one only when it asked. Issuing needs the client's user-agent id;
-// failing to issue is logged, the login goes on.
-func (n *negotiation) fastToken(req *authenticateRequest) []byte {
-	if n.cfg.Fast == nil {
-		return nil
-	}
-	mech := ""
-	switch {
-	case req.RequestToken != nil:
-		mech = req.RequestToken.Mechanism
-	case n.fastUsed:
-		mech = req.Mechanism
-	default:
-		return nil
-	}
-	if !slices.Contains(n.fastMechanisms(), mech) || n.agent.ID == "" {
-		n.logger.Info("no FAST token issued", "mechanism", mech, "reason", "mechanism not offered or no user-agent id")
-		return nil
-	}
-	var cb []byte
-	if mech == auth.FastEndp {
-		cb = n.endpoint()
-	}
-	token, expires, err := n.cfg.Fast.IssueFast(n.ctx, n.host, n.user, n.agent.ID, mech, cb)
-	if err != nil {
-		n.logger.Warn("issuing a FAST token failed", "err", err)
-		return nil
-	}
-	return fmt.Appendf(nil, "<token xmlns='%s' expiry='%s' token='%s'/>", nsFAST,
-		expires.UTC().Format(time.RFC3339), escapeAttr(token))
-}
-
-// bind2 binds a resource inline (XEP-0386) and enables the inline
-// features asked for; it returns the <bound/> element. The resource is
-// the client's tag, if it prepares, a slash and an id that is the same
-// for every login of one client (the user-agent id, hashed: never shown)
-// or random without one; binding it again replaces the client's earlier
-// session (XEP-0386 §2.2).
-func (n *negotiation) bind2(req *bind2Request) ([]byte, error) {
-	id := bind2ID(n.user, n.host, n.agent.ID)
-	resource := id
-	if req.Tag != "" {
-		resource = req.Tag + "/" + id
-	}
-	sess, err := n.bindResource(n.ctx, resource)
-	var se stanza.Error
-	if err != nil && req.Tag != "" && errors.As(err, &se) && se.Condition == stanza.BadRequest {
-		// A tag that does not prepare: the id alone.
-		sess, err = n.bindResource(n.ctx, id)
-	}
-	if err != nil {
-		return nil, err
-	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "<bound xmlns='%s'>", nsBind2)
-	for _, f := range req.Features {
-		el := Element{Name: f.XMLName, Raw: f.raw()}
-		if f.XMLName == (xml.Name{Space: nsSM, Local: "enable"}) {
-			answer, err := sess.startSM(el.Raw, false)
-			if err != nil {
-				answer = failedElement("bad-request")
-			}
-			b.Write(answer)
-			continue
-		}
-		h, ok := n.cfg.Bind2[f.XMLName]
-		if !ok {
-			n.logger.Debug("bind2: inline feature not offered", "name", f.XMLName.Local, "ns", f.XMLName.Space)
-			continue
-		}
-		answer, err := h.EnableInline(n.ctx, sess, el)
-		if err != nil {
-			sess.logger.Info("bind2: inline feature failed", "name", f.XMLName.Local, "ns", f.XMLName.Space, "err", err)
-			continue
-		}
-		b.Write(answer)
-	}
-	b.WriteString("</bound>")
-	return b.Bytes(), nil
-}
-
-// bind2ID is the server's part of a Bind2 resource: for a client with a
-// user-agent id, the same on every login of that client to that account,
-// from a hash that does not show the id; without one, random.
-func bind2ID(user, host, agent string) string {
-	if agent == "" {
-		return randid.New()
-	}
-	sum := sha256.Sum256([]byte("ottr bind2\x00" + user + "@" + host + "\x00" + agent))
-	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:8])
 }
