@@ -90,8 +90,8 @@ type Store interface {
 	// PutMUCRoom stores a room, replacing what was stored for it, its
 	// affiliations included.
 	PutMUCRoom(ctx context.Context, room storage.MUCRoom) error
-	// DeleteMUCRoom removes a room and its affiliations; a room not
-	// stored is no error.
+	// DeleteMUCRoom removes a room, its affiliations and its archive; a
+	// room not stored is no error.
 	DeleteMUCRoom(ctx context.Context, service, name string) error
 
 	// The room archive is an archive of the store's (XEP-0313) whose

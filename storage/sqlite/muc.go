@@ -93,9 +93,22 @@ func (s *Store) PutMUCRoom(ctx context.Context, room storage.MUCRoom) error {
 	return nil
 }
 
-// DeleteMUCRoom removes a room and its affiliations.
+// DeleteMUCRoom removes a room, its affiliations and its archive, in one
+// transaction: a room made later with the same name starts empty.
 func (s *Store) DeleteMUCRoom(ctx context.Context, service, name string) error {
-	if _, err := s.exec(ctx, `DELETE FROM muc_rooms WHERE service = ? AND name = ?`, service, name); err != nil {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM muc_rooms WHERE service = ? AND name = ?`,
+			`DELETE FROM archive WHERE host = ? AND username = ?`,
+			`DELETE FROM archive_usage WHERE host = ? AND username = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, service, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: delete room %s@%s: %w", name, service, err)
 	}
 	return nil

@@ -20,8 +20,8 @@ import (
 //     affiliation left out is gone).
 //   - MUCRooms returns every room of one service with its affiliations,
 //     ordered by name; other services' rooms are not among them.
-//   - DeleteMUCRoom removes a room and its affiliations; deleting a room
-//     that is not stored is no error.
+//   - DeleteMUCRoom removes a room, its affiliations and its archive;
+//     deleting a room that is not stored is no error.
 //   - A room's archive is the archive (ArchiveStore) whose owner is the
 //     service and the room's name; ReplaceMUCArchived replaces the stanza
 //     of one of its messages (a moderator's tombstone) in place, keeping
@@ -144,6 +144,23 @@ func TestMUC(t *testing.T, newStore func(t *testing.T) MUCStore) {
 		}
 		if page.Count != 4 {
 			t.Errorf("archive holds %d messages after a tombstone and one more, want 4 (the byte count kept the original's size?)", page.Count)
+		}
+
+		// Deleting the room deletes its archive: a new room of the same
+		// name starts empty, and its quota from nothing.
+		if err := s.PutMUCRoom(ctx, room(svc, "room", `{}`, nil)); err != nil {
+			t.Fatalf("PutMUCRoom: %v", err)
+		}
+		if err := s.DeleteMUCRoom(ctx, svc, "room"); err != nil {
+			t.Fatalf("DeleteMUCRoom: %v", err)
+		}
+		page, err = s.QueryArchive(ctx, svc, "room", storage.ArchiveQuery{Max: 10, MaxBytes: 1 << 20})
+		if err != nil || page.Count != 0 {
+			t.Errorf("archive after the room's deletion: %d messages, %v; want none", page.Count, err)
+		}
+		lim.Quota.Count = 1
+		if err := s.AppendArchive(ctx, svc, "room", big, lim); err != nil {
+			t.Fatalf("AppendArchive after deletion: %v", err)
 		}
 	})
 
