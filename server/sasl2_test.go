@@ -578,6 +578,30 @@ func TestFAST(t *testing.T) {
 		}
 	})
 
+	t.Run("password change", func(t *testing.T) {
+		addAccount(t, ts, "erin", "old password here")
+		c := dialSASL2(t, ts)
+		tok := fastToken(t, c.authenticate(sasl.Plain, "erin", "old password here",
+			userAgent(agent)+`<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>`), lifetime)
+		c.Close()
+		st, err := sqlite.Open(context.Background(), ts.cfg.DatabasePath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		h, err := auth.HashPassword("new password here", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.SetPassword(context.Background(), testHost, "erin", h); err != nil {
+			t.Fatal(err)
+		}
+		c = dialSASL2(t, ts)
+		if got := condition(t, c.fastLogin(auth.FastNone, "erin", tok, nil, agent, "")); got != "not-authorized" {
+			t.Fatalf("token after a password change: %s", got)
+		}
+	})
+
 	t.Run("revoked", func(t *testing.T) {
 		c := dialSASL2(t, ts)
 		tok := fastToken(t, c.authenticate(auth.XToken, "dave", ts.token(t, "dave"),
