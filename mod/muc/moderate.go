@@ -99,7 +99,10 @@ func (s *service) moderate(ctx context.Context, r *room, from router.Target, st 
 	found := false
 	for i, h := range r.history {
 		if h.id == req.id {
-			r.history[i].st = tomb(h.st)
+			t := tomb(h.st)
+			size := len(t.AppendXML(nil))
+			r.history[i].st, r.history[i].size = t, size
+			r.historyBytes += size - h.size
 			found = true
 		}
 	}

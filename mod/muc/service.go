@@ -418,6 +418,9 @@ func (s *service) leave(ctx context.Context, r *room, o *occupant, t router.Targ
 			break
 		}
 	}
+	if leaving == nil {
+		return nil // not one of o's sessions: nothing to leave
+	}
 	delete(r.bySession, t)
 	if ss := s.sessions[t]; ss != nil {
 		delete(ss.rooms, r)
