@@ -58,9 +58,11 @@ type fastRequest struct {
 
 // fastMechanisms are the FAST mechanisms this connection offers:
 // HT-SHA-256-ENDP over TLS (the server's certificate known), and
-// HT-SHA-256-NONE; none without Config.Fast.
+// HT-SHA-256-NONE; none without Config.Fast, nor on a stream that is not
+// encrypted (XEP-0484 §6: a token in clear could be replayed), which
+// only c2s.require_tls = false allows.
 func (n *negotiation) fastMechanisms() []string {
-	if n.cfg.Fast == nil {
+	if n.cfg.Fast == nil || (n.tlsConn == nil && !n.cfg.Secure) {
 		return nil
 	}
 	if n.endpoint() != nil {

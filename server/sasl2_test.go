@@ -16,6 +16,7 @@ import (
 	"mellium.im/sasl"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/config"
 	"ottr.im/ottr/internal/xmpptest"
 	"ottr.im/ottr/storage/sqlite"
 )
@@ -620,4 +621,21 @@ func TestFAST(t *testing.T) {
 			t.Fatalf("revoked token: %s", got)
 		}
 	})
+}
+
+// TestFASTNeedsTLS: on a stream left unencrypted (require_tls off), SASL2
+// is offered but no FAST mechanism (XEP-0484 §6), and a FAST login is an
+// unknown mechanism.
+func TestFASTNeedsTLS(t *testing.T) {
+	no := false
+	ts := startServer(t, func(c *config.Config) { c.C2S.RequireTLS = &no })
+	r := xmpptest.DialRaw(t, ts.addr)
+	c := &sasl2Conn{Raw: r, t: t, features: r.Open(testHost)}
+	mechs, fast := c.mechanisms()
+	if !slices.Contains(mechs, "X-TOKEN") || len(fast) != 0 {
+		t.Fatalf("plaintext stream offers SASL2 %v and FAST %v, want FAST none", mechs, fast)
+	}
+	if got := condition(t, c.fastLogin(auth.FastNone, "alice", "whatever", nil, "agent", "")); got != "invalid-mechanism" {
+		t.Fatalf("FAST over plaintext: %s", got)
+	}
 }
