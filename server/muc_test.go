@@ -240,3 +240,51 @@ func TestMUCModeration(t *testing.T) {
 	carol.WaitFor(func(r xmpptest.Received) bool { return r.Name == "message" && strings.Contains(r.Inner, "subject") })
 	carol.NoneWithin(100*time.Millisecond, func(r xmpptest.Received) bool { return strings.Contains(r.Inner, "cheap watches") })
 }
+
+// TestMUCFlood: a user floods the service with joins that create rooms,
+// over a real socket. The stanza rate of its session (20 at once, then
+// 10/s) holds: most joins are refused with resource-constraint, few rooms
+// exist; a full room refuses one more occupant; the service still serves
+// others at once.
+func TestMUCFlood(t *testing.T) {
+	ts := startServer(t, func(c *config.Config) { c.Limits.MUCOccupants = 2 })
+	eve := ts.online(t, "eve", "e")
+	const n = 300
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `<presence to='flood%d@%s/eve'/>`, i, mucService)
+	}
+	eve.Send(b.String())
+	created, refused := 0, 0
+	for created+refused < n {
+		r := eve.NextNamed("presence", "*")
+		switch {
+		case r.Type == "error" && strings.Contains(r.Inner, "resource-constraint"):
+			refused++
+		case r.Type == "" && strings.Contains(r.Inner, `code="201"`):
+			created++
+		}
+	}
+	// 20 at once, and what 10/s refilled while the burst was read.
+	t.Logf("%d joins at once: %d rooms created, %d refused", n, created, refused)
+	if created > 40 || refused < n-40 {
+		t.Errorf("%d rooms created and %d joins refused of %d at once; want at most 40 created", created, refused, n)
+	}
+
+	// A full room: the third occupant is refused.
+	alice := ts.online(t, "alice", "a")
+	bob := ts.online(t, "bob", "b")
+	carol := ts.online(t, "carol", "c")
+	mucJoin(alice, "alice", "")
+	mucPresence(alice, "alice", "", `code="201"`)
+	mucOwnerSubmit(t, alice, "cfg", "")
+	mucJoin(bob, "bob", "")
+	mucPresence(bob, "bob", "", `code="110"`)
+	mucJoin(carol, "carol", "")
+	if r := carol.NextNamed("presence", "error"); !strings.Contains(r.Inner, "service-unavailable") {
+		t.Errorf("joining a full room: %+v", r)
+	}
+	// The room still works for those inside.
+	alice.Send(`<message type='groupchat' to='` + mucRoom + `'><body>still here</body></message>`)
+	mucMessage(bob, "alice", "still here")
+}
