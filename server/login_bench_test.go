@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -129,9 +130,9 @@ func cpuTime() time.Duration {
 }
 
 // TestLoginBenchClient is the benchmarks' client, run in a child process
-// (skipped otherwise). It does OTTR_BENCH_N operations one after another:
-// full logins (mode login) or bare TLS handshakes (mode tls), reading
-// bytes without parsing XML, as a lean client would.
+// (skipped otherwise). It does OTTR_BENCH_N operations, benchWorkers at
+// a time: full logins (mode login) or bare TLS handshakes (mode tls),
+// reading bytes without parsing XML, as a lean client would.
 func TestLoginBenchClient(t *testing.T) {
 	mode := os.Getenv("OTTR_BENCH_CLIENT")
 	if mode == "" {
@@ -160,18 +161,41 @@ func TestLoginBenchClient(t *testing.T) {
 	if line, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil || line != "go\n" {
 		t.Fatalf("waiting for go: %q %v", line, err)
 	}
-	for i := range n {
-		if err := one(i); err != nil {
-			t.Fatalf("operation %d: %v", i, err)
+	// benchWorkers clients at once, as cmd/ottr-bench's logins run.
+	var next atomic.Int64
+	errs := make(chan error, benchWorkers)
+	for range benchWorkers {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					errs <- nil
+					return
+				}
+				if err := one(i); err != nil {
+					errs <- fmt.Errorf("operation %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	for range benchWorkers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 	fmt.Println("done")
 }
 
+// benchWorkers is how many clients log in at once in the login
+// benchmarks, as cmd/ottr-bench's 16 workers do on a larger machine.
+const benchWorkers = 8
+
 // testfixtureTLS trusts the PEM certificate for the test host, without a
-// session cache: every handshake is a full one.
+// session cache: every handshake is a full one, offering X25519 alone as
+// cmd/ottr-bench does.
 func testfixtureTLS(t *testing.T, pem []byte) *tls.Config {
-	cfg := (&tls.Config{ServerName: testHost, MinVersion: tls.VersionTLS13})
+	cfg := &tls.Config{ServerName: testHost, MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519}}
 	pool, err := certPool(pem)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,8 @@ failure; with --check-downgrade slixmpp's own choice of the gs2 flag ("y",
 see SCRAMLogin) must be refused.
 
 Exit status: 0 only if every check worked (a line per check on stdout);
-1 when one failed ("FAIL: <check>: reason" on stderr); 2 for a usage error.
+1 when one failed ("FAIL: <check>: reason" on stderr, by slixmpp_pair's
+run_main); 2 for a usage error.
 
 Example:
   /usr/bin/python3 slixmpp_scram.py --port 5222 --domain localhost \\
@@ -20,15 +21,12 @@ Example:
 """
 
 import argparse
-import asyncio
-import logging
-import os
-import signal
 import sys
 import time
 
 # slixmpp_login reports a missing slixmpp itself (FAIL line, exit 1).
 from slixmpp_login import CheckFailed, Login
+from slixmpp_pair import run_main
 
 
 class SCRAMLogin(Login):
@@ -64,53 +62,65 @@ class SCRAMLogin(Login):
         self.used = getattr(mech, 'name', None)
 
 
-async def run_checks(args):
-    deadline = time.monotonic() + args.timeout
+class Checks:
+    """The checks, for slixmpp_pair.run_main: step names the one running."""
 
-    def remaining():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise CheckFailed('overall timeout of %.0f s used up' % args.timeout)
-        return left
+    def __init__(self, args):
+        self.args = args
+        self.peers = []  # SCRAMLogin ends its own connections
+        self.step = 'start'
 
-    for mech in args.mech:
-        label = '%s login' % mech
-        login = SCRAMLogin(args, args.user, args.password, mech, label)
-        jid = await login.run(remaining())
-        if login.used != mech:
-            raise CheckFailed('%s: authenticated with %r, not %s'
-                              % (label, login.used, mech))
-        print('%s: OK, bound %s' % (label, jid), flush=True)
+    async def run(self):
+        args = self.args
+        deadline = time.monotonic() + args.timeout
 
-    if args.check_downgrade:
-        mech = args.mech[0]
-        label = '%s with slixmpp\'s "y" flag' % mech
-        try:
-            jid = await SCRAMLogin(args, args.user, args.password, mech, label,
-                                   channel_binding=True).run(remaining())
-        except CheckFailed as exc:
-            if exc.kind != 'sasl-failure' or 'channel binding' not in str(exc):
-                raise CheckFailed('%s: expected a SASL failure about channel '
-                                  'binding, got: %s' % (label, exc))
-            print('%s: OK, refused as a downgrade (%s)' % (label, exc),
-                  flush=True)
-        else:
-            raise CheckFailed('%s: logged in (bound %s) although the server '
-                              'offered -PLUS' % (label, jid))
+        def remaining():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CheckFailed('overall timeout of %.0f s used up'
+                                  % args.timeout)
+            return left
 
-    if args.wrong_password:
         for mech in args.mech:
-            label = '%s with a wrong password' % mech
+            self.step = label = '%s login' % mech
+            login = SCRAMLogin(args, args.user, args.password, mech, label)
+            jid = await login.run(remaining())
+            if login.used != mech:
+                raise CheckFailed('authenticated with %r, not %s'
+                                  % (login.used, mech))
+            print('%s: OK, bound %s' % (label, jid), flush=True)
+
+        if args.check_downgrade:
+            mech = args.mech[0]
+            self.step = label = '%s with slixmpp\'s "y" flag' % mech
             try:
-                jid = await SCRAMLogin(args, args.user, args.password + 'x',
-                                       mech, label).run(remaining())
+                jid = await SCRAMLogin(args, args.user, args.password, mech,
+                                       label, channel_binding=True).run(
+                                           remaining())
             except CheckFailed as exc:
-                if exc.kind != 'sasl-failure':
-                    raise CheckFailed('%s: expected a SASL failure, got: %s'
-                                      % (label, exc))
-                print('%s: OK, refused (%s)' % (label, exc), flush=True)
+                if exc.kind != 'sasl-failure' or 'channel binding' not in str(exc):
+                    raise CheckFailed('expected a SASL failure about channel '
+                                      'binding, got: %s' % exc)
+                print('%s: OK, refused as a downgrade (%s)' % (label, exc),
+                      flush=True)
             else:
-                raise CheckFailed('%s: logged in (bound %s)' % (label, jid))
+                raise CheckFailed('logged in (bound %s) although the server '
+                                  'offered -PLUS' % jid)
+
+        if args.wrong_password:
+            for mech in args.mech:
+                self.step = label = '%s with a wrong password' % mech
+                try:
+                    jid = await SCRAMLogin(args, args.user,
+                                           args.password + 'x', mech,
+                                           label).run(remaining())
+                except CheckFailed as exc:
+                    if exc.kind != 'sasl-failure':
+                        raise CheckFailed('expected a SASL failure, got: %s'
+                                          % exc)
+                    print('%s: OK, refused (%s)' % (label, exc), flush=True)
+                else:
+                    raise CheckFailed('logged in (bound %s)' % jid)
 
 
 def parse_args(argv):
@@ -140,27 +150,7 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.CRITICAL,
-        format='slixmpp %(levelname)s %(name)s: %(message)s')
-
-    def alarm(_sig, _frame):
-        sys.stderr.write('FAIL: hard timeout (%.0f s) hit\n' % args.timeout)
-        sys.stderr.flush()
-        os._exit(1)
-    signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(int(args.timeout) + 5)
-
-    try:
-        asyncio.run(run_checks(args))
-    except CheckFailed as exc:
-        sys.stderr.write('FAIL: %s\n' % exc)
-        return 1
-    except Exception as exc:  # a bug here or in slixmpp: still one clear line
-        sys.stderr.write('FAIL: unexpected %s: %s\n'
-                         % (type(exc).__name__, exc))
-        return 1
-    return 0
+    return run_main(args, Checks(args))
 
 
 if __name__ == '__main__':
