@@ -557,3 +557,28 @@ func TestOneNickTwoSessions(t *testing.T) {
 	f.core.Unbind(context.Background(), laptop)
 	must(t, xmls(t, alice), `from="room@conference.localhost/bob"`, `type="unavailable"`)
 }
+
+// TestRejoin: a session that joins a room it is in already (as a client
+// does after a failed self-ping) gets the room again: the others'
+// presence, its own with 110, history and subject; it stays one occupant.
+func TestRejoin(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	create(t, f, alice, "")
+	join(t, f, bob, "bob", "")
+	routertest.Send(t, f.core, alice, `<message type='groupchat' to='`+room+`'><body>before</body></message>`)
+	xmls(t, alice)
+	xmls(t, bob)
+	got := join(t, f, bob, "bob", `<history maxstanzas='5'/>`)
+	must(t, got, `from="room@conference.localhost/alice"`, `affiliation="owner"`)
+	must(t, got, `from="room@conference.localhost/bob"`, `code="110"`)
+	must(t, got, `>before</body>`, `urn:xmpp:delay`)
+	if last := got[len(got)-1]; !strings.Contains(last, "<subject>") {
+		t.Errorf("the rejoin does not end with the subject: %s", last)
+	}
+	mustNot(t, xmls(t, alice), `type="unavailable"`)
+	if n := f.mod.Occupants(jid.MustParse(room)); n != 2 {
+		t.Errorf("occupants = %d after a rejoin, want 2", n)
+	}
+}

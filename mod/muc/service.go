@@ -203,6 +203,9 @@ func (s *service) available(ctx context.Context, t router.Target, st *element.St
 			if !s.allow(t) {
 				return nil, &errConstraint
 			}
+			if o.nick == nick && hasChild(st, nsMUC, "x") {
+				return s.rejoin(r, o, t, st)
+			}
 			if o.nick == nick {
 				return s.update(r, o, t, st), nil
 			}
@@ -290,15 +293,22 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 	r.bySession[t] = o
 	ss.rooms[r] = o
 
+	return s.welcome(r, o, t, req.History, same == nil, created), nil
+}
+
+// welcome is what a session entering r as o gets (XEP-0045 §7.2.3): the
+// others' presence, then, when announce, o's presence to the others,
+// then its own with 110 (100 in a non-anonymous room, 170 when it is
+// archived, 201 when created), the history asked for and the subject.
+// The caller holds s.mu.
+func (s *service) welcome(r *room, o *occupant, t router.Target, h *history, announce, created bool) []out {
 	var outs []out
-	// The others' presence to the newcomer, then the newcomer's to the
-	// others, then its own with 110 (XEP-0045 §7.2.3).
 	for _, other := range r.occupants {
 		if other != o {
 			outs = append(outs, out{t, s.presenceOf(r, other, o, t, "", itemExtra{})})
 		}
 	}
-	if same == nil {
+	if announce {
 		for _, other := range r.occupants {
 			if other == o {
 				continue
@@ -321,28 +331,37 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 	outs = append(outs, out{t, s.presenceOf(r, o, o, t, "", itemExtra{codes: codes})})
 	// History and subject even for the creator of a locked room: clients
 	// (slixmpp's join_muc_wait) wait for the subject to know they joined.
-	outs = append(outs, s.historyFor(r, t, req.History)...)
-	outs = append(outs, out{t, s.subjectMessage(r, t.JID())})
-	return outs, nil
+	outs = append(outs, s.historyFor(r, t, h)...)
+	return append(outs, out{t, s.subjectMessage(r, t.JID())})
+}
+
+// rejoin answers a join from a session that is in the room already (a
+// client that lost track of it, as after a failed XEP-0410 self-ping)
+// the way a join is answered: the others' presence, its own with 110,
+// the history it asks for and the subject; the others see a presence
+// update at most. The caller holds s.mu.
+func (s *service) rejoin(r *room, o *occupant, t router.Target, st *element.Stanza) ([]out, *stanza.Error) {
+	var req joinRequest
+	if _, err := decodeChild(st, nsMUC, "x", &req); err != nil {
+		return nil, &errBadRequest
+	}
+	o.setPresence(t, st)
+	return s.welcome(r, o, t, req.History, true, false), nil
 }
 
 // update broadcasts a presence change of an occupant's session. The
 // caller holds s.mu.
 func (s *service) update(r *room, o *occupant, t router.Target, st *element.Stanza) []out {
-	for _, j := range o.sessions {
-		if j.t == t {
-			j.presence = mucChildren(st)
-		}
-	}
-	// The session changed last is the one its occupant shows.
-	s.moveLast(o, t)
+	o.setPresence(t, st)
 	return s.broadcastPresence(r, o, itemExtra{})
 }
 
-// moveLast makes t the last of o's sessions.
-func (s *service) moveLast(o *occupant, t router.Target) {
+// setPresence records st as the presence of o's session t, and makes t
+// the last of o's sessions: the one its occupant shows.
+func (o *occupant) setPresence(t router.Target, st *element.Stanza) {
 	for i, j := range o.sessions {
 		if j.t == t {
+			j.presence = mucChildren(st)
 			o.sessions = append(append(o.sessions[:i:i], o.sessions[i+1:]...), j)
 			return
 		}
