@@ -639,3 +639,40 @@ func TestFASTNeedsTLS(t *testing.T) {
 		t.Fatalf("FAST over plaintext: %s", got)
 	}
 }
+
+// TestBind2InactiveCSI: a session bound by Bind2 with <inactive
+// xmlns='urn:xmpp:csi:0'/> inline starts inactive (XEP-0386 §2.2): its
+// contacts' presence updates are held and collapsed until it says
+// <active/>.
+func TestBind2InactiveCSI(t *testing.T) {
+	ts := startServer(t, nil)
+	bob := ts.online(t, "bob", "b")
+	first := ts.online(t, "alice", "first")
+	xmpptest.SubscribeBoth(t, first, bob)
+	first.Close()
+
+	c := dialSASL2(t, ts)
+	full := identifier(t, c.authenticate(auth.XToken, "alice", ts.token(t, "alice"),
+		`<bind xmlns='urn:xmpp:bind:0'><inactive xmlns='urn:xmpp:csi:0'/></bind>`))
+	c.Read() // features
+	c.Write(`<presence/>`)
+	bob.PresenceFrom(full, "")
+	bob.Send(`<presence><status>one</status></presence>`)
+	bob.Send(`<presence><status>two</status></presence>`)
+	bob.IQ(`<iq type='get' id='bp' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`, "bp") // both routed
+	c.Write(`<active xmlns='urn:xmpp:csi:0'/><iq type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	var statuses []string
+	for {
+		e := c.Read()
+		if e.XMLName.Local == "iq" && attr(e, "", "id") == "after" {
+			break
+		}
+		if e.XMLName.Local == "presence" && attr(e, "", "from") == "bob@localhost/b" {
+			st, _ := e.Child("status")
+			statuses = append(statuses, strings.TrimSpace(st.Text))
+		}
+	}
+	if !slices.Equal(statuses, []string{"two"}) {
+		t.Fatalf("bob's presence while alice was inactive: %q, want only the latest, \"two\"", statuses)
+	}
+}
