@@ -41,7 +41,7 @@ func newFixture(t *testing.T, opts muc.Options) *fixture {
 	return register(t, core, store, opts)
 }
 
-func register(t *testing.T, core *router.Router, store *sqlite.Store, opts muc.Options) *fixture {
+func register(t testing.TB, core *router.Router, store *sqlite.Store, opts muc.Options) *fixture {
 	t.Helper()
 	clk := &clock{t: time.Unix(1_800_000_000, 0)}
 	opts.Services = []string{svc}
