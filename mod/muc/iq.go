@@ -140,7 +140,16 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 	var b builder
 	switch name {
 	case discoInfo:
-		s.roomInfo(&b, r)
+		switch node := payloadAttr(st, "node"); node {
+		case "":
+			s.roomInfo(&b, r)
+		case "x-roomuser-item":
+			// The user's reserved nick (XEP-0045 §7.11): ottr reserves
+			// none, so no identity.
+			b.leaf(nsDiscoInfo, "query", "", "node", node)
+		default:
+			return nil, errItemNotFound
+		}
 	case discoItems:
 		// Occupants are not listed: their nicks are for those inside.
 		b.leaf(nsDiscoItems, "query", "")
@@ -150,6 +159,12 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 		return nil, errUnavailable
 	}
 	return &b, nil
+}
+
+// payloadAttr returns the attribute local of st's payload, "" if none.
+func payloadAttr(st *element.Stanza, local string) string {
+	p, _ := st.Payload()
+	return attrValue(p, local)
 }
 
 // roomInfo writes a room's disco#info (XEP-0045 §6.4).

@@ -250,6 +250,12 @@ func TestSelfPing(t *testing.T) {
 			t.Errorf("room disco#info lacks %s: %s", want, got)
 		}
 	}
+	// No reserved nick: an empty answer, not the room's identity (which
+	// clients would take for the nick).
+	got = routertest.Ask(t, f.core, bob, `<iq type='get' id='n' to='`+room+`'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>`)
+	if !strings.Contains(got, `type="result"`) || strings.Contains(got, "identity") {
+		t.Errorf("reserved nick query = %s, want an empty result", got)
+	}
 }
 
 func TestKickBanMembers(t *testing.T) {
