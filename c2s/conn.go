@@ -78,7 +78,7 @@ func serveConn(ctx context.Context, conn net.Conn, cfg *Config, r *relay) {
 		base:   ctx,
 		ctx:    ctx,
 		conn:   conn,
-		guard:  newGuard(conn, cfg.Guard),
+		guard:  newGuard(streamConn(conn), cfg.Guard),
 		logger: &connLog{base: cfg.Logger, attrs: []any{"conn", cfg.connIDs.Add(1), "remote", conn.RemoteAddr().String()}},
 	}
 	n.tlsConn, _ = conn.(*tls.Conn) // direct TLS

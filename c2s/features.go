@@ -62,7 +62,7 @@ func startTLS(cfg *tls.Config, required bool, n *negotiation) xmpp.StreamFeature
 			return 0, nil, err
 		}
 		n.tlsConn = tls.Server(n.conn, cfg)
-		n.guard = newGuard(&headerConn{Conn: n.tlsConn}, n.cfg.Guard)
+		n.guard = newGuard(streamConn(n.tlsConn), n.cfg.Guard)
 		n.restarts++
 		return xmpp.Secure, n.guard, nil
 	}
@@ -706,18 +706,34 @@ func (n *negotiation) failureText() string {
 
 // headerConn sends the stream header that mellium writes on its own
 // together with the stream features written right after it: one write
-// (one TLS record, one syscall) instead of two, at each stream start
-// after STARTTLS (the one after SASL included). Whatever follows a held
-// header flushes it, and so does Close; nothing is held once the stream
-// is bound (no header is written then). It embeds the *tls.Conn, whose
-// ConnectionState the guard and mellium look for.
+// (one TLS record, one syscall) instead of two at each stream start. A
+// held header goes out with whatever is written next, or at Close;
+// nothing is held once the stream is bound (no header is written then).
+// streamConn picks the kind for a connection.
 type headerConn struct {
-	*tls.Conn
+	net.Conn
 	held []byte
 }
 
-// Write holds a stream header (what starts with an XML declaration) and
-// writes it before the next bytes.
+// tlsHeaderConn is a headerConn over TLS: it keeps the *tls.Conn's
+// methods, such as the ConnectionState that the guard and mellium look
+// for.
+type tlsHeaderConn struct {
+	*tls.Conn
+	h headerConn
+}
+
+// streamConn returns c with the stream header held for the features:
+// the connection the guard reads and writes.
+func streamConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return &tlsHeaderConn{Conn: tc, h: headerConn{Conn: tc}}
+	}
+	return &headerConn{Conn: c}
+}
+
+// Write holds a stream header (what starts with an XML declaration and
+// opens the stream) and writes it before the next bytes.
 func (c *headerConn) Write(p []byte) (int, error) {
 	if len(c.held) == 0 && bytes.HasPrefix(p, []byte("<?xml")) && bytes.Contains(p, []byte("<stream:stream")) {
 		c.held = append(c.held, p...)
@@ -742,3 +758,9 @@ func (c *headerConn) Close() error {
 	}
 	return c.Conn.Close()
 }
+
+// Write is headerConn's.
+func (c *tlsHeaderConn) Write(p []byte) (int, error) { return c.h.Write(p) }
+
+// Close is headerConn's.
+func (c *tlsHeaderConn) Close() error { return c.h.Close() }
