@@ -14,6 +14,9 @@
 //   - PresenceOut (200): presence to a MUC domain; stops the chain.
 //   - PresenceBroadcast (0): unavailable presence leaves every room.
 //   - SessionUnbound (0): the session leaves every room.
+//   - AccountDeleted (0, the event without a contact): the account's
+//     affiliations go from every room, stored ones too, as everything
+//     else stored for it does; bans stay (they are about the address).
 //
 // Besides XEP-0045 it implements XEP-0421 occupant ids, XEP-0410 self-ping
 // and mediated invitations; XEP-0249 direct invitations are messages from
@@ -221,6 +224,7 @@ func Register(ctx context.Context, core *router.Router, store Store, opts Option
 		router.HookSpec{Event: router.PresenceOut, Priority: 200, Fn: m.presenceOut},
 		router.HookSpec{Event: router.PresenceBroadcast, Priority: 0, Fn: m.presenceBroadcast},
 		router.HookSpec{Event: router.SessionUnbound, Priority: 0, Fn: m.sessionUnbound},
+		router.HookSpec{Event: router.AccountDeleted, Priority: 0, Fn: m.accountDeleted},
 	); err != nil {
 		return nil, err
 	}
@@ -249,6 +253,16 @@ func (m *Module) presenceBroadcast(ev *router.EventData) bool {
 // sessionUnbound makes a session that ended leave its rooms.
 func (m *Module) sessionUnbound(ev *router.EventData) bool {
 	m.leaveAll(ev.Ctx, ev.Target)
+	return false
+}
+
+// accountDeleted drops a deleted account's affiliations.
+func (m *Module) accountDeleted(ev *router.EventData) bool {
+	if ev.Deleted == nil {
+		for _, s := range m.services {
+			s.forget(ev.Ctx, ev.To.Bare())
+		}
+	}
 	return false
 }
 

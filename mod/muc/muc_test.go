@@ -342,6 +342,24 @@ func TestPersistentRoomSurvives(t *testing.T) {
 	must(t, got, `>Kept subject</subject>`)
 	alice2 := routertest.Bind(t, f2.core, "alice@localhost/a")
 	must(t, join(t, f2, alice2, "alice", ""), `affiliation="owner"`)
+
+	// Deleted accounts: bob's membership goes, stored too; eve's ban
+	// stays (a new account could take her address).
+	routertest.Send(t, f2.core, alice2, `<iq type='set' id='m' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='bob@localhost' affiliation='member'/></query></iq>`)
+	must(t, xmls(t, alice2), `id="m"`, `type="result"`)
+	for _, u := range []string{"bob@localhost", "eve@localhost"} {
+		f2.core.ForgetAccount(context.Background(), jid.MustParse(u))
+	}
+	stored, err := store.MUCRooms(context.Background(), svc)
+	if err != nil || len(stored) != 1 {
+		t.Fatalf("MUCRooms = %v, %v", stored, err)
+	}
+	if a, ok := stored[0].Affiliations["bob@localhost"]; ok {
+		t.Errorf("a deleted account's affiliation is still stored: %s", a)
+	}
+	if a := stored[0].Affiliations["eve@localhost"]; a != "outcast" {
+		t.Errorf("a deleted account's ban = %q, want outcast kept", a)
+	}
 }
 
 func TestLimits(t *testing.T) {

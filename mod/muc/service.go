@@ -491,6 +491,31 @@ func (s *service) remove(ctx context.Context, r *room) {
 	}
 }
 
+// forget removes user's affiliations from every room of the service
+// (the rooms it created no longer count against it), and stores the
+// persistent rooms it was in. A ban stays: it is about the address, which
+// a new account may take.
+func (s *service) forget(ctx context.Context, user jid.JID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := user.String()
+	delete(s.created, key)
+	for _, r := range s.rooms {
+		if r.cfg.Creator == key {
+			r.cfg.Creator = ""
+		}
+		if a, ok := r.affiliations[key]; !ok || a == affOutcast {
+			continue
+		}
+		delete(r.affiliations, key)
+		if r.cfg.Persistent {
+			if err := s.save(ctx, r); err != nil {
+				s.m.logger.Error("saving a room failed", "room", r.jid.String(), "err", err)
+			}
+		}
+	}
+}
+
 // leaveAll takes session t out of every room of the service.
 func (s *service) leaveAll(ctx context.Context, t router.Target) {
 	s.mu.Lock()
