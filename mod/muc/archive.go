@@ -181,6 +181,10 @@ func (s *service) queryArchive(ctx context.Context, from router.Target, st *elem
 		case aff == affOutcast, r.cfg.MembersOnly && aff < affMember && !inside,
 			r.cfg.Password != "" && aff < affAdmin && !inside:
 			e = errForbidden
+		case !s.allow(from):
+			// A query costs a token, as a message does: pages of the
+			// store are not read faster than the room is written.
+			e = errConstraint
 		}
 	}
 	s.mu.Unlock()

@@ -430,6 +430,23 @@ func TestLimits(t *testing.T) {
 			t.Errorf("%d rooms exist, want none left", n)
 		}
 	})
+	t.Run("archive queries", func(t *testing.T) {
+		f := newFixture(t, muc.Options{Rate: 2, ArchiveMessages: 10})
+		alice := routertest.Bind(t, f.core, "alice@localhost/a")
+		create(t, f, alice, field("muc#roomconfig_persistentroom", "1"))
+		refused := 0
+		for range 20 {
+			routertest.Send(t, f.core, alice, `<iq type='set' id='q' to='`+room+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+			for _, g := range xmls(t, alice) {
+				if strings.Contains(g, "resource-constraint") {
+					refused++
+				}
+			}
+		}
+		if refused < 15 {
+			t.Errorf("refused %d of 20 archive queries at once, want at least 15", refused)
+		}
+	})
 	t.Run("history bytes", func(t *testing.T) {
 		f := newFixture(t, muc.Options{MaxHistoryBytes: 2048, Rate: 1000})
 		alice := routertest.Bind(t, f.core, "alice@localhost/a")
