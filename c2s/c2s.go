@@ -226,6 +226,8 @@ type Config struct {
 	// a Config made after WithDefaults share it, so that a session may be
 	// resumed over any of the listeners (TCP, direct TLS, WebSocket).
 	resumable *resumeTable
+	// endpoints caches the certificate's tls-server-end-point (fast.go).
+	endpoints *endpointCache
 }
 
 // WithDefaults returns a copy of c with every zero limit set to its
@@ -283,6 +285,7 @@ func (c *Config) WithDefaults() *Config {
 		d.AckDelay = 5 * time.Second
 	}
 	d.resumable = newResumeTable()
+	d.endpoints = new(endpointCache)
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}

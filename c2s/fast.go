@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"mellium.im/sasl"
@@ -87,13 +88,37 @@ func (n *negotiation) endpoint() []byte {
 		n.logger.Debug("no certificate for tls-server-end-point", "err", err)
 		return nil
 	}
-	cb, err := auth.TLSServerEndPoint(cert.Certificate[0])
+	cb, err := n.cfg.endpoints.get(cert)
 	if err != nil {
 		n.logger.Debug("no tls-server-end-point", "err", err)
 		return nil
 	}
 	n.cb = cb
 	return cb
+}
+
+// endpointCache remembers the tls-server-end-point data of the last
+// certificate it was asked for, so that a connection does not parse and
+// hash the certificate again (a certificate changes on a reload only).
+// Copies of a Config after WithDefaults share it.
+type endpointCache struct{ last atomic.Pointer[endpointEntry] }
+
+type endpointEntry struct {
+	cert *tls.Certificate
+	cb   []byte
+}
+
+// get returns the channel binding data of cert.
+func (c *endpointCache) get(cert *tls.Certificate) ([]byte, error) {
+	if e := c.last.Load(); e != nil && e.cert == cert {
+		return e.cb, nil
+	}
+	cb, err := auth.TLSServerEndPoint(cert.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	c.last.Store(&endpointEntry{cert: cert, cb: cb})
+	return cb, nil
 }
 
 // serverCertificate is the certificate cfg presents to a client that

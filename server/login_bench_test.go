@@ -150,6 +150,9 @@ func TestLoginBenchClient(t *testing.T) {
 			return bareHandshake(addr, cfg)
 		}
 		user := fmt.Sprintf("user%d", i%100)
+		if mode == "sasl2" {
+			return benchSASL2Login(addr, cfg, user, testfixture.Token(t, user+"@"+testHost))
+		}
 		return benchLogin(addr, cfg, user, testfixture.Token(t, user+"@"+testHost))
 	}
 	for i := range 100 {
