@@ -11,21 +11,23 @@ import (
 	"ottr.im/ottr/config"
 )
 
-// What a reload applies (SIGHUP, "ottr ctl reload"), and everything else
-// it only reports as needing a restart.
-var (
-	// reloadableLimits are the [limits] keys a reload applies.
-	reloadableLimits = []string{
+// reloadableLimits are the [limits] keys a reload applies (SIGHUP, "ottr
+// ctl reload"); every other changed key is reported as needing a restart.
+func reloadableLimits() []string {
+	return []string{
 		"max_connections", "connections_per_address", "connection_rate", "connection_burst",
 		"auth_failures_per_address", "auth_failures_per_address_account",
 		"auth_failures_per_account", "auth_failure_burst",
 	}
-	// reloadableHostKeys are the [[host]] keys a reload applies.
-	reloadableHostKeys = []string{
+}
+
+// reloadableHostKeys are the [[host]] keys a reload applies.
+func reloadableHostKeys() []string {
+	return []string{
 		"otp_seed", "token_secret", "previous_otp_seed", "previous_token_secret",
 		"previous_until", "token",
 	}
-)
+}
 
 // ReloadResult says what a reload did.
 type ReloadResult struct {
@@ -113,10 +115,10 @@ func withReloaded(prev, next *config.Config) *config.Config {
 	c.Hosts = append([]config.Host(nil), prev.Hosts...)
 	for i, h := range c.Hosts {
 		if n, ok := next.Host(h.Name); ok {
-			copyFields(&c.Hosts[i], &n, reloadableHostKeys)
+			copyFields(&c.Hosts[i], &n, reloadableHostKeys())
 		}
 	}
-	copyFields(&c.Limits, &next.Limits, reloadableLimits)
+	copyFields(&c.Limits, &next.Limits, reloadableLimits())
 	return &c
 }
 
@@ -134,7 +136,7 @@ func restartKeys(prev, next *config.Config) []string {
 		case "token": // applied through the hosts' settings
 			continue
 		case "limits":
-			out = append(out, changedFields("limits.", a.Field(i), b.Field(i), reloadableLimits)...)
+			out = append(out, changedFields("limits.", a.Field(i), b.Field(i), reloadableLimits())...)
 			continue
 		case "host":
 			out = append(out, changedHosts(prev.Hosts, next.Hosts)...)
@@ -164,7 +166,7 @@ func changedHosts(prev, next []config.Host) []string {
 			continue
 		}
 		seen[strings.ToLower(h.Name)] = true
-		out = append(out, changedFields(key+".", reflect.ValueOf(old), reflect.ValueOf(h), reloadableHostKeys)...)
+		out = append(out, changedFields(key+".", reflect.ValueOf(old), reflect.ValueOf(h), reloadableHostKeys())...)
 	}
 	for _, h := range prev {
 		if !seen[strings.ToLower(h.Name)] {
