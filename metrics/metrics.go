@@ -127,20 +127,23 @@ func New(opts Options) *Metrics {
 // family of one label has each of its known values at zero from the
 // start, so that a dashboard shows 0 rather than no data.
 func (m *Metrics) counters(name, help string, labels []string, known ...string) *prometheus.CounterVec {
-	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	m.reg.MustRegister(v)
-	for _, val := range known {
-		v.WithLabelValues(val)
-	}
-	return v
+	return register(m.reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels), known)
 }
 
 // gauges is counters for a gauge family.
 func (m *Metrics) gauges(name, help string, labels []string, known ...string) *prometheus.GaugeVec {
-	v := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-	m.reg.MustRegister(v)
-	for _, val := range known {
-		v.WithLabelValues(val)
+	return register(m.reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels), known)
+}
+
+// register registers v with reg and makes its children for the known
+// values of its one label.
+func register[T any, V interface {
+	prometheus.Collector
+	WithLabelValues(...string) T
+}](reg *prometheus.Registry, v V, known []string) V {
+	reg.MustRegister(v)
+	for _, k := range known {
+		v.WithLabelValues(k)
 	}
 	return v
 }
