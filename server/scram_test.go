@@ -343,3 +343,56 @@ func TestSCRAMNoPlusWithoutTLS(t *testing.T) {
 		t.Errorf("SSDP %q, want the hash of %v", c.SSDP, sf.mechanisms)
 	}
 }
+
+// TestSCRAMSASL2SSDP: over SASL2 (XEP-0388) the XEP-0474 hash covers
+// the mechanisms of SASL2's <authentication/> and the XEP-0440 types, and
+// the server's signature comes in <additional-data/>.
+func TestSCRAMSASL2SSDP(t *testing.T) {
+	ts := startServer(t, nil)
+	addAccount(t, ts, "hana", "pencil and paper")
+	r := xmpptest.DialRaw(t, ts.addr)
+	r.Open(testHost)
+	f := r.StartTLS(ts.tlsConfig(), testHost)
+	sf := parseSCRAMFeatures(t, f)
+	authn, ok := f.Child("authentication")
+	if !ok {
+		t.Fatalf("no SASL2 in %s", f)
+	}
+	var sasl2 scramFeatures
+	sasl2.channelBindings = sf.channelBindings
+	for _, m := range authn.Children {
+		if m.XMLName.Local == "mechanism" {
+			sasl2.mechanisms = append(sasl2.mechanisms, strings.TrimSpace(m.Text))
+		}
+	}
+	cs := r.Conn().(*tls.Conn).ConnectionState()
+	data, err := auth.TLSExporter(&cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &auth.SCRAMClient{Mechanism: auth.SCRAMSHA256Plus, Username: "hana", Password: "pencil and paper", CBType: auth.CBTLSExporter, CBData: data}
+	r.Write(fmt.Sprintf(`<authenticate xmlns='urn:xmpp:sasl:2' mechanism='%s'><initial-response>%s</initial-response></authenticate>`,
+		c.Mechanism, base64.StdEncoding.EncodeToString(c.First())))
+	e := r.Read()
+	if e.XMLName.Local != "challenge" {
+		t.Fatalf("SASL2: %s", e)
+	}
+	first, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(e.Text))
+	final, err := c.Final(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ssdpHash(sha256.New, sasl2); c.SSDP != want {
+		t.Errorf("SASL2 SSDP %q, want %q (the hash of SASL2's list %v)", c.SSDP, want, sasl2.mechanisms)
+	}
+	r.Write(`<response xmlns='urn:xmpp:sasl:2'>` + base64.StdEncoding.EncodeToString(final) + `</response>`)
+	e = r.Read()
+	if e.XMLName.Local != "success" {
+		t.Fatalf("SASL2: %s", e)
+	}
+	add, _ := e.Child("additional-data")
+	v, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(add.Text))
+	if err := c.Verify(v); err != nil {
+		t.Errorf("server signature in <additional-data/>: %v", err)
+	}
+}
