@@ -2,7 +2,12 @@
 // token verifier (byte-for-byte compatible with Prosody's community module
 // mod_auth_token), its replay cache, token minting for app backends and tests,
 // salted and iterated password hashes for password accounts, and the SASL
-// mechanisms (X-TOKEN and PLAIN) that carry those credentials.
+// mechanisms (X-TOKEN and PLAIN) that carry those credentials. The server
+// side of SCRAM (SCRAM-SHA-1, SCRAM-SHA-256 and their -PLUS variants with
+// tls-exporter and tls-server-end-point, XEP-0474's downgrade hash) is
+// [SCRAMServer], a transport-neutral step function that SASL and SASL2
+// both drive; [Authenticator.SCRAMCredentials] gives it an account's
+// stored credentials.
 //
 // A token is
 //
