@@ -139,7 +139,7 @@ func restartKeys(prev, next *config.Config) []string {
 			out = append(out, changedFields("limits.", a.Field(i), b.Field(i), reloadableLimits())...)
 			continue
 		case "host":
-			out = append(out, changedHosts(prev.Hosts, next.Hosts)...)
+			out = append(out, changedHosts(prev, next)...)
 			continue
 		case "tls":
 			// The files' contents are re-read; other keys need a restart.
@@ -155,12 +155,12 @@ func restartKeys(prev, next *config.Config) []string {
 
 // changedHosts lists the hosts added, removed, or changed in keys a
 // reload does not apply.
-func changedHosts(prev, next []config.Host) []string {
+func changedHosts(prev, next *config.Config) []string {
 	var out []string
 	seen := make(map[string]bool)
-	for i, h := range next {
+	for i, h := range next.Hosts {
 		key := fmt.Sprintf("host[%d]", i)
-		old, ok := findHost(prev, h.Name)
+		old, ok := prev.Host(h.Name)
 		if !ok {
 			out = append(out, key+" (new host "+h.Name+")")
 			continue
@@ -168,21 +168,12 @@ func changedHosts(prev, next []config.Host) []string {
 		seen[strings.ToLower(h.Name)] = true
 		out = append(out, changedFields(key+".", reflect.ValueOf(old), reflect.ValueOf(h), reloadableHostKeys())...)
 	}
-	for _, h := range prev {
+	for _, h := range prev.Hosts {
 		if !seen[strings.ToLower(h.Name)] {
 			out = append(out, "host "+h.Name+" (removed)")
 		}
 	}
 	return out
-}
-
-func findHost(hosts []config.Host, name string) (config.Host, bool) {
-	for _, h := range hosts {
-		if strings.EqualFold(h.Name, name) {
-			return h, true
-		}
-	}
-	return config.Host{}, false
 }
 
 // changedFields lists, prefixed, the toml keys of the struct values a and
