@@ -48,3 +48,24 @@ func TestRegistryPerServer(t *testing.T) {
 		}
 	}
 }
+
+// What counting costs on the hot paths: a stanza, a login, a storage
+// timing.
+func BenchmarkCount(b *testing.B) {
+	m := New(Options{})
+	b.Run("stanza", func(b *testing.B) {
+		for range b.N {
+			m.StanzaRouted("message")
+		}
+	})
+	b.Run("login", func(b *testing.B) {
+		for range b.N {
+			m.Login("X-TOKEN", LoginSuccess)
+		}
+	})
+	b.Run("storage", func(b *testing.B) {
+		for range b.N {
+			m.Storage("roster", time.Millisecond)
+		}
+	})
+}
