@@ -195,7 +195,11 @@ type loader struct {
 	proxy65      *proxy65.Module
 	proxy65Opts  proxy65.Options
 	extdiscoOpts extdisco.Options
-	carbons  *carbons.Module  // enabled inline by Bind2 (XEP-0386)
+	// mucDomains are the group chat services (XEP-0045), one per host
+	// unless its muc = ""; muc is their module (for tests).
+	mucDomains []string
+	muc        *muc.Module
+	carbons    *carbons.Module // enabled inline by Bind2 (XEP-0386)
 
 	// upload is the HTTP upload service (nil when off), its options from
 	// the configuration; uploadBase is set by the server once it exists
@@ -203,10 +207,6 @@ type loader struct {
 	upload     *upload.Module
 	uploadOpts upload.Options
 	uploadBase func(host string) string
-	// mucDomains are the group chat services (XEP-0045), one per host
-	// unless its muc = ""; muc is their module (for tests).
-	mucDomains []string
-	muc        *muc.Module
 }
 
 // load registers every module of the list with the core, in order.

@@ -187,8 +187,8 @@ func New(opts Options) (*Server, error) {
 	// Options.Now is the token clock only: the modules keep real time.
 	mods := &loader{core: core, store: store, limits: lim, now: time.Now, proxy65Opts: proxy65Options(cfg), extdiscoOpts: extdiscoOptions(cfg), contact: cfg.Contact.Addresses()}
 	mods.mucDomains = mucDomains(cfg)
-	mods.metered = meteredStore{Store: store, m: m}
 	mods.uploadOpts = uploadOptions(cfg)
+	mods.metered = meteredStore{Store: store, m: m}
 	if err := mods.load(); err != nil {
 		cancel()
 		claims.Close()
@@ -231,14 +231,14 @@ func New(opts Options) (*Server, error) {
 			{Name: xml.Name{Space: "urn:xmpp:features:rosterver", Local: "ver"}},
 			{Name: xml.Name{Space: csi.NS, Local: "csi"}},
 		},
-		Caps:       mods.disco.Caps,
-		Elements:   csiElements(mods.csi),
-		Bind2:      bind2Features(mods),
-		Fast:       fastAdapter{auth.NewFast(auth.FastOptions{Store: store, Lifetime: lim.FastTokenLifetime.Duration})},
-		Auth:       authAdapter{authn},
-		Router:     c2sRouter{core: core, csi: mods.csi, ops: s.ops},
-		Observer:   loginObserver{m},
-		Logger:     logger.With("component", "c2s"),
+		Caps:     mods.disco.Caps,
+		Elements: csiElements(mods.csi),
+		Bind2:    bind2Features(mods),
+		Fast:     fastAdapter{auth.NewFast(auth.FastOptions{Store: store, Lifetime: lim.FastTokenLifetime.Duration})},
+		Auth:     authAdapter{authn},
+		Router:   c2sRouter{core: core, csi: mods.csi, ops: s.ops},
+		Observer: loginObserver{m},
+		Logger:   logger.With("component", "c2s"),
 
 		NegotiateTimeout: lim.AuthTimeout.Duration,
 		MaxAuthAttempts:  lim.MaxAuthAttempts,
@@ -557,10 +557,10 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.tickLoop()
 	s.wg.Add(1)
 	go s.deletionLoop(lastDeletion)
+	s.serveProxy65(proxyLn)
 	if s.mods.upload != nil {
 		s.mods.upload.Start(s.ctx)
 	}
-	s.serveProxy65(proxyLn)
 	return nil
 }
 
