@@ -157,8 +157,8 @@ func TestSASLFailuresKeepStream(t *testing.T) {
 	for _, m := range mechs.Children {
 		offered = append(offered, m.Text)
 	}
-	if strings.Join(offered, ",") != "X-TOKEN,PLAIN" {
-		t.Fatalf("offered %v, want X-TOKEN and PLAIN", offered)
+	if want := "SCRAM-SHA-256-PLUS,SCRAM-SHA-1-PLUS,X-TOKEN,SCRAM-SHA-256,SCRAM-SHA-1,PLAIN"; strings.Join(offered, ",") != want {
+		t.Fatalf("offered %v, want %s", offered, want)
 	}
 	for _, tc := range []struct {
 		name, mech string
