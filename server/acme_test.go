@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -14,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -279,26 +276,11 @@ func startPebble(t *testing.T, bin string, o pebbleOptions) *testCA {
 	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-config", confFile, "-dnsserver", o.dns)
-	cmd.Env = append(os.Environ(),
+	out := startProcess(t, "pebble", []string{
 		"PEBBLE_VA_NOSLEEP=1",      // check a challenge at once, not after up to 5 s
 		"PEBBLE_AUTHZREUSE=0",      // a renewal is checked again
 		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce errors
-	)
-	var out lockedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("pebble's output:\n%s", out.String())
-		}
-	})
+	}, bin, "-config", confFile, "-dnsserver", o.dns)
 
 	pem, err := os.ReadFile(certFile)
 	if err != nil {
@@ -337,24 +319,6 @@ func startPebble(t *testing.T, bin string, o pebbleOptions) *testCA {
 		t.Fatalf("pebble's root is not PEM: %q", root)
 	}
 	return ca
-}
-
-// lockedBuffer is a bytes.Buffer for a process's output and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Clone(b.b.String())
 }
 
 // TestCertificateFilesReload replaces the files of [tls] cert and key

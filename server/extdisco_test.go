@@ -1,10 +1,8 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -20,20 +18,6 @@ const (
 	turnSecret = "ottr-test-turn-secret-0123456789"
 	turnRealm  = "ottr.test"
 )
-
-// needTool returns the path of a Debian tool, skipping the test when it
-// is missing, except in CI, where it fails.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (apt-get install %s)", name, pkg)
-		}
-		t.Skipf("%s is missing (apt-get install %s)", name, pkg)
-	}
-	return path
-}
 
 // freeUDPPort returns a port free on loopback just now, picked by
 // listening on port 0 and closing (turnserver takes no port 0).
@@ -55,26 +39,12 @@ func startCoturn(t *testing.T) int {
 	turnserver := needTool(t, "turnserver", "coturn")
 	port := freeUDPPort(t)
 	dir := t.TempDir()
-	var out bytes.Buffer
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, turnserver, "-n",
+	startProcess(t, "turnserver", nil, turnserver, "-n",
 		"--use-auth-secret", "--static-auth-secret="+turnSecret, "--realm="+turnRealm,
 		"--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--listening-port="+strconv.Itoa(port),
 		"--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli",
 		"--pidfile="+filepath.Join(dir, "turnserver.pid"), "--db="+filepath.Join(dir, "turndb"),
 		"--log-file=stdout", "--simple-log", "--verbose")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("turnserver:\n%s", out.String())
-		}
-	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
