@@ -19,6 +19,13 @@ import (
 // lock for long.
 const expireBatch = 16
 
+// expireScan is how many of the oldest rows by seq, beyond the number it
+// may delete, one expiry looks at: stored grows with seq nearly always
+// (it is set when a message is queued, and the writers' batches may
+// interleave), so a row stored a little later than one after it delays
+// that one's expiry until it expires itself, and no more.
+const expireScan = 64
+
 // AppendArchive adds msg to the end of the user's archive (XEP-0313),
 // then deletes the user's oldest messages until the archive is within
 // lim.Quota again, and up to a few messages of any user stored before
@@ -38,16 +45,27 @@ func (s *Store) AppendArchive(ctx context.Context, host, user string, msg storag
 // in one transaction (one sync to disk for all). The error of each entry
 // refused (ErrQuota, ErrExists) is at its index, the others' nil; any
 // other failure stores none of them and is returned alone.
+//
+// The result is that of adding the entries one by one, each followed by
+// its user's trim, but the bookkeeping is per user and batch: expiry
+// first, then each user's usage read once, the rows inserted, the user's
+// oldest rows beyond the quota deleted in one statement, and the usage
+// written once.
 func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error) {
 	errs := make([]error, len(entries))
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		a, err := newArchiveAppender(ctx, tx)
+		if !lim.Expire.IsZero() {
+			if err := expireArchive(ctx, tx, lim.Expire, expireBatch+2*len(entries)); err != nil {
+				return err
+			}
+		}
+		a, err := newArchiveAppender(ctx, tx, lim.Quota)
 		if err != nil {
 			return err
 		}
 		defer a.close()
 		for i, e := range entries {
-			refused, err := a.append(ctx, e.Host, e.User, e.Message, lim.Quota)
+			refused, err := a.append(ctx, e.Host, e.User, e.Message)
 			if err != nil {
 				return err
 			}
@@ -55,10 +73,7 @@ func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEnt
 				errs[i] = fmt.Errorf("sqlite: archive a message for %s@%s: %w", e.User, e.Host, refused)
 			}
 		}
-		if lim.Expire.IsZero() {
-			return nil
-		}
-		return expireArchive(ctx, tx, lim.Expire, expireBatch+2*len(entries))
+		return a.finish(ctx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: archive %d messages: %w", len(entries), err)
@@ -66,63 +81,120 @@ func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEnt
 	return errs, nil
 }
 
-// archiveAppender adds messages to archives in one transaction, with the
-// two statements each costs prepared once.
-type archiveAppender struct {
-	tx            *sql.Tx
-	insert, usage *sql.Stmt
+// archiveOwner is the usage of one archive during a batch: read once,
+// kept as rows are added and deleted, written once.
+type archiveOwner struct {
+	host, user string
+	// messages and bytes are what the archive holds now, counting this
+	// batch's rows; changed is set once it changed.
+	messages, bytes int64
+	changed         bool
 }
 
-func newArchiveAppender(ctx context.Context, tx *sql.Tx) (*archiveAppender, error) {
+// archiveAppender adds messages to archives in one transaction, with the
+// insert prepared once.
+type archiveAppender struct {
+	tx     *sql.Tx
+	q      storage.Quota
+	insert *sql.Stmt
+	owners map[[2]string]*archiveOwner
+	order  []*archiveOwner // in the order of their first message
+}
+
+func newArchiveAppender(ctx context.Context, tx *sql.Tx, q storage.Quota) (*archiveAppender, error) {
 	insert, err := tx.PrepareContext(ctx,
 		`INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (host, username, id) DO NOTHING`)
 	if err != nil {
 		return nil, err
 	}
-	usage, err := tx.PrepareContext(ctx,
-		`INSERT INTO archive_usage (host, username, messages, bytes) VALUES (?, ?, 1, ?)
-		ON CONFLICT (host, username) DO UPDATE SET messages = messages + 1, bytes = bytes + excluded.bytes
-		RETURNING messages, bytes`)
-	if err != nil {
-		insert.Close()
-		return nil, err
+	return &archiveAppender{tx: tx, q: q, insert: insert, owners: make(map[[2]string]*archiveOwner)}, nil
+}
+
+func (a *archiveAppender) close() { a.insert.Close() }
+
+// owner returns the usage of host and user's archive, read from the
+// store the first time.
+func (a *archiveAppender) owner(ctx context.Context, host, user string) (*archiveOwner, error) {
+	key := [2]string{host, user}
+	if o := a.owners[key]; o != nil {
+		return o, nil
 	}
-	return &archiveAppender{tx: tx, insert: insert, usage: usage}, nil
+	o := &archiveOwner{host: host, user: user}
+	err := a.tx.QueryRowContext(ctx,
+		`SELECT messages, bytes FROM archive_usage WHERE host = ? AND username = ?`, host, user).Scan(&o.messages, &o.bytes)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("archive usage: %w", err)
+	}
+	a.owners[key] = o
+	a.order = append(a.order, o)
+	return o, nil
 }
 
-func (a *archiveAppender) close() {
-	a.insert.Close()
-	a.usage.Close()
-}
-
-// append adds one message to the user's archive and trims it to q. A
-// message refused for the quota or its ID is reported in refused, having
-// changed nothing.
-func (a *archiveAppender) append(ctx context.Context, host, user string, msg storage.ArchivedMessage, q storage.Quota) (refused, err error) {
+// append adds one message to the user's archive. A message refused for
+// the quota or its ID is reported in refused, having changed nothing.
+func (a *archiveAppender) append(ctx context.Context, host, user string, msg storage.ArchivedMessage) (refused, err error) {
 	size := int64(len(msg.Stanza))
 	if msg.Stanza == nil {
 		msg.Stanza = []byte{} // the column is NOT NULL
 	}
-	if q.Count < 1 || size > q.Bytes {
+	if a.q.Count < 1 || size > a.q.Bytes {
 		return fmt.Errorf("a message of %d bytes in an archive of at most %d messages and %d bytes: %w",
-			size, q.Count, q.Bytes, storage.ErrQuota), nil
+			size, a.q.Count, a.q.Bytes, storage.ErrQuota), nil
 	}
-	bare, _, _ := strings.Cut(msg.With, "/")
-	res, err := a.insert.ExecContext(ctx, host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
+	o, err := a.owner(ctx, host, user)
 	if err != nil {
 		return nil, err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return nil, err
-	} else if n == 0 {
-		return fmt.Errorf("archive id %q: %w", msg.ID, storage.ErrExists), nil
+	bare, _, _ := strings.Cut(msg.With, "/")
+	for trimmed := false; ; trimmed = true {
+		res, err := a.insert.ExecContext(ctx, host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
+		if err != nil {
+			return nil, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		if n == 1 {
+			break
+		}
+		// The ID is there: unless it is among the messages that adding
+		// one by one would have trimmed already, it is refused.
+		if trimmed || !o.over(a.q) {
+			return fmt.Errorf("archive id %q: %w", msg.ID, storage.ErrExists), nil
+		}
+		if err := trimArchive(ctx, a.tx, o, a.q); err != nil {
+			return nil, err
+		}
 	}
-	var count, total int64
-	if err := a.usage.QueryRowContext(ctx, host, user, size).Scan(&count, &total); err != nil {
-		return nil, fmt.Errorf("archive usage: %w", err)
+	o.messages, o.bytes, o.changed = o.messages+1, o.bytes+size, true
+	return nil, nil
+}
+
+// finish trims every archive the batch added to and writes its usage.
+func (a *archiveAppender) finish(ctx context.Context) error {
+	for _, o := range a.order {
+		if err := trimArchive(ctx, a.tx, o, a.q); err != nil {
+			return err
+		}
+		if !o.changed {
+			continue
+		}
+		_, err := a.tx.ExecContext(ctx,
+			`INSERT INTO archive_usage (host, username, messages, bytes) VALUES (?, ?, ?, ?)
+			ON CONFLICT (host, username) DO UPDATE SET messages = excluded.messages, bytes = excluded.bytes`,
+			o.host, o.user, o.messages, o.bytes)
+		if err != nil {
+			return fmt.Errorf("archive usage: %w", err)
+		}
 	}
-	return nil, trimArchive(ctx, a.tx, host, user, count, total, q)
+	return nil
+}
+
+// over reports whether the archive holds more than q.
+func (o *archiveOwner) over(q storage.Quota) bool {
+	return o.messages > int64(q.Count) || o.bytes > q.Bytes
 }
 
 // addUsage adds n messages and size bytes to the user's archive usage.
@@ -137,50 +209,58 @@ func addUsage(ctx context.Context, tx *sql.Tx, host, user string, n, size int64)
 	return nil
 }
 
-// trimArchive deletes the user's oldest messages until the archive,
-// which holds n messages of total bytes, is within q.
-func trimArchive(ctx context.Context, tx *sql.Tx, host, user string, n, total int64, q storage.Quota) error {
-	for n > int64(q.Count) || total > q.Bytes {
-		// At least the messages beyond the count; more while the bytes
-		// are over.
-		batch := max(n-int64(q.Count), 1)
-		rows, err := tx.QueryContext(ctx,
-			`DELETE FROM archive WHERE seq IN (
-				SELECT seq FROM archive WHERE host = ? AND username = ? ORDER BY seq LIMIT ?)
-			RETURNING length(stanza)`, host, user, batch)
-		if err != nil {
-			return fmt.Errorf("trim archive: %w", err)
-		}
-		var gone, freed int64
-		for rows.Next() {
-			var size int64
-			if err := rows.Scan(&size); err != nil {
-				rows.Close()
-				return fmt.Errorf("trim archive: %w", err)
-			}
-			gone, freed = gone+1, freed+size
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("trim archive: %w", err)
-		}
-		if gone == 0 {
-			break // the usage row counts messages that are gone
-		}
-		if err := addUsage(ctx, tx, host, user, -gone, -freed); err != nil {
-			return err
-		}
-		n, total = n-gone, total-freed
+// trimArchive deletes the oldest messages of o's archive until it is
+// within q: one scan of the oldest rows' sizes, to the last that goes,
+// and one DELETE of them all.
+func trimArchive(ctx context.Context, tx *sql.Tx, o *archiveOwner, q storage.Quota) error {
+	if !o.over(q) {
+		return nil
 	}
+	rows, err := tx.QueryContext(ctx,
+		`SELECT seq, length(stanza) FROM archive WHERE host = ? AND username = ? ORDER BY seq`, o.host, o.user)
+	if err != nil {
+		return fmt.Errorf("trim archive: %w", err)
+	}
+	var (
+		last, gone, freed int64
+		found             bool
+	)
+	for o.messages-gone > int64(q.Count) || o.bytes-freed > q.Bytes {
+		if !rows.Next() {
+			// The usage counted messages that are gone: the archive is
+			// empty now.
+			gone, freed = o.messages, o.bytes
+			break
+		}
+		var size int64
+		if err := rows.Scan(&last, &size); err != nil {
+			rows.Close()
+			return fmt.Errorf("trim archive: %w", err)
+		}
+		gone, freed, found = gone+1, freed+size, true
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("trim archive: %w", err)
+	}
+	if found {
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM archive WHERE host = ? AND username = ? AND seq <= ?`, o.host, o.user, last); err != nil {
+			return fmt.Errorf("trim archive: %w", err)
+		}
+	}
+	o.messages, o.bytes, o.changed = o.messages-gone, o.bytes-freed, true
 	return nil
 }
 
 // expireArchive deletes up to limit messages, of any user, stored before
-// cutoff, oldest first.
+// cutoff: the oldest rows by seq (there is no index on stored), looking
+// at limit+expireScan of them at most.
 func expireArchive(ctx context.Context, tx *sql.Tx, cutoff time.Time, limit int) error {
 	rows, err := tx.QueryContext(ctx,
 		`DELETE FROM archive WHERE seq IN (
-			SELECT seq FROM archive WHERE stored < ? ORDER BY stored LIMIT ?)
-		RETURNING host, username, length(stanza)`, cutoff.UnixNano(), limit)
+			SELECT seq FROM (SELECT seq, stored FROM archive ORDER BY seq LIMIT ?)
+			WHERE stored < ? LIMIT ?)
+		RETURNING host, username, length(stanza)`, limit+expireScan, cutoff.UnixNano(), limit)
 	if err != nil {
 		return fmt.Errorf("expire archive: %w", err)
 	}
