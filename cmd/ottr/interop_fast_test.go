@@ -1,15 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"os/exec"
-	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestInteropXmppjsFAST logs in with @xmpp/client 0.14 in Node over ottr's
@@ -21,15 +14,7 @@ import (
 // The script is testdata/xmppjs/fast.js.
 func TestInteropXmppjsFAST(t *testing.T) {
 	node, nodeArgs := requireXmppjs(t)
-	c2sAddr, httpAddr := freeAddr(t), freeAddr(t)
-	for httpAddr == c2sAddr {
-		httpAddr = freeAddr(t)
-	}
-	cfg := writeConfigFile(t, func(dataDir string) string {
-		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf("[http]\nlisten = [%q]\n", httpAddr)
-	})
-	p := startServe(t, cfg, c2sAddr)
-	waitListening(t, p, httpAddr)
+	p, cfg, _, httpAddr := startServeHTTP(t)
 
 	runXmppjs(t, p, node, nodeArgs, "fast.js",
 		"--service", "ws://"+httpAddr+"/xmpp-websocket",
@@ -45,28 +30,4 @@ func TestInteropXmppjsFAST(t *testing.T) {
 		t.Errorf("the server logged %d FAST logins of alice, want 2", n)
 	}
 	stopServe(t, p)
-}
-
-// runXmppjs runs the script of testdata/xmppjs with node (and nodeArgs)
-// and args, for at most 90 s, against the server p: it fails the test,
-// with what the script and the server printed, unless the script exits 0
-// having printed "all steps OK"; it logs the script's steps and returns
-// its output.
-func runXmppjs(t *testing.T, p *serveProc, node string, nodeArgs []string, script string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	argv := append(append(slices.Clone(nodeArgs), filepath.Join(xmppjsDir, script)), args...)
-	cmd := exec.CommandContext(ctx, node, argv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\nstdout:\n%s\nstderr (every element in and out):\n%s\nserver stderr:\n%s",
-			script, err, stdout.String(), stderr.String(), p.stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "all steps OK") {
-		t.Fatalf("%s exited 0 without \"all steps OK\":\n%s", script, stdout.String())
-	}
-	t.Logf("%s:\n%s", script, strings.TrimRight(stdout.String(), "\n"))
-	return stdout.String()
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // The interop tests of the mobile-client features (issue 11): stream
@@ -175,61 +172,14 @@ func (px *cutProxy) stats() proxyStats {
 	return proxyStats{Discarded: px.discarded, Cuts: px.cuts, Conns: len(px.conns) / 2}
 }
 
-// password is the password addPasswordUsers gives user.
-func password(user string) string { return user + "'s password" }
-
-// addPasswordUsers creates each user@localhost with its password and
-// returns the script arguments for them.
-func addPasswordUsers(t *testing.T, cfg string, users ...string) []string {
-	t.Helper()
-	var args []string
-	for _, u := range users {
-		pw := password(u)
-		runOttr(t, "", pw+"\n", "user", "add", "-c", cfg, u+"@localhost").check(t, 0, nil, nil)
-		args = append(args, "--"+u+"-password", pw)
-	}
-	return args
-}
-
-// runSlixmppMobile starts ottr with the accounts alice and bob, runs
-// testdata/interop/slixmpp_mobile.py's scenario against it, with the
-// arguments extra returns for ottr's c2s address, and stops ottr. The test
-// fails unless the script printed "all steps OK" and exited 0; slixmpp's
-// debug log (every stanza) is shown only on failure.
+// runSlixmppMobile runs testdata/interop/slixmpp_mobile.py's scenario
+// against ottr with the accounts alice and bob (runSlixmppScript), with
+// the arguments extra returns for ottr's c2s address.
 func runSlixmppMobile(t *testing.T, scenario string, extra func(c2sAddr string) []string) {
 	t.Helper()
-	requireSlixmpp(t)
-	addr := freeAddr(t)
-	cfg := writeInteropConfig(t, addr)
-	users := addPasswordUsers(t, cfg, "alice", "bob")
-	p := startServe(t, cfg, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_mobile.py")
-	argv := append([]string{script, scenario, "-v", "--timeout", "60",
-		"--host", "127.0.0.1", "--port", port, "--domain", "localhost"}, users...)
-	cmd := exec.CommandContext(ctx, python, append(argv, extra(addr)...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("slixmpp_mobile.py %s: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
-			scenario, err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "all steps OK") {
-		t.Fatalf("slixmpp_mobile.py %s exited 0 without \"all steps OK\":\n%s", scenario, stdout.String())
-	}
-	t.Logf("%s:\n%s", scenario, strings.TrimRight(stdout.String(), "\n"))
-	stopServe(t, p)
-}
-
-// stopServe stops the server with SIGINT and reports a non-zero exit.
-func stopServe(t *testing.T, p *serveProc) {
-	t.Helper()
-	if code := p.stop(t, os.Interrupt); code != 0 {
-		t.Errorf("exit code %d\nserver stderr:\n%s", code, p.stderr.String())
-	}
+	runSlixmppScript(t, "slixmpp_mobile.py", []string{"alice", "bob"}, func(c2sAddr string) []string {
+		return append([]string{scenario}, extra(c2sAddr)...)
+	})
 }
 
 // TestInteropSlixmppSMResume has slixmpp (plugin xep_0198) enable stream
@@ -309,16 +259,7 @@ func requireXmppjs(t *testing.T) (string, []string) {
 // exactly once.
 func TestInteropXmppjsWebSocketSM(t *testing.T) {
 	node, nodeArgs := requireXmppjs(t)
-	c2sAddr, httpAddr := freeAddr(t), freeAddr(t)
-	for httpAddr == c2sAddr {
-		httpAddr = freeAddr(t)
-	}
-	cfg := writeConfigFile(t, func(dataDir string) string {
-		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf("[http]\nlisten = [%q]\n", httpAddr)
-	})
-	addPasswordUsers(t, cfg, "alice")
-	p := startServe(t, cfg, c2sAddr)
-	waitListening(t, p, httpAddr)
+	p, cfg, c2sAddr, httpAddr := startServeHTTP(t, "alice")
 	bob := startPonger(t, c2sAddr, p, filepath.Join(filepath.Dir(cfg), "data"), "bob", mintWithCLI(t, cfg, "bob@localhost"))
 	px := startCutProxy(t, httpAddr)
 

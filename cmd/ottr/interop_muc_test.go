@@ -12,5 +12,5 @@ import "testing"
 // is retracted by alice (xep_0425, XEP-0425 as slixmpp 1.8 speaks it) and
 // carol is told.
 func TestInteropSlixmppMUC(t *testing.T) {
-	runSlixmppScript(t, "slixmpp_muc.py", "alice", "bob", "carol")
+	runSlixmppScript(t, "slixmpp_muc.py", []string{"alice", "bob", "carol"}, nil)
 }

@@ -1,14 +1,8 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"net"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestInteropSlixmppSOCKS5 has two slixmpp clients send a file through
@@ -26,24 +20,9 @@ func TestInteropSlixmppSOCKS5(t *testing.T) {
 	})
 	users := addPasswordUsers(t, cfg, "alice", "bob")
 	p := startServe(t, cfg, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_socks5.py")
-	argv := append([]string{script, "-v", "--timeout", "60", "--bytes", "2097152",
-		"--host", "127.0.0.1", "--port", port, "--domain", "localhost"}, users...)
-	cmd := exec.CommandContext(ctx, python, argv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("slixmpp_socks5.py: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
-			err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
+	out := runSlixmppOn(t, p, addr, nil, "slixmpp_socks5.py", append([]string{"--bytes", "2097152"}, users...)...)
+	if !strings.Contains(out, "found the proxy proxy.localhost at "+proxyAddr[:strings.LastIndex(proxyAddr, ":")]) {
+		t.Fatalf("slixmpp_socks5.py did not find proxy.localhost at %s:\n%s", proxyAddr, out)
 	}
-	out := stdout.String()
-	if !strings.Contains(out, "all steps OK") || !strings.Contains(out, "found the proxy proxy.localhost at "+proxyAddr[:strings.LastIndex(proxyAddr, ":")]) {
-		t.Fatalf("slixmpp_socks5.py exited 0 without finding proxy.localhost and \"all steps OK\":\n%s", out)
-	}
-	t.Logf("%s", strings.TrimRight(out, "\n"))
 	stopServe(t, p)
 }

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestInteropSlixmppSCRAM logs in to a running ottr with slixmpp's SCRAM
@@ -28,21 +24,14 @@ func TestInteropSlixmppSCRAM(t *testing.T) {
 	runOttr(t, "", "", "user", "list", "-c", cfg, "-l", "localhost").check(t, 0,
 		[]string{"carol@localhost: PLAIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS SCRAM-SHA-1 SCRAM-SHA-1-PLUS\n"}, nil)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_scram.py")
-	cmd := exec.CommandContext(ctx, python, script, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+	out := runSlixmpp(t, p, "slixmpp_scram.py", "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
 		"--user", "carol", "--password", "pencil, paper = scram",
 		"--mech", "SCRAM-SHA-256", "--mech", "SCRAM-SHA-1", "--wrong-password", "--check-downgrade", "--timeout", "75")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("slixmpp SCRAM: %v\n%s\nserver stderr:\n%s", err, out, p.stderr.String())
-	}
 	t.Logf("slixmpp:\n%s", out)
 	for _, want := range []string{"SCRAM-SHA-256 login: OK", "SCRAM-SHA-1 login: OK",
 		"SCRAM-SHA-256 with a wrong password: OK, refused", "SCRAM-SHA-1 with a wrong password: OK, refused",
 		`SCRAM-SHA-256 with slixmpp's "y" flag: OK, refused as a downgrade`} {
-		if !strings.Contains(string(out), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("no %q in the script's output", want)
 		}
 	}

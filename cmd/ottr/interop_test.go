@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,48 +15,10 @@ import (
 	"ottr.im/ottr/internal/xmpptest"
 )
 
-// python is Debian's interpreter, which has python3-slixmpp and
-// python3-pyotp; a python3 earlier on PATH may not.
-const python = "/usr/bin/python3"
-
-// requireSlixmpp skips the test when the interop packages are missing,
-// except in CI, where .ci/run installs them and their absence is a failure.
-func requireSlixmpp(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import slixmpp, pyotp").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-slixmpp and python3-pyotp are required in CI: %v", err)
-		}
-		t.Skipf("python3-slixmpp/python3-pyotp not installed (apt-get install python3-slixmpp python3-pyotp): %v", err)
-	}
-}
-
-// writeInteropConfig serves localhost with the public example seed and
-// secret of mod_auth_token's README.
-func writeInteropConfig(t *testing.T, listen string) string {
-	t.Helper()
-	return writeConfigFile(t, func(dataDir string) string { return serveTOML(dataDir, listen, "localhost") })
-}
-
-// runSlixmpp runs the interop script with args and returns its combined
-// output, failing the test on a non-zero exit.
-func runSlixmpp(t *testing.T, p *serveProc, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_login.py")
-	cmd := exec.CommandContext(ctx, python, append([]string{script}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("slixmpp %v: %v\n%s\nserver stderr:\n%s", args, err, out, p.stderr.String())
-	}
-	return string(out)
-}
-
 // TestInteropSlixmpp logs in to a running ottr with a client nobody here
 // wrote: slixmpp, with a token minted by mod_auth_token's README snippet
 // (pyotp), checking that the same token is refused the second time, and
-// with PLAIN for a password account.
+// with PLAIN for a password account (testdata/interop/slixmpp_login.py).
 func TestInteropSlixmpp(t *testing.T) {
 	requireSlixmpp(t)
 	addr := freeAddr(t)
@@ -66,19 +26,18 @@ func TestInteropSlixmpp(t *testing.T) {
 	p := startServe(t, cfg, addr)
 	_, port, _ := net.SplitHostPort(addr)
 
-	out := runSlixmpp(t, p, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+	out := runSlixmpp(t, p, "slixmpp_login.py", "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
 		"--xtoken", "alice", "--otp-seed", testfixture.Seed, "--token-secret", testfixture.Secret, "--check-replay")
 	t.Logf("X-TOKEN: %s", out)
 
 	runOttr(t, "", "correct horse battery\n", "user", "add", "-c", cfg, "bob@localhost").check(t, 0, nil, nil)
-	out = runSlixmpp(t, p, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+	out = runSlixmpp(t, p, "slixmpp_login.py", "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
 		"--plain", "bob", "--password", "correct horse battery",
 		"--message-to", "alice@localhost", "--body", "hello from slixmpp")
 	t.Logf("PLAIN: %s", out)
 
 	// A wrong password must fail: the script exits non-zero.
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_login.py")
-	bad := exec.Command(python, script, "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+	bad := exec.Command(python, interopScript("slixmpp_login.py"), "--host", "127.0.0.1", "--port", port, "--domain", "localhost",
 		"--plain", "bob", "--password", "wrong", "--timeout", "15")
 	if out, err := bad.CombinedOutput(); err == nil {
 		t.Fatalf("wrong password logged in:\n%s", out)
@@ -93,52 +52,17 @@ func TestInteropSlixmpp(t *testing.T) {
 // with PLAIN), exchange contacts through ottr: roster set, subscription
 // request and approval both ways, "both" in pushes and roster gets,
 // presence, a chat message each way, and an offline message delivered with
-// a delay stamp when bob logs in again.
+// a delay stamp when bob logs in again (testdata/interop/slixmpp_pair.py).
 func TestInteropSlixmppContacts(t *testing.T) {
 	requireSlixmpp(t)
 	addr := freeAddr(t)
 	cfg := writeInteropConfig(t, addr)
 	runOttr(t, "", "correct horse battery\n", "user", "add", "-c", cfg, "bob@localhost").check(t, 0, nil, nil)
 	p := startServe(t, cfg, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_pair.py")
-	// -v: slixmpp's debug log (every stanza) goes to stderr, shown only on
-	// failure, so that a server bug can be read off the XML.
-	cmd := exec.CommandContext(ctx, python, script, "-v", "--timeout", "40",
-		"--host", "127.0.0.1", "--port", port, "--domain", "localhost",
+	runSlixmppOn(t, p, addr, nil, "slixmpp_pair.py",
 		"--a-xtoken", "alice", "--otp-seed", testfixture.Seed, "--token-secret", testfixture.Secret,
 		"--b-plain", "bob", "--b-password", "correct horse battery")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("slixmpp_pair.py: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
-			err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "all steps OK") {
-		t.Fatalf("slixmpp_pair.py exited 0 without \"all steps OK\":\n%s", stdout.String())
-	}
-	t.Logf("contacts:\n%s", stdout.String())
-	if code := p.stop(t, os.Interrupt); code != 0 {
-		t.Errorf("exit code %d\nserver stderr:\n%s", code, p.stderr.String())
-	}
-}
-
-// failLines picks the script's "FAIL: ..." lines out of its stderr, where
-// they follow slixmpp's debug log.
-func failLines(stderr string) string {
-	var fails []string
-	for _, line := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(line, "FAIL:") {
-			fails = append(fails, line)
-		}
-	}
-	if len(fails) == 0 {
-		return "(no FAIL line on stderr)"
-	}
-	return strings.Join(fails, "\n")
+	stopServe(t, p)
 }
 
 // requireGoSendxmpp returns the path of Debian's go-sendxmpp (the go-xmpp

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 )
 
 // requireAiohttp skips the test when python3-aiohttp (slixmpp's upload
@@ -42,27 +37,10 @@ func TestInteropSlixmppUpload(t *testing.T) {
 	})
 	users := addPasswordUsers(t, cfg, "alice", "bob")
 	p := startServe(t, cfg, addr)
-	_, port, _ := net.SplitHostPort(addr)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	script := filepath.Join("..", "..", "testdata", "interop", "slixmpp_upload.py")
-	argv := append([]string{script, "-v", "--timeout", "60", "--host", "127.0.0.1", "--port", port,
-		"--domain", "localhost", "--max-size", "1000000", "--size", "300000"}, users...)
-	cmd := exec.CommandContext(ctx, python, argv...)
 	// aiohttp trusts the server's generated certificate through the
 	// default context, which reads SSL_CERT_FILE.
-	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+filepath.Join(dataDir, "tls", "cert.pem"))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("slixmpp_upload.py: %v\n%s\nstdout:\n%s\nslixmpp debug log (stderr):\n%s\nserver stderr:\n%s",
-			err, failLines(stderr.String()), stdout.String(), stderr.String(), p.stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "all steps OK") {
-		t.Fatalf("slixmpp_upload.py exited 0 without \"all steps OK\":\n%s", stdout.String())
-	}
-	t.Logf("%s", strings.TrimRight(stdout.String(), "\n"))
+	runSlixmppOn(t, p, addr, []string{"SSL_CERT_FILE=" + filepath.Join(dataDir, "tls", "cert.pem")}, "slixmpp_upload.py",
+		append([]string{"--max-size", "1000000", "--size", "300000"}, users...)...)
 	files, err := os.ReadDir(filepath.Join(dataDir, "upload", "files"))
 	if err != nil || len(files) != 2 {
 		t.Errorf("files on disk: %v, %v; want the upload and the single-use check's", files, err)

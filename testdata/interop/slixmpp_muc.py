@@ -4,7 +4,8 @@
 Run it with /usr/bin/python3 (Debian's python3-slixmpp). Logins, the
 peers and the waits come from slixmpp_pair.py and slixmpp_mobile.py in this
 directory (imported, not copied). Accounts alice, bob and carol log in with PLAIN
-(--alice-password, --bob-password) and, with slixmpp's xep_0045 plugin:
+(--alice-password, --bob-password, --carol-password) and, with slixmpp's
+xep_0045 plugin:
 
   step 1  alice finds the MUC service (--service) in the server's
           disco#items and its disco#info says conference/text and the MUC
