@@ -146,6 +146,7 @@ var modules = []struct {
 			ArchiveRetention: l.limits.ArchiveRetention.Duration,
 			ArchivePage:      l.limits.ArchivePageSize,
 			SendQueueBytes:   l.limits.SendQueueBytes,
+			MaxVCardBytes:    l.limits.VCardBytes, // a room's vCard, as a user's
 			Now:              l.now,
 		})
 		return err

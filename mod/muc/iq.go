@@ -132,6 +132,8 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 	case mamQuery:
 		s.mu.Unlock()
 		return s.queryArchive(ctx, from, st)
+	case vcardQuery:
+		return s.vcardIQ(ctx, r, from, st)
 	}
 	defer s.mu.Unlock()
 	if st.Type != "get" {
@@ -183,7 +185,7 @@ func (s *service) roomInfo(b *builder, r *room) {
 	}
 	b.leaf(nsDiscoInfo, "identity", "", "category", "conference", "type", "text", "name", name)
 	for _, f := range []string{
-		nsMUC, nsDiscoInfo, nsOccupantID, nsSelfPing, nsPing, nsSID, nsModerate0, nsModerate1,
+		nsMUC, nsDiscoInfo, nsOccupantID, nsSelfPing, nsPing, nsSID, nsModerate0, nsModerate1, nsVCard,
 		pick(c.Persistent, "muc_persistent", "muc_temporary"),
 		pick(c.Public, "muc_public", "muc_hidden"),
 		pick(c.MembersOnly, "muc_membersonly", "muc_open"),
@@ -201,6 +203,7 @@ func (s *service) roomInfo(b *builder, r *room) {
 	b.open(nsData, "field", "var", "muc#roominfo_description", "label", "Description").leaf(nsData, "value", c.Description).close()
 	b.open(nsData, "field", "var", "muc#roominfo_occupants", "label", "Occupants").leaf(nsData, "value", strconv.Itoa(len(r.occupants))).close()
 	b.open(nsData, "field", "var", "muc#roominfo_subject", "label", "Subject").leaf(nsData, "value", c.Subject).close()
+	vcardInfo(b, r)
 	b.close()
 	b.close()
 }

@@ -18,13 +18,15 @@
 //     affiliations go from every room, stored ones too, as everything
 //     else stored for it does; bans stay (they are about the address).
 //
-// Besides XEP-0045 it implements XEP-0421 occupant ids, XEP-0410 self-ping
-// and mediated invitations; XEP-0249 direct invitations are messages from
+// Besides XEP-0045 it implements XEP-0421 occupant ids, XEP-0410 self-ping,
+// room vCards and avatars (XEP-0054 and XEP-0153, vcard.go) and mediated
+// invitations; XEP-0249 direct invitations are messages from
 // user to user and need nothing of the server.
 //
 // Every store and fan-out is bounded (Options): rooms per service and per
 // creator, occupants per room, rooms per session, history per room in
-// count and bytes, affiliations per room, and a stanza rate per session.
+// count and bytes, affiliations per room, a room's vCard in bytes, and a
+// stanza rate per session.
 package muc
 
 import (
@@ -78,6 +80,7 @@ const (
 	DefaultArchiveBytes    = 64 << 20
 	DefaultArchivePage     = 250
 	DefaultSendQueueBytes  = 4 << 20
+	DefaultMaxVCardBytes   = 64 << 10
 	// maxDiscoItems bounds the rooms the service lists in its
 	// disco#items.
 	maxDiscoItems = 1000
@@ -96,6 +99,17 @@ type Store interface {
 	// DeleteMUCRoom removes a room, its affiliations and its archive; a
 	// room not stored is no error.
 	DeleteMUCRoom(ctx context.Context, service, name string) error
+
+	// MUCVCard returns the vCard of a stored room; ok is false when it
+	// has none.
+	MUCVCard(ctx context.Context, service, name string) (doc []byte, ok bool, err error)
+	// PutMUCVCard stores the vCard of a stored room and the hash of its
+	// photo, replacing any (storage.ErrNotFound for a room not stored);
+	// an empty doc deletes it. DeleteMUCRoom deletes it too.
+	PutMUCVCard(ctx context.Context, service, name string, doc []byte, photo string) error
+	// MUCVCardPhotos returns the photo hash of each stored room with a
+	// vCard, by name.
+	MUCVCardPhotos(ctx context.Context, service string) (map[string]string, error)
 
 	// The room archive is an archive of the store's (XEP-0313) whose
 	// owner is the service's domain and the room's name.
@@ -159,6 +173,9 @@ type Options struct {
 	// (limits.send_queue_bytes): a page holds at most half; 0 is
 	// DefaultSendQueueBytes.
 	SendQueueBytes int
+	// MaxVCardBytes bounds a room's vCard (limits.vcard_bytes); 0 is
+	// DefaultMaxVCardBytes.
+	MaxVCardBytes int
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -188,6 +205,7 @@ func Register(ctx context.Context, core *router.Router, store Store, opts Option
 	def(&opts.MaxAffiliations, DefaultMaxAffiliations)
 	def(&opts.ArchivePage, DefaultArchivePage)
 	def(&opts.SendQueueBytes, DefaultSendQueueBytes)
+	def(&opts.MaxVCardBytes, DefaultMaxVCardBytes)
 	if opts.ArchiveBytes <= 0 {
 		opts.ArchiveBytes = DefaultArchiveBytes
 	}

@@ -102,6 +102,8 @@ type room struct {
 	// locked: created and not yet configured (XEP-0045 §10.1); only its
 	// owners may enter.
 	locked bool
+	// vcard is the room's vCard (vcard.go).
+	vcard roomVCard
 }
 
 // occupant is one nick in a room: a user, with one or more sessions.

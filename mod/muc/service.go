@@ -61,20 +61,27 @@ func (s *service) load(ctx context.Context) error {
 			s.created[r.cfg.Creator]++
 		}
 	}
-	return nil
+	return s.loadVCards(ctx)
 }
 
 // save stores r if it is persistent and forgets it otherwise. The caller
 // holds s.mu.
 func (s *service) save(ctx context.Context, r *room) error {
 	if !r.cfg.Persistent {
+		// The vCard goes with the stored room: keep it in memory.
+		if err := s.unstoreVCard(ctx, r); err != nil {
+			return err
+		}
 		return s.m.store.DeleteMUCRoom(ctx, s.domain.String(), r.jid.Localpart())
 	}
 	sr, err := r.stored()
 	if err != nil {
 		return err
 	}
-	return s.m.store.PutMUCRoom(ctx, sr)
+	if err := s.m.store.PutMUCRoom(ctx, sr); err != nil {
+		return err
+	}
+	return s.storeVCard(ctx, r)
 }
 
 // allow takes one stanza from t's rate bucket and reports whether there
@@ -329,6 +336,8 @@ func (s *service) welcome(r *room, o *occupant, t router.Target, h *history, ann
 		codes = append(codes, 201)
 	}
 	outs = append(outs, out{t, s.presenceOf(r, o, o, t, "", itemExtra{codes: codes})})
+	// The room's avatar (XEP-0153), as Prosody sends it.
+	outs = append(outs, joinAvatar(r, t)...)
 	// History and subject even for the creator of a locked room: clients
 	// (slixmpp's join_muc_wait) wait for the subject to know they joined.
 	outs = append(outs, s.historyFor(r, t, h)...)

@@ -145,3 +145,72 @@ func (s *Store) ReplaceMUCArchived(ctx context.Context, service, room, id string
 	}
 	return nil
 }
+
+// MUCVCard returns the vCard stored for a persistent room; ok is false
+// when it has none.
+func (s *Store) MUCVCard(ctx context.Context, service, name string) (doc []byte, ok bool, err error) {
+	err = s.db.QueryRowContext(ctx,
+		`SELECT vcard FROM muc_vcards WHERE service = ? AND name = ?`, service, name).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("sqlite: vCard of room %s@%s: %w", name, service, err)
+	}
+	return doc, true, nil
+}
+
+// PutMUCVCard stores the vCard of a stored room and its photo's hash,
+// replacing any; an empty doc deletes it. A room not stored is an error
+// wrapping [storage.ErrNotFound]. The vCard goes with its room
+// (DeleteMUCRoom).
+func (s *Store) PutMUCVCard(ctx context.Context, service, name string, doc []byte, photo string) error {
+	if len(doc) == 0 {
+		if _, err := s.exec(ctx, `DELETE FROM muc_vcards WHERE service = ? AND name = ?`, service, name); err != nil {
+			return fmt.Errorf("sqlite: delete the vCard of room %s@%s: %w", name, service, err)
+		}
+		return nil
+	}
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx,
+			`SELECT 1 FROM muc_rooms WHERE service = ? AND name = ?`, service, name).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO muc_vcards (service, name, vcard, photo) VALUES (?, ?, ?, ?)
+			ON CONFLICT (service, name) DO UPDATE SET vcard = excluded.vcard, photo = excluded.photo`,
+			service, name, doc, photo)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: store the vCard of room %s@%s: %w", name, service, err)
+	}
+	return nil
+}
+
+// MUCVCardPhotos returns, by room name, the photo hash of each room of
+// the service that has a stored vCard ("" for a vCard without photo).
+func (s *Store) MUCVCardPhotos(ctx context.Context, service string) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, photo FROM muc_vcards WHERE service = ?`, service)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: room vCards of %s: %w", service, err)
+	}
+	defer rows.Close()
+	photos := make(map[string]string)
+	for rows.Next() {
+		var name, photo string
+		if err := rows.Scan(&name, &photo); err != nil {
+			return nil, fmt.Errorf("sqlite: room vCards of %s: %w", service, err)
+		}
+		photos[name] = photo
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: room vCards of %s: %w", service, err)
+	}
+	return photos, nil
+}

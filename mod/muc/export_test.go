@@ -1,0 +1,4 @@
+package muc
+
+// PhotoHash is photoHash, for the fuzz test.
+var PhotoHash = photoHash
