@@ -39,9 +39,10 @@
 //   - MessageOut (-100, after the hooks that may stop it): outgoing.
 //   - AccountDeleted (0): the account's cached preferences go.
 //
-// Writes are off the stanza path: a message is queued with its archive
-// id, and one goroutine (started at the first message) writes the queue
-// in batches of one transaction each; a query first waits for what was
+// Writes are off the stanza path (internal/archivewriter): a message is
+// queued with its archive id (time-ordered, see archivewriter.ID), and
+// one goroutine (started at the first message) writes the queue in
+// batches of one transaction each; a query first waits for what was
 // queued before it. Close writes the queue and stops it. The users'
 // preferences, read for every message, are cached (10,000 users at most).
 //
@@ -61,7 +62,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"ottr.im/ottr/element"
-	"ottr.im/ottr/internal/randid"
+	"ottr.im/ottr/internal/archivewriter"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -153,7 +154,7 @@ type Module struct {
 	store  Store
 	opts   Options
 	logger *slog.Logger
-	w      *writer
+	w      *archivewriter.Writer
 
 	// prefs caches users' preferences by bare JID, read on every
 	// message: at most maxCachedPrefs, all dropped when full.
@@ -199,17 +200,17 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 	); err != nil {
 		return nil, err
 	}
-	m.w = newWriter(m)
+	m.w = archivewriter.New(store, m.limits, m.logger)
 	return m, nil
 }
 
 // Flush waits until the messages archived so far are written.
-func (m *Module) Flush() { m.w.sync() }
+func (m *Module) Flush() { m.w.Sync() }
 
 // Close writes the messages archived so far and stops the writer: the
 // server calls it at shutdown, after the sessions ended and before it
 // closes the store. Messages archived afterwards are dropped.
-func (m *Module) Close() { m.w.close() }
+func (m *Module) Close() { m.w.Close() }
 
 // orDefault sets *v to def when it is not positive.
 func orDefault[T int | int64 | time.Duration](v *T, def T) {
@@ -222,6 +223,14 @@ func orDefault[T int | int64 | time.Duration](v *T, def T) {
 // stamps it writes, so that a stamp read from a result finds that result
 // again as a query's start or end.
 func (m *Module) now() time.Time { return m.opts.Now().UTC().Truncate(time.Microsecond) }
+
+// limits are the bounds of the archives now, for a batch of writes.
+func (m *Module) limits() storage.ArchiveLimits {
+	return storage.ArchiveLimits{
+		Quota:  storage.Quota{Count: m.opts.MaxMessages, Bytes: m.opts.MaxBytes},
+		Expire: m.expire(m.now()),
+	}
+}
 
 // expire is the retention cut-off at now.
 func (m *Module) expire(now time.Time) time.Time { return now.Add(-m.opts.Retention) }
@@ -273,7 +282,7 @@ func (m *Module) routedAgain(ctx context.Context, st *element.Stanza, owner jid.
 	if len(ids) != 1 {
 		return false
 	}
-	m.w.sync()
+	m.w.Sync()
 	page, err := m.store.QueryArchive(ctx, owner.Domainpart(), owner.Localpart(), storage.ArchiveQuery{
 		IDs: ids, Max: 1, MaxBytes: 1, Expire: m.expire(m.now()),
 	})
@@ -321,9 +330,10 @@ func (m *Module) archive(ctx context.Context, owner, with jid.JID, st *element.S
 		m.logger.Info("message larger than the archive quota not archived", "user", owner.String(), "bytes", len(b))
 		return "", false
 	}
-	id := randid.New()
-	ok := m.w.add(storage.ArchiveEntry{Host: host, User: user, Message: storage.ArchivedMessage{
-		ID: id, With: with.String(), Stanza: b, Stored: m.now(),
+	now := m.now()
+	id := archivewriter.ID(now)
+	ok := m.w.Add(storage.ArchiveEntry{Host: host, User: user, Message: storage.ArchivedMessage{
+		ID: id, With: with.String(), Stanza: b, Stored: now,
 	}})
 	return id, ok
 }

@@ -95,7 +95,7 @@ func (m *Module) handleQuery(ctx context.Context, req router.IQRequest) (xml.Tok
 	}
 	q.Expire = m.expire(now)
 	owner := req.To.Bare()
-	m.w.sync()
+	m.w.Sync()
 	page, err := m.store.QueryArchive(ctx, owner.Domainpart(), owner.Localpart(), q)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -279,7 +279,7 @@ func (m *Module) handleMetadata(ctx context.Context, req router.IQRequest) (xml.
 		return nil, badRequest("metadata is read with a get")
 	}
 	owner := req.To.Bare()
-	m.w.sync()
+	m.w.Sync()
 	var inner []xml.TokenReader
 	for _, end := range []struct {
 		name string

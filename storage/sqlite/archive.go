@@ -254,8 +254,19 @@ func trimArchive(ctx context.Context, tx *sql.Tx, o *archiveOwner, q storage.Quo
 
 // expireArchive deletes up to limit messages, of any user, stored before
 // cutoff: the oldest rows by seq (there is no index on stored), looking
-// at limit+expireScan of them at most.
+// at limit+expireScan of them at most, and none while the oldest row is
+// not expired (the usual case, which costs one row read). A row is never
+// deleted before it expires; one that expired while a row before it did
+// not goes later, and is hidden from queries meanwhile.
 func expireArchive(ctx context.Context, tx *sql.Tx, cutoff time.Time, limit int) error {
+	var oldest int64
+	err := tx.QueryRowContext(ctx, `SELECT stored FROM archive ORDER BY seq LIMIT 1`).Scan(&oldest)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && oldest >= cutoff.UnixNano() {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("expire archive: %w", err)
+	}
 	rows, err := tx.QueryContext(ctx,
 		`DELETE FROM archive WHERE seq IN (
 			SELECT seq FROM (SELECT seq, stored FROM archive ORDER BY seq LIMIT ?)
