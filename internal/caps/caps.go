@@ -27,10 +27,12 @@ type Identity struct {
 	Category, Type, Lang, Name string
 }
 
-// Field is one field of an extended form (XEP-0128): its var and values.
+// Field is one field of an extended form (XEP-0128): its var and values,
+// and the type written with it when not empty (not part of the hash).
 type Field struct {
 	Var    string
 	Values []string
+	Type   string
 }
 
 // Form is an extended disco#info form: its FORM_TYPE and other fields.

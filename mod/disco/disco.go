@@ -27,7 +27,6 @@ import (
 const (
 	nsInfo  = "http://jabber.org/protocol/disco#info"
 	nsItems = "http://jabber.org/protocol/disco#items"
-	nsData  = "jabber:x:data"
 
 	// CapsNode identifies ottr in its XEP-0115 capabilities.
 	CapsNode = "https://ottr.im"
@@ -76,20 +75,20 @@ func Register(core *router.Router, opts Options) (*Module, error) {
 	}{
 		{xml.Name{Space: nsInfo, Local: "query"}, router.AtServer, nsInfo, m.serverInfo},
 		{xml.Name{Space: nsInfo, Local: "query"}, router.AtSelf | router.AtAccount, "", func(ctx context.Context, req router.IQRequest) (xml.TokenReader, error) {
-			if !core.AccountExists(ctx, req.To.Bare()) || node(req) != "" {
+			if !core.AccountExists(ctx, req.To.Bare()) || element.Attr(req.Payload, "node") != "" {
 				return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 			}
 			ids := []caps.Identity{{Category: "account", Type: "registered"}}
 			for _, id := range core.AccountIdentities() {
 				ids = append(ids, caps.Identity{Category: id[0], Type: id[1]})
 			}
-			return info("", caps.Info{
+			return caps.Info{
 				Identities: ids,
 				Features:   append([]string{nsInfo}, core.AccountFeatures()...),
-			}), nil
+			}.Query(""), nil
 		}},
 		{xml.Name{Space: nsItems, Local: "query"}, router.AtServer, nsItems, func(_ context.Context, req router.IQRequest) (xml.TokenReader, error) {
-			if node(req) != "" {
+			if element.Attr(req.Payload, "node") != "" {
 				return element.Empty(nsItems, "query"), nil
 			}
 			var items []xml.TokenReader
@@ -124,11 +123,11 @@ func known(name string) bool {
 // serverInfo answers the server's disco#info, with no node or at the
 // node#ver of its capabilities (XEP-0115 §6.2).
 func (m *Module) serverInfo(_ context.Context, req router.IQRequest) (xml.TokenReader, error) {
-	n := node(req)
+	n := element.Attr(req.Payload, "node")
 	if n != "" && n != CapsNode+"#"+m.Ver() {
 		return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 	}
-	return info(n, m.info()), nil
+	return m.info().Query(n), nil
 }
 
 // info is the server's disco#info, read at request time: modules
@@ -170,65 +169,4 @@ func getOnly(h router.IQHandlerFunc) router.IQHandlerFunc {
 		}
 		return h(ctx, req)
 	}
-}
-
-// info writes a disco#info result: identities and features in the order
-// given, then the extended forms (XEP-0128); node, when not empty, is
-// echoed on the query.
-func info(node string, in caps.Info) xml.TokenReader {
-	var inner []xml.TokenReader
-	for _, id := range in.Identities {
-		attr := []xml.Attr{
-			{Name: xml.Name{Local: "category"}, Value: id.Category},
-			{Name: xml.Name{Local: "type"}, Value: id.Type},
-		}
-		if id.Name != "" {
-			attr = append(attr, xml.Attr{Name: xml.Name{Local: "name"}, Value: id.Name})
-		}
-		inner = append(inner, xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "identity"}, Attr: attr}))
-	}
-	for _, f := range in.Features {
-		inner = append(inner, xmlstream.Wrap(nil, xml.StartElement{
-			Name: xml.Name{Local: "feature"},
-			Attr: []xml.Attr{{Name: xml.Name{Local: "var"}, Value: f}},
-		}))
-	}
-	for _, form := range in.Forms {
-		fields := []xml.TokenReader{field("FORM_TYPE", "hidden", form.Type)}
-		for _, f := range form.Fields {
-			fields = append(fields, field(f.Var, "", f.Values...))
-		}
-		inner = append(inner, xmlstream.Wrap(xmlstream.MultiReader(fields...), xml.StartElement{
-			Name: xml.Name{Space: nsData, Local: "x"},
-			Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: "result"}},
-		}))
-	}
-	start := xml.StartElement{Name: xml.Name{Space: nsInfo, Local: "query"}}
-	if node != "" {
-		start.Attr = []xml.Attr{{Name: xml.Name{Local: "node"}, Value: node}}
-	}
-	return xmlstream.Wrap(xmlstream.MultiReader(inner...), start)
-}
-
-// field is one data form field with its values (typ "" for none).
-func field(name, typ string, values ...string) xml.TokenReader {
-	var vs []xml.TokenReader
-	for _, v := range values {
-		vs = append(vs, element.Text("value", v))
-	}
-	attr := []xml.Attr{{Name: xml.Name{Local: "var"}, Value: name}}
-	if typ != "" {
-		attr = append(attr, xml.Attr{Name: xml.Name{Local: "type"}, Value: typ})
-	}
-	return xmlstream.Wrap(xmlstream.MultiReader(vs...), xml.StartElement{Name: xml.Name{Local: "field"}, Attr: attr})
-}
-
-// node returns the node the query names, "" for none.
-func node(req router.IQRequest) string {
-	for _, a := range req.Payload.Attr {
-		if a.Name.Local == "node" {
-			return a.Value
-		}
-	}
-	return ""
 }

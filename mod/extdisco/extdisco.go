@@ -28,6 +28,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
+	"ottr.im/ottr/element"
 	"ottr.im/ottr/router"
 )
 
@@ -124,7 +125,7 @@ func (m *module) services(_ context.Context, req router.IQRequest) (xml.TokenRea
 	if err := m.check(req); err != nil {
 		return nil, err
 	}
-	typ := attr(req.Payload, "type")
+	typ := element.Attr(req.Payload, "type")
 	now := m.opts.Now()
 	var items []xml.TokenReader
 	for _, s := range m.opts.Services {
@@ -191,14 +192,4 @@ func (m *module) service(s Service, user jid.JID, now time.Time, withCredentials
 		}
 	}
 	return xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "service"}, Attr: attrs})
-}
-
-// attr returns the value of the attribute name of el, "" when absent.
-func attr(el xml.StartElement, name string) string {
-	for _, a := range el.Attr {
-		if a.Name.Local == name {
-			return a.Value
-		}
-	}
-	return ""
 }

@@ -39,6 +39,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/caps"
 	"ottr.im/ottr/router"
 )
 
@@ -253,7 +254,7 @@ func (m *Module) handleIQ(from jid.JID, st *element.Stanza) (xml.TokenReader, er
 	get := st.Type == "get"
 	switch {
 	case payload.Name == xml.Name{Space: nsInfo, Local: "query"} && get:
-		if node(payload) {
+		if element.Attr(payload, "node") != "" {
 			return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 		}
 		return discoInfo(), nil
@@ -312,27 +313,8 @@ func (m *Module) handleIQ(from jid.JID, st *element.Stanza) (xml.TokenReader, er
 
 // discoInfo is the proxy's disco#info (XEP-0065 §4).
 func discoInfo() xml.TokenReader {
-	return xmlstream.Wrap(xmlstream.MultiReader(
-		xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "identity"}, Attr: []xml.Attr{
-			{Name: xml.Name{Local: "category"}, Value: "proxy"},
-			{Name: xml.Name{Local: "type"}, Value: "bytestreams"},
-			{Name: xml.Name{Local: "name"}, Value: "SOCKS5 Bytestreams Service"},
-		}}),
-		feature(nsInfo),
-		feature(NS),
-	), xml.StartElement{Name: xml.Name{Space: nsInfo, Local: "query"}})
-}
-
-func feature(v string) xml.TokenReader {
-	return xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "feature"}, Attr: []xml.Attr{{Name: xml.Name{Local: "var"}, Value: v}}})
-}
-
-// node reports whether a disco query names a node.
-func node(q xml.StartElement) bool {
-	for _, a := range q.Attr {
-		if a.Name.Local == "node" && a.Value != "" {
-			return true
-		}
-	}
-	return false
+	return caps.Info{
+		Identities: []caps.Identity{{Category: "proxy", Type: "bytestreams", Name: "SOCKS5 Bytestreams Service"}},
+		Features:   []string{nsInfo, NS},
+	}.Query("")
 }

@@ -55,6 +55,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/caps"
 	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
@@ -65,7 +66,6 @@ const (
 	NS      = "urn:xmpp:http:upload:0"
 	nsInfo  = "http://jabber.org/protocol/disco#info"
 	nsItems = "http://jabber.org/protocol/disco#items"
-	nsData  = "jabber:x:data"
 )
 
 // PathPrefix is where the Module serves its files over HTTP: slot URLs
@@ -363,46 +363,22 @@ func tokensReader(toks []xml.Token) xml.TokenReader {
 
 var errBadRequest = stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest}
 
-// hasNode reports whether a disco query names a node.
-func hasNode(q xml.StartElement) bool {
-	for _, a := range q.Attr {
-		if a.Name.Local == "node" && a.Value != "" {
-			return true
-		}
-	}
-	return false
-}
-
 // info answers disco#info: identity store/file, the features, and the
 // maximum file size in XEP-0363's form (XEP-0128).
 func (m *Module) info(st *element.Stanza, q xml.StartElement) (xml.TokenReader, error) {
 	switch {
 	case st.Type != "get":
 		return nil, errBadRequest
-	case hasNode(q):
+	case element.Attr(q, "node") != "":
 		return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.ItemNotFound}
 	}
-	el := func(local string, inner xml.TokenReader, attrs ...string) xml.TokenReader {
-		start := xml.StartElement{Name: xml.Name{Local: local}}
-		for i := 0; i+1 < len(attrs); i += 2 {
-			start.Attr = append(start.Attr, xml.Attr{Name: xml.Name{Local: attrs[i]}, Value: attrs[i+1]})
-		}
-		return xmlstream.Wrap(inner, start)
-	}
-	field := func(name, typ, value string) xml.TokenReader {
-		return el("field", element.Text("value", value), "var", name, "type", typ)
-	}
-	form := xmlstream.Wrap(xmlstream.MultiReader(
-		field("FORM_TYPE", "hidden", NS),
-		field("max-file-size", "text-single", strconv.FormatInt(m.opts.MaxFileBytes, 10)),
-	), xml.StartElement{Name: xml.Name{Space: nsData, Local: "x"}, Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: "result"}}})
-	return xmlstream.Wrap(xmlstream.MultiReader(
-		el("identity", nil, "category", "store", "type", "file", "name", "HTTP File Upload"),
-		el("feature", nil, "var", nsInfo),
-		el("feature", nil, "var", nsItems),
-		el("feature", nil, "var", NS),
-		form,
-	), xml.StartElement{Name: xml.Name{Space: nsInfo, Local: "query"}}), nil
+	return caps.Info{
+		Identities: []caps.Identity{{Category: "store", Type: "file", Name: "HTTP File Upload"}},
+		Features:   []string{nsInfo, nsItems, NS},
+		Forms: []caps.Form{{Type: NS, Fields: []caps.Field{
+			{Var: "max-file-size", Type: "text-single", Values: []string{strconv.FormatInt(m.opts.MaxFileBytes, 10)}},
+		}}},
+	}.Query(""), nil
 }
 
 // items answers disco#items: the service has none.
