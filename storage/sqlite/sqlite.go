@@ -57,6 +57,8 @@ type Store struct {
 	// now is the clock used for created_at and applied_at; time.Now outside
 	// tests.
 	now func() time.Time
+	// stmts are the statements of the hot paths, prepared once.
+	stmts preparedStmts
 }
 
 // Open opens (creating if needed) the database file at path, creating its
