@@ -48,7 +48,12 @@ const (
 	MessageDelivered
 	// PresenceOut: presence from a local session, after StanzaOut (From,
 	// Stanza, To: its to, the zero JID for a broadcast). Roster handles
-	// subscriptions, presence the rest; nothing else is done with it.
+	// subscriptions, presence the rest; nothing else is done with it. A
+	// handler that does not stop may add children to Stanza for the
+	// handlers after it, as Prosody's pre-presence events allow: what the
+	// presence module then broadcasts, records for probes (PresenceOf)
+	// and directs carries them (PEP's XEP-0398 avatar hash, priority
+	// 1000).
 	PresenceOut
 	// PresenceBroadcast: a session's presence is about to go to its
 	// user's resources and contacts (Target, Stanza); fired by the

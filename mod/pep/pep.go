@@ -18,15 +18,18 @@
 // +notify features become known (it came online), and to a contact when
 // the owner approves its subscription.
 //
-// On top of it: XEP-0084 avatars, XEP-0402 bookmarks with XEP-0048's
-// storage:bookmarks private XML as a view of them (Bookmarks, XEP-0411),
-// and the OMEMO device list and bundle nodes, all plain PEP nodes.
+// On top of it: XEP-0084 avatars (with XEP-0398's hash in presence,
+// vcardconv.go), XEP-0402 bookmarks with XEP-0048's storage:bookmarks
+// private XML as a view of them (Bookmarks, XEP-0411), and the OMEMO
+// device list and bundle nodes, all plain PEP nodes.
 //
 // Iq handlers: http://jabber.org/protocol/pubsub and #owner <pubsub/>,
 // on the user's own account and on other accounts (only items, access
 // permitting). The accounts' disco#info gets the identity pubsub/pep and
 // the pubsub features. Hooks:
 //   - PresenceBroadcast (0): read the session's capabilities.
+//   - PresenceOut (1000, never stops): available presence from a user
+//     with an XEP-0084 avatar gets its hash (XEP-0398, vcardconv.go).
 //   - PresenceOut (150, never stops): a subscription approval sends the
 //     new subscriber the last items.
 //   - IQResponse (0): answers to the capability queries.
@@ -206,13 +209,14 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 	if err := core.AddAccountIdentity("pubsub", "pep"); err != nil {
 		return nil, fmt.Errorf("pep: %w", err)
 	}
-	for _, f := range accountFeatures {
+	for _, f := range append(slices.Clip(accountFeatures), nsVCardConversion) {
 		if err := core.AddAccountFeature(f); err != nil {
 			return nil, fmt.Errorf("pep: %w", err)
 		}
 	}
 	if err := core.Hooks("pep",
 		router.HookSpec{Event: router.PresenceBroadcast, Priority: 0, Fn: m.caps.presence},
+		router.HookSpec{Event: router.PresenceOut, Priority: 1000, Fn: m.vcardUpdate},
 		router.HookSpec{Event: router.PresenceOut, Priority: 150, Fn: m.presenceOut},
 		router.HookSpec{Event: router.IQResponse, Priority: 0, Fn: m.caps.response},
 		router.HookSpec{Event: router.SessionUnbound, Priority: 0, Fn: m.caps.unbound},
