@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"ottr.im/ottr/internal/testclock"
 )
 
 // limitedAuth is an authenticator for example.org with the vectors' token
@@ -15,14 +17,14 @@ import (
 // and carol with password "right", at a settable clock. Every other
 // username exists too, with a one-iteration hash of "right", so that a
 // wrong password for a random name fails without PBKDF2's full cost.
-func limitedAuth(t testing.TB, f FailureLimits) (*Authenticator, *fixedClock) {
+func limitedAuth(t testing.TB, f FailureLimits) (*Authenticator, *testclock.Clock) {
 	t.Helper()
 	vf := loadVectors(t)
 	cheap, err := HashPassword("right", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fixedClock{now: time.Unix(1764387007, 0)}
+	clock := testclock.New(time.Unix(1764387007, 0))
 	a, err := New(Options{
 		Hosts:    map[string]TokenParams{"example.org": vf.params()},
 		Accounts: anyAccount(cheap),

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"ottr.im/ottr/internal/testclock"
+
 	"ottr.im/ottr/storage/claimlog"
 )
 
@@ -72,16 +74,6 @@ func (v vectorFile) caseParams(token string) TokenParams {
 	return p
 }
 
-// fixedClock is a settable clock for tests.
-type fixedClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fixedClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fixedClock) Set(t time.Time)     { c.mu.Lock(); c.now = t; c.mu.Unlock() }
-func (c *fixedClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 // TestVectors runs every shared vector through the full SASL path the
 // server uses (framing, nodeprep, verification) at the vector's clock, with
 // a fresh replay cache per case, and checks the verdict.
@@ -90,7 +82,7 @@ func TestVectors(t *testing.T) {
 	valid := 0
 	for _, tc := range vf.Cases {
 		t.Run(tc.Name, func(t *testing.T) {
-			clock := &fixedClock{now: time.Unix(tc.VerifyUnix, 0)}
+			clock := testclock.New(time.Unix(tc.VerifyUnix, 0))
 			a, err := New(Options{
 				Hosts: map[string]TokenParams{
 					"example.org": vf.caseParams(tc.Token),
@@ -175,7 +167,7 @@ func TestReplay(t *testing.T) {
 		}
 		p := vf.caseParams(tc.Token)
 		t.Run(tc.Name, func(t *testing.T) {
-			clock := &fixedClock{now: time.Unix(tc.VerifyUnix, 0)}
+			clock := testclock.New(time.Unix(tc.VerifyUnix, 0))
 			v, err := NewVerifier(p, NewMemoryReplayCache(1024), clock.Now)
 			if err != nil {
 				t.Fatal(err)
@@ -222,7 +214,7 @@ func TestReplayUntilExpiry(t *testing.T) {
 	p := vf.params()
 	start := time.Unix(1764387000, 0) // the start of a window
 	for offset := 0; offset < 30; offset += 7 {
-		clock := &fixedClock{now: start.Add(time.Duration(offset) * time.Second)}
+		clock := testclock.New(start.Add(time.Duration(offset) * time.Second))
 		cache := NewMemoryReplayCache(1024)
 		v, _ := NewVerifier(p, cache, clock.Now)
 		tok, err := Mint(p, "alice@example.org", clock.Now(), NewNonce(32))

@@ -10,25 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ottr.im/ottr/internal/testclock"
 )
-
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // writePair generates a self-signed pair for name and writes it to
 // certFile and keyFile with a modification time of mod, returning the
@@ -64,7 +48,7 @@ func serial(t *testing.T, c *tls.Certificate) string {
 func TestFilesReloadOnChange(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	clock := &fakeClock{now: time.Now()}
+	clock := testclock.New(time.Now())
 	first := writePair(t, certFile, keyFile, "one.example", clock.Now().Add(-time.Hour))
 	var logs bytes.Buffer
 	f, err := NewFiles(certFile, keyFile, FilesOptions{

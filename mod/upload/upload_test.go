@@ -10,9 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"ottr.im/ottr/internal/testclock"
 
 	"ottr.im/ottr/internal/routertest"
 	"ottr.im/ottr/mod/upload"
@@ -30,21 +31,7 @@ type fixture struct {
 	store *sqlite.Store
 	srv   *httptest.Server
 	dir   string
-
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
+	clock *testclock.Clock
 }
 
 func newFixture(t *testing.T, mutate func(*upload.Options)) (*fixture, *routertest.Target, func(string) string) {
@@ -55,7 +42,7 @@ func newFixture(t *testing.T, mutate func(*upload.Options)) (*fixture, *routerte
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	f := &fixture{core: core, store: store, dir: t.TempDir(), now: time.Now()}
+	f := &fixture{core: core, store: store, dir: t.TempDir(), clock: testclock.New(time.Now())}
 	f.srv = httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(f.srv.Close)
 	opts := upload.Options{
@@ -65,7 +52,7 @@ func newFixture(t *testing.T, mutate func(*upload.Options)) (*fixture, *routerte
 		MaxFileBytes: 1000,
 		QuotaBytes:   2000,
 		QuotaFiles:   3,
-		Now:          f.clock,
+		Now:          f.clock.Now,
 	}
 	if mutate != nil {
 		mutate(&opts)
@@ -224,7 +211,7 @@ func TestUploadAndDownload(t *testing.T) {
 		t.Errorf("files on disk: %v", files)
 	}
 	// Expiry: the file goes from disk and from the store.
-	f.advance(upload.DefaultFileLifetime + time.Minute)
+	f.clock.Add(upload.DefaultFileLifetime + time.Minute)
 	if n := f.m.SweepOnce(context.Background()); n != 1 {
 		t.Errorf("swept %d", n)
 	}
@@ -254,7 +241,7 @@ func TestActiveContent(t *testing.T) {
 func TestSlotExpires(t *testing.T) {
 	f, _, ask := newFixture(t, nil)
 	put, _ := slotURLs(t, ask, "a.txt", "1", "text/plain")
-	f.advance(upload.DefaultSlotLifetime + time.Second)
+	f.clock.Add(upload.DefaultSlotLifetime + time.Second)
 	if resp, _ := do(t, "PUT", put, "text/plain", "a"); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("PUT after expiry: %s", resp.Status)
 	}
@@ -306,18 +293,18 @@ func TestSweepLeftovers(t *testing.T) {
 	if !ok {
 		t.Fatalf("ParsePath(%s)", u.EscapedPath())
 	}
-	if _, err := f.store.ClaimUpload(context.Background(), id, f.clock()); err != nil {
+	if _, err := f.store.ClaimUpload(context.Background(), id, f.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	part := filepath.Join(f.dir, "files", id+".part")
 	if err := os.WriteFile(part, []byte("cr"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.advance(upload.DefaultSlotLifetime + time.Second)
+	f.clock.Add(upload.DefaultSlotLifetime + time.Second)
 	if n := f.m.SweepOnce(context.Background()); n != 0 {
 		t.Errorf("swept %d while the PUT may still run", n)
 	}
-	f.advance(upload.DefaultSlotLifetime + time.Minute)
+	f.clock.Add(upload.DefaultSlotLifetime + time.Minute)
 	if n := f.m.SweepOnce(context.Background()); n != 1 {
 		t.Errorf("swept %d", n)
 	}
