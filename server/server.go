@@ -876,6 +876,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.mods.mam != nil {
 		s.mods.mam.Close() // writes what is queued
 	}
+	if s.mods.muc != nil {
+		s.mods.muc.Close() // writes the room messages queued
+	}
 	if cerr := s.claims.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

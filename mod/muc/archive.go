@@ -19,7 +19,11 @@ import (
 // The room archive (XEP-0313 on a room, §6.1.2 of XEP-0045's logging):
 // the messages of a persistent room are kept in the archive store under
 // the service's domain and the room's name, as a user's are under their
-// host and username, within the same bounds.
+// host and username, within the same bounds. The writes are off the
+// sender's path (internal/archivewriter, as mod/mam's): a message is
+// queued with its stanza-id, chosen before it is delivered, and written
+// in a batch with the others of the next few milliseconds; whatever reads
+// or deletes a room's archive first waits for what was queued.
 
 const (
 	nsMAM     = "urn:xmpp:mam:2"
@@ -45,25 +49,41 @@ func (m *Module) archiveLimits() storage.ArchiveLimits {
 	return lim
 }
 
-// archive appends a message the room broadcast to its archive; it runs
+// archive queues a message the room broadcast for its archive; it runs
 // after the service's lock is released.
-func (s *service) archive(ctx context.Context, room jid.JID, id string, st *element.Stanza, at time.Time) {
+func (s *service) archive(room jid.JID, id string, st *element.Stanza, at time.Time) {
 	b, err := st.Marshal()
-	if err == nil {
-		err = s.m.store.AppendArchive(ctx, room.Domainpart(), room.Localpart(),
-			storage.ArchivedMessage{ID: id, With: st.From.String(), Stanza: b, Stored: at}, s.m.archiveLimits())
+	if err != nil {
+		s.m.logger.Error("encoding a room message to archive failed", "room", room.String(), "err", err)
+		return
 	}
-	switch {
-	case errors.Is(err, storage.ErrQuota):
-		// Larger than the whole archive may hold: not archived.
-	case err != nil:
-		s.m.logger.Error("archiving a room message failed", "room", room.String(), "err", err)
+	if int64(len(b)) > s.m.opts.ArchiveBytes {
+		return // larger than the whole archive may hold: not archived
 	}
+	s.m.w.Add(storage.ArchiveEntry{Host: room.Domainpart(), User: room.Localpart(),
+		Message: storage.ArchivedMessage{ID: id, With: st.From.String(), Stanza: b, Stored: at}})
 }
+
+// deleteStored deletes a stored room, its archive with it, once the
+// messages queued for the archive are written. The caller holds s.mu.
+func (s *service) deleteStored(ctx context.Context, r *room) error {
+	s.m.w.Sync()
+	return s.m.store.DeleteMUCRoom(ctx, s.domain.String(), r.jid.Localpart())
+}
+
+// Close writes the room messages queued for the archives and stops the
+// writer: the server calls it at shutdown, after the sessions ended and
+// before it closes the store. Messages archived afterwards are dropped.
+func (m *Module) Close() { m.w.Close() }
+
+// Flush waits until the room messages queued for the archives are
+// written.
+func (m *Module) Flush() { m.w.Sync() }
 
 // tombstone replaces the archived message id of r with tomb(message) and
 // reports whether the archive had it. The caller holds s.mu.
 func (s *service) tombstone(ctx context.Context, r *room, id string, tomb func(*element.Stanza) *element.Stanza) (bool, error) {
+	s.m.w.Sync()
 	page, err := s.m.store.QueryArchive(ctx, r.jid.Domainpart(), r.jid.Localpart(),
 		storage.ArchiveQuery{IDs: []string{id}, Max: 1, MaxBytes: 1 << 30})
 	if errors.Is(err, storage.ErrNotFound) || err == nil && len(page.Messages) == 0 {
@@ -201,6 +221,7 @@ func (s *service) queryArchive(ctx context.Context, from router.Target, st *elem
 	q.MaxBytes = int64(s.m.opts.SendQueueBytes / 2)
 	q.Expire = s.m.archiveLimits().Expire
 	room := st.To.Bare()
+	s.m.w.Sync()
 	page, err := s.m.store.QueryArchive(ctx, room.Domainpart(), room.Localpart(), q)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errItemNotFound

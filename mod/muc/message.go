@@ -9,7 +9,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"ottr.im/ottr/element"
-	"ottr.im/ottr/internal/randid"
+	"ottr.im/ottr/internal/archivewriter"
 	"ottr.im/ottr/router"
 )
 
@@ -93,14 +93,14 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 		return e.Name.Space == nsOccupantID || e.Name.Space == nsSID && e.Name.Local == "stanza-id"
 	})
 	base.From = r.occupantJID(o.nick)
-	id := randid.New()
+	now := s.m.opts.Now()
+	id := archivewriter.ID(now)
 	var b builder
 	b.leaf(nsOccupantID, "occupant-id", "", "id", r.occupantID(o.real))
 	b.leaf(nsSID, "stanza-id", "", "by", r.jid.String(), "id", id)
 	if err := base.Append(b.reader()); err != nil {
 		s.m.logger.Error("building a message failed", "err", err)
 	}
-	now := s.m.opts.Now()
 	archive := hasBody && s.m.archives(r)
 	if hasBody {
 		r.addHistory(base, id, now, s.m.opts.MaxHistory, s.m.opts.MaxHistoryBytes)
@@ -117,7 +117,7 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 	s.mu.Unlock()
 	s.m.deliver(outs)
 	if archive {
-		s.archive(ctx, room, id, base, now)
+		s.archive(room, id, base, now)
 	}
 }
 

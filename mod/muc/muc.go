@@ -39,6 +39,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/archivewriter"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -114,12 +115,14 @@ type Store interface {
 	// The room archive is an archive of the store's (XEP-0313) whose
 	// owner is the service's domain and the room's name.
 
-	// AppendArchive adds msg to the end of the archive, then deletes
-	// its oldest messages until it is within lim.Quota, and a few
-	// messages stored before lim.Expire. A message larger than
-	// lim.Quota.Bytes alone is refused with an error wrapping
-	// storage.ErrQuota.
-	AppendArchive(ctx context.Context, host, user string, msg storage.ArchivedMessage, lim storage.ArchiveLimits) error
+	// AppendArchives adds each entry's message to the end of its
+	// archive, in order and in one transaction, deleting the archive's
+	// oldest messages until it is within lim.Quota, and a few messages
+	// stored before lim.Expire. The error of an entry refused (larger
+	// than lim.Quota.Bytes alone: storage.ErrQuota; an ID the archive
+	// holds: storage.ErrExists) is at its index; any other failure stores
+	// none and is returned alone.
+	AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error)
 	// QueryArchive returns one page of the archive's messages that q
 	// selects; an ID of q that names no message fails with an error
 	// wrapping storage.ErrNotFound.
@@ -187,6 +190,8 @@ type Module struct {
 	opts     Options
 	logger   *slog.Logger
 	services map[string]*service
+	// w writes the room archives' messages (archive.go).
+	w *archivewriter.Writer
 }
 
 // Register adds the MUC services to core: a domain handler each, its
@@ -227,6 +232,7 @@ func Register(ctx context.Context, core *router.Router, store Store, opts Option
 		logger:   core.Logger().With("module", "muc"),
 		services: make(map[string]*service),
 	}
+	m.w = archivewriter.New(store, m.archiveLimits, m.logger)
 	for _, d := range opts.Services {
 		d = strings.ToLower(d)
 		s := newService(m, d)

@@ -52,6 +52,7 @@ func register(t testing.TB, core *router.Router, store *sqlite.Store, opts muc.O
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
+	t.Cleanup(m.Close)
 	return &fixture{core: core, store: store, mod: m, clk: clk}
 }
 

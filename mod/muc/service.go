@@ -72,7 +72,7 @@ func (s *service) save(ctx context.Context, r *room) error {
 		if err := s.unstoreVCard(ctx, r); err != nil {
 			return err
 		}
-		return s.m.store.DeleteMUCRoom(ctx, s.domain.String(), r.jid.Localpart())
+		return s.deleteStored(ctx, r)
 	}
 	sr, err := r.stored()
 	if err != nil {
@@ -494,7 +494,7 @@ func (s *service) remove(ctx context.Context, r *room) {
 		}
 	}
 	if r.cfg.Persistent {
-		if err := s.m.store.DeleteMUCRoom(ctx, s.domain.String(), r.jid.Localpart()); err != nil {
+		if err := s.deleteStored(ctx, r); err != nil {
 			s.m.logger.Error("deleting a room failed", "room", r.jid.String(), "err", err)
 		}
 	}
