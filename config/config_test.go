@@ -248,10 +248,9 @@ func TestLoadSecretsNotInErrors(t *testing.T) {
 }
 
 func TestExample(t *testing.T) {
-	path := filepath.Join("..", "config.toml.example")
-	c, err := Load(path)
+	c, err := Load(examplePath)
 	if err != nil {
-		t.Fatalf("Load(%s): %v", path, err)
+		t.Fatalf("Load(%s): %v", examplePath, err)
 	}
 	// The example documents the defaults: apart from the example secrets it
 	// must say exactly what an empty file means.
@@ -265,7 +264,7 @@ func TestExample(t *testing.T) {
 	want.Hosts[0].OTPSeed = "XVGR73KMZH2M4XMY"
 	want.Hosts[0].TokenSecret = "JYXEX4IQOEYFYQ2S3MC5P4ZT4SDHYEA7"
 	if !reflect.DeepEqual(c, want) {
-		t.Errorf("Load(%s) =\n%+v\nwant the defaults\n%+v", path, c, want)
+		t.Errorf("Load(%s) =\n%+v\nwant the defaults\n%+v", examplePath, c, want)
 	}
 }
 

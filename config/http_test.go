@@ -2,14 +2,11 @@ package config
 
 import (
 	"net/netip"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 func TestHTTPDefaults(t *testing.T) {
@@ -115,29 +112,16 @@ func TestSummaryHTTP(t *testing.T) {
 // TestHTTPDocumented checks that config.toml.example shows every [http]
 // key and that the README's configuration table has a row for each.
 func TestHTTPDocumented(t *testing.T) {
-	path := filepath.Join("..", "config.toml.example")
-	var c Config
-	md, err := toml.DecodeFile(path, &c)
-	if err != nil {
-		t.Fatalf("DecodeFile(%s): %v", path, err)
-	}
-	example, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := readDocs(t)
 	typ := reflect.TypeFor[HTTP]()
 	for i := range typ.NumField() {
 		key := typ.Field(i).Tag.Get("toml")
 		// A key may be shown commented out when its default cannot be
 		// written (public_url's is "from the request").
-		if !md.IsDefined("http", key) && !strings.Contains(string(example), "# "+key+" = ") {
-			t.Errorf("%s does not show http.%s", path, key)
+		if !d.md.IsDefined("http", key) && !strings.Contains(d.example, "# "+key+" = ") {
+			t.Errorf("%s does not show http.%s", examplePath, key)
 		}
-		if !strings.Contains(string(readme), "| `http."+key+"` |") {
+		if !strings.Contains(d.readme, "| `http."+key+"` |") {
 			t.Errorf("README.md has no row for http.%s", key)
 		}
 	}

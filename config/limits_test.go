@@ -1,14 +1,11 @@
 package config
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // wantDefaultLimits spells out the documented defaults, independently of
@@ -358,25 +355,16 @@ func TestSummaryLimits(t *testing.T) {
 // TestLimitsDocumented checks that config.toml.example sets every limit and
 // that the README's configuration table has a row for each.
 func TestLimitsDocumented(t *testing.T) {
-	path := filepath.Join("..", "config.toml.example")
-	var c Config
-	md, err := toml.DecodeFile(path, &c)
-	if err != nil {
-		t.Fatalf("DecodeFile(%s): %v", path, err)
-	}
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := readDocs(t)
 	for _, key := range limitKeys() {
-		if !md.IsDefined("limits", key) {
-			t.Errorf("%s does not set limits.%s", path, key)
+		if !d.md.IsDefined("limits", key) {
+			t.Errorf("%s does not set limits.%s", examplePath, key)
 		}
-		if !strings.Contains(string(readme), "| `limits."+key+"` |") {
+		if !strings.Contains(d.readme, "| `limits."+key+"` |") {
 			t.Errorf("README.md has no row for limits.%s", key)
 		}
 	}
-	if !reflect.DeepEqual(c.Limits, wantDefaultLimits) {
-		t.Errorf("%s [limits] =\n%+v\nwant the defaults\n%+v", path, c.Limits, wantDefaultLimits)
+	if !reflect.DeepEqual(d.config.Limits, wantDefaultLimits) {
+		t.Errorf("%s [limits] =\n%+v\nwant the defaults\n%+v", examplePath, d.config.Limits, wantDefaultLimits)
 	}
 }

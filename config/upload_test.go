@@ -1,14 +1,10 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 func TestUploadDomain(t *testing.T) {
@@ -74,30 +70,21 @@ func TestUploadValidate(t *testing.T) {
 // [upload] key with its default and that the README's configuration
 // table has a row for each.
 func TestUploadDocumented(t *testing.T) {
-	path := filepath.Join("..", "config.toml.example")
-	var c Config
-	md, err := toml.DecodeFile(path, &c)
-	if err != nil {
-		t.Fatalf("DecodeFile(%s): %v", path, err)
-	}
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := readDocs(t)
 	typ := reflect.TypeFor[Upload]()
 	for i := range typ.NumField() {
 		key := typ.Field(i).Tag.Get("toml")
-		if !md.IsDefined("upload", key) {
-			t.Errorf("%s does not set upload.%s", path, key)
+		if !d.md.IsDefined("upload", key) {
+			t.Errorf("%s does not set upload.%s", examplePath, key)
 		}
-		if !strings.Contains(string(readme), "| `upload."+key+"` |") {
+		if !strings.Contains(d.readme, "| `upload."+key+"` |") {
 			t.Errorf("README.md has no row for upload.%s", key)
 		}
 	}
-	if !strings.Contains(string(readme), "| `[[host]] upload` |") {
+	if !strings.Contains(d.readme, "| `[[host]] upload` |") {
 		t.Error("README.md has no row for [[host]] upload")
 	}
-	if !reflect.DeepEqual(c.Upload, Default().Upload) {
-		t.Errorf("the example's [upload] %+v is not the defaults %+v", c.Upload, Default().Upload)
+	if !reflect.DeepEqual(d.config.Upload, Default().Upload) {
+		t.Errorf("the example's [upload] %+v is not the defaults %+v", d.config.Upload, Default().Upload)
 	}
 }
