@@ -46,7 +46,6 @@ Example:
       --alice-password secret --bob-password secret
 """
 
-import argparse
 import asyncio
 import copy
 import datetime
@@ -60,7 +59,7 @@ import xml.etree.ElementTree as ET
 # slixmpp is missing.
 import slixmpp_login  # noqa: F401
 from slixmpp_login import CheckFailed
-from slixmpp_pair import Deadline, Peer, run_main
+from slixmpp_pair import Deadline, Peer, accounts_parser, run_main
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
@@ -620,16 +619,11 @@ SCENARIOS = {'sm': SM, 'carbons': Carbons, 'mam': MAM}
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description='Check stream management, carbons or the message archive '
-                    'of an XMPP server with slixmpp; exit 0 only if every '
-                    'step worked.')
+    p = accounts_parser(
+        'Check stream management, carbons or the message archive '
+        'of an XMPP server with slixmpp; exit 0 only if every '
+        'step worked.')
     p.add_argument('scenario', choices=sorted(SCENARIOS))
-    p.add_argument('--host', default='127.0.0.1')
-    p.add_argument('--port', type=int, default=5222)
-    p.add_argument('--domain', default='localhost', help='XMPP domain')
-    p.add_argument('--alice-password', required=True, metavar='PW')
-    p.add_argument('--bob-password', required=True, metavar='PW')
     p.add_argument('--proxy-port', type=int,
                    help='sm: the port of the proxy alice connects through')
     p.add_argument('--control', metavar='URL',
@@ -638,15 +632,9 @@ def parse_args(argv):
                    help='mam: messages exchanged (default 25)')
     p.add_argument('--page', type=int, default=10,
                    help='mam: results per page (default 10)')
-    p.add_argument('--timeout', type=float, default=60.0,
-                   help='overall limit in seconds (default 60)')
-    p.add_argument('-v', '--verbose', action='store_true',
-                   help='slixmpp debug log (with all XML) on stderr')
     args = p.parse_args(argv)
     if args.scenario == 'sm' and not (args.proxy_port and args.control):
         p.error('sm needs --proxy-port and --control')
-    # Peer and Login read these (slixmpp_pair's interface).
-    args.message_to = None
     return args
 
 

@@ -40,7 +40,6 @@ Example:
       --bob-password secret --carol-password secret
 """
 
-import argparse
 import asyncio
 import sys
 
@@ -49,7 +48,7 @@ import sys
 import slixmpp_login  # noqa: F401
 from slixmpp_login import CheckFailed
 from slixmpp_mobile import Scenario
-from slixmpp_pair import Peer, run_main
+from slixmpp_pair import Peer, accounts_parser, run_main
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout, PresenceError
@@ -240,26 +239,15 @@ class MUC(Scenario):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description='Check the multi-user chat of an XMPP server with slixmpp; '
-                    'exit 0 only if every step worked.')
-    p.add_argument('--host', default='127.0.0.1')
-    p.add_argument('--port', type=int, default=5222)
-    p.add_argument('--domain', default='localhost', help='XMPP domain')
+    p = accounts_parser(
+        'Check the multi-user chat of an XMPP server with slixmpp; '
+        'exit 0 only if every step worked.',
+        users=('alice', 'bob', 'carol'))
     p.add_argument('--service', default=None,
                    help='the MUC service (default conference.DOMAIN)')
-    p.add_argument('--alice-password', required=True, metavar='PW')
-    p.add_argument('--bob-password', required=True, metavar='PW')
-    p.add_argument('--carol-password', required=True, metavar='PW')
-    p.add_argument('--timeout', type=float, default=60.0,
-                   help='overall limit in seconds (default 60)')
-    p.add_argument('-v', '--verbose', action='store_true',
-                   help='slixmpp debug log (with all XML) on stderr')
     args = p.parse_args(argv)
     if args.service is None:
         args.service = 'conference.' + args.domain
-    # Peer and Login read these (slixmpp_pair's interface).
-    args.message_to = None
     return args
 
 

@@ -540,6 +540,26 @@ def main(argv):
     return run_main(args, Pair(args))
 
 
+def accounts_parser(description, users=('alice', 'bob')):
+    """Return an argument parser with what the scripts that log in named
+    accounts with PLAIN share: the server (--host, --port, --domain), a
+    password for each of users (--<user>-password), --timeout (default 60 s)
+    and -v; the parsed args also have message_to, which Peer and Login
+    read. A script adds its own arguments to it."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('--host', default='127.0.0.1')
+    p.add_argument('--port', type=int, default=5222)
+    p.add_argument('--domain', default='localhost', help='XMPP domain')
+    for user in users:
+        p.add_argument('--%s-password' % user, required=True, metavar='PW')
+    p.add_argument('--timeout', type=float, default=60.0,
+                   help='overall limit in seconds (default 60)')
+    p.add_argument('-v', '--verbose', action='store_true',
+                   help='slixmpp debug log (with all XML) on stderr')
+    p.set_defaults(message_to=None)
+    return p
+
+
 def run_main(args, pair):
     """Run pair (anything with run(), peers and step, as slixmpp_mobile.py's
     scenarios) under args.timeout; print a FAIL line and return 1 when a

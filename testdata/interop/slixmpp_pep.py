@@ -36,7 +36,6 @@ Example:
       --alice-password secret --bob-password secret
 """
 
-import argparse
 import asyncio
 import hashlib
 import secrets
@@ -45,7 +44,7 @@ import sys
 import slixmpp_login  # noqa: F401  (a clear FAIL line without slixmpp)
 from slixmpp_login import CheckFailed
 from slixmpp_mobile import Scenario
-from slixmpp_pair import Pair, Peer, run_main
+from slixmpp_pair import Pair, Peer, accounts_parser, run_main
 
 from slixmpp.exceptions import IqError, IqTimeout
 
@@ -181,21 +180,10 @@ class PEP(Scenario):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description='Check PEP and avatars of an XMPP server with slixmpp; '
-                    'exit 0 only if every step worked.')
-    p.add_argument('--host', default='127.0.0.1')
-    p.add_argument('--port', type=int, default=5222)
-    p.add_argument('--domain', default='localhost', help='XMPP domain')
-    p.add_argument('--alice-password', required=True, metavar='PW')
-    p.add_argument('--bob-password', required=True, metavar='PW')
-    p.add_argument('--timeout', type=float, default=60.0,
-                   help='overall limit in seconds (default 60)')
-    p.add_argument('-v', '--verbose', action='store_true',
-                   help='slixmpp debug log (with all XML) on stderr')
-    args = p.parse_args(argv)
-    args.message_to = None  # Peer and Login read it
-    return args
+    p = accounts_parser(
+        'Check PEP and avatars of an XMPP server with slixmpp; '
+        'exit 0 only if every step worked.')
+    return p.parse_args(argv)
 
 
 def main(argv):

@@ -31,7 +31,6 @@ Example:
       --alice-password secret --bob-password secret
 """
 
-import argparse
 import asyncio
 import hashlib
 import os
@@ -41,7 +40,7 @@ import secrets
 # slixmpp is missing.
 import slixmpp_login  # noqa: F401
 from slixmpp_login import CheckFailed
-from slixmpp_pair import Deadline, Peer, run_main
+from slixmpp_pair import Deadline, Peer, accounts_parser, run_main
 
 from slixmpp.exceptions import IqError, IqTimeout
 
@@ -171,24 +170,13 @@ class Transfer:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description='Send a file between two slixmpp clients through the '
-                    'server\'s SOCKS5 proxy (XEP-0065); exit 0 only if every '
-                    'step worked.')
-    p.add_argument('--host', default='127.0.0.1')
-    p.add_argument('--port', type=int, default=5222)
-    p.add_argument('--domain', default='localhost', help='XMPP domain')
-    p.add_argument('--alice-password', required=True, metavar='PW')
-    p.add_argument('--bob-password', required=True, metavar='PW')
+    p = accounts_parser(
+        'Send a file between two slixmpp clients through the '
+        'server\'s SOCKS5 proxy (XEP-0065); exit 0 only if every '
+        'step worked.')
     p.add_argument('--bytes', type=int, default=1 << 20,
                    help='size of the file (default 1 MiB)')
-    p.add_argument('--timeout', type=float, default=60.0,
-                   help='overall limit in seconds (default 60)')
-    p.add_argument('-v', '--verbose', action='store_true',
-                   help='slixmpp debug log (with all XML) on stderr')
     args = p.parse_args(argv)
-    # Peer and Login read this (slixmpp_pair's interface).
-    args.message_to = None
     return args
 
 

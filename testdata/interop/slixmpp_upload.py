@@ -35,7 +35,6 @@ Example:
       --port 5222 --domain localhost --alice-password a --bob-password b
 """
 
-import argparse
 import hashlib
 import io
 import os
@@ -46,7 +45,7 @@ import sys
 import slixmpp_login  # noqa: F401
 from slixmpp_login import CheckFailed
 from slixmpp_mobile import Scenario
-from slixmpp_pair import Peer, run_main
+from slixmpp_pair import Peer, accounts_parser, run_main
 
 from slixmpp.exceptions import IqError, IqTimeout
 
@@ -174,24 +173,14 @@ class Upload(Scenario):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description='Check the HTTP file upload (XEP-0363) of an XMPP server '
-                    'with slixmpp; exit 0 only if every step worked.')
-    p.add_argument('--host', default='127.0.0.1')
-    p.add_argument('--port', type=int, default=5222)
-    p.add_argument('--domain', default='localhost', help='XMPP domain')
-    p.add_argument('--alice-password', required=True, metavar='PW')
-    p.add_argument('--bob-password', required=True, metavar='PW')
+    p = accounts_parser(
+        'Check the HTTP file upload (XEP-0363) of an XMPP server '
+        'with slixmpp; exit 0 only if every step worked.')
     p.add_argument('--max-size', type=int, default=10485760,
                    help='the max-file-size the service must announce')
     p.add_argument('--size', type=int, default=300000,
                    help='bytes alice uploads (default 300000)')
-    p.add_argument('--timeout', type=float, default=60.0,
-                   help='overall limit in seconds (default 60)')
-    p.add_argument('-v', '--verbose', action='store_true',
-                   help='slixmpp debug log (with all XML) on stderr')
     args = p.parse_args(argv)
-    args.message_to = None  # Peer and Login read it (slixmpp_pair's interface)
     return args
 
 
