@@ -3,8 +3,8 @@
 bytestreams proxy (XEP-0065), with slixmpp's own plugin (xep_0065).
 
 Run it with /usr/bin/python3 (Debian's python3-slixmpp). Logins, the peers
-and the waits come from slixmpp_login.py and slixmpp_pair.py in this
-directory (imported, not copied). Accounts alice and bob log in with PLAIN
+and the waits come from slixmpp_login.py, slixmpp_pair.py and
+slixmpp_mobile.py in this directory (imported, not copied). Accounts alice and bob log in with PLAIN
 (--alice-password, --bob-password) and do, in order:
 
   step 1  alice discovers the proxies of her server as the plugin does
@@ -40,7 +40,8 @@ import secrets
 # slixmpp is missing.
 import slixmpp_login  # noqa: F401
 from slixmpp_login import CheckFailed
-from slixmpp_pair import Deadline, Peer, accounts_parser, run_main
+from slixmpp_mobile import Scenario
+from slixmpp_pair import Peer, accounts_parser, run_main
 
 from slixmpp.exceptions import IqError, IqTimeout
 
@@ -73,27 +74,13 @@ class S5BPeer(Peer):
         self.poke()
 
 
-class Transfer:
-    """The scenario: the deadline, the peers and the step being run."""
-
-    def __init__(self, args):
-        self.args = args
-        self.deadline = Deadline(args.timeout)
-        self.step = 'setup'
-        self.peers = []
-
-    def peer(self, user):
-        p = S5BPeer(self.args, (user, 'PLAIN',
-                                getattr(self.args, user + '_password')), user)
-        self.peers.append(p)
-        return p
-
-    def say(self, text):
-        print('%s: %s' % (self.step, text), flush=True)
+class Transfer(Scenario):
+    """The scenario: alice sends bob a file through the proxy."""
 
     async def run(self):
         d = self.deadline
-        a, b = self.peer('alice'), self.peer('bob')
+        a = self.peer('alice', 'alice', cls=S5BPeer)
+        b = self.peer('bob', 'bob', cls=S5BPeer)
         await asyncio.gather(a.start(d), b.start(d))
         await a.initial_presence(d)
         await b.initial_presence(d)
@@ -163,10 +150,7 @@ class Transfer:
         else:
             raise CheckFailed('the proxy activated a stream for bob')
 
-        self.step = 'close'
-        for p in self.peers:
-            await p.close(d)
-        print('all steps OK', flush=True)
+        await self.close()
 
 
 def parse_args(argv):
@@ -176,8 +160,7 @@ def parse_args(argv):
         'step worked.')
     p.add_argument('--bytes', type=int, default=1 << 20,
                    help='size of the file (default 1 MiB)')
-    args = p.parse_args(argv)
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv):

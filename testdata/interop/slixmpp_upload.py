@@ -180,8 +180,7 @@ def parse_args(argv):
                    help='the max-file-size the service must announce')
     p.add_argument('--size', type=int, default=300000,
                    help='bytes alice uploads (default 300000)')
-    args = p.parse_args(argv)
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv):
