@@ -11,11 +11,13 @@ package archivewriter
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/storage"
 )
@@ -80,6 +82,17 @@ func ID(now time.Time) string {
 	const digits = 13 // 2^52 µs: until 2112
 	ts := strconv.FormatUint(uint64(now.UnixMicro())&(1<<(4*digits)-1), 16)
 	return strings.Repeat("0", digits-len(ts)) + ts + randid.New()
+}
+
+// Encode returns st as an archive stores it: element.AppendXML's bytes,
+// the stream's serialization (a few times cheaper than element.Marshal's
+// encoding/xml), with jabber:client declared on the root, which
+// AppendXML leaves to the stream, so that element.Unmarshal reads the
+// same stanza from either.
+func Encode(st *element.Stanza) []byte {
+	const decl = ` xmlns="jabber:client"`
+	b := st.AppendXML(make([]byte, 0, 512))
+	return slices.Insert(b, 1+len(st.Name), []byte(decl)...)
 }
 
 // Add queues e, waiting while the queue is full, and reports whether it

@@ -3,12 +3,16 @@ package archivewriter
 import (
 	"context"
 	"encoding/hex"
+	"encoding/xml"
 	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"mellium.im/xmlstream"
+
+	"ottr.im/ottr/element"
 	"ottr.im/ottr/storage"
 )
 
@@ -87,5 +91,45 @@ func TestBatches(t *testing.T) {
 	w.Close()
 	if w.Add(storage.ArchiveEntry{}) {
 		t.Error("Add after Close queued")
+	}
+}
+
+// TestEncode: element.Unmarshal reads from Encode's bytes the stanza it
+// reads from element.Marshal's, for stanzas as read from a client and as
+// changed by the server.
+func TestEncode(t *testing.T) {
+	for _, in := range []string{
+		`<message to='bob@example.com' type='chat' id='x'><body>Hi &amp; &lt;bye&gt; 😀 "q" 'a'</body></message>`,
+		`<message xmlns='jabber:client' to='bob@example.com'><body>x</body><x:y xmlns:x='urn:x' x:a='1'/><z xmlns='urn:z' b='&apos;'><w/></z></message>`,
+		`<message xmlns:p='urn:p' from='a@b/c' to='bob@example.com' type='normal'><p:data p:k='v'>t</p:data><body/></message>`,
+		`<iq type='get' id='1'><query xmlns='jabber:iq:roster'/></iq>`,
+		`<presence/>`,
+	} {
+		for _, changed := range []bool{false, true} {
+			st, err := element.FromBytes([]byte(in))
+			if err != nil {
+				t.Fatalf("FromBytes(%s): %v", in, err)
+			}
+			if changed {
+				// The tokens, no longer the client's bytes.
+				sid := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: "urn:xmpp:sid:0", Local: "stanza-id"},
+					Attr: []xml.Attr{{Name: xml.Name{Local: "by"}, Value: "bob@example.com"}, {Name: xml.Name{Local: "id"}, Value: "i&d"}}})
+				if err := st.Append(sid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := st.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := Encode(st)
+			got, err := element.Unmarshal(b)
+			if err != nil {
+				t.Fatalf("Unmarshal(Encode(%s)) = %s: %v", in, b, err)
+			}
+			if g, err := got.Marshal(); err != nil || string(g) != string(want) {
+				t.Errorf("Encode(%s) = %s, read back as %s; Marshal gives %s", in, b, g, want)
+			}
+		}
 	}
 }

@@ -321,11 +321,7 @@ func (m *Module) archive(ctx context.Context, owner, with jid.JID, st *element.S
 	} else if !ok {
 		return "", false
 	}
-	b, err := st.Marshal()
-	if err != nil {
-		m.logger.Error("encoding a message to archive failed", "err", err)
-		return "", false
-	}
+	b := archivewriter.Encode(st)
 	if int64(len(b)) > m.opts.MaxBytes {
 		m.logger.Info("message larger than the archive quota not archived", "user", owner.String(), "bytes", len(b))
 		return "", false

@@ -102,7 +102,7 @@ func (f *fixture) bodies(t *testing.T, user string) []string {
 	return out
 }
 
-var stanzaIDRE = regexp.MustCompile(`<stanza-id xmlns="urn:xmpp:sid:0" by="([^"]*)" id="([^"]*)">`)
+var stanzaIDRE = regexp.MustCompile(`<stanza-id xmlns="urn:xmpp:sid:0" by="([^"]*)" id="([^"]*)"/?>`)
 
 // wire returns st as the server writes it.
 func wire(st *element.Stanza) string { return string(st.AppendXML(nil)) }
@@ -617,7 +617,7 @@ func TestPageFitsTheSendQueue(t *testing.T) {
 		want int
 	}{
 		{"count", mam.Options{SendQueue: 6}, 3},
-		{"bytes", mam.Options{SendQueueBytes: 700}, 2}, // each message is stored in about 130 bytes
+		{"bytes", mam.Options{SendQueueBytes: 500}, 2}, // each message is stored in about 105 bytes
 		{"page size", mam.Options{MaxPage: 4}, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

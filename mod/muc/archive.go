@@ -11,6 +11,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/archivewriter"
 	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
@@ -52,11 +53,7 @@ func (m *Module) archiveLimits() storage.ArchiveLimits {
 // archive queues a message the room broadcast for its archive; it runs
 // after the service's lock is released.
 func (s *service) archive(room jid.JID, id string, st *element.Stanza, at time.Time) {
-	b, err := st.Marshal()
-	if err != nil {
-		s.m.logger.Error("encoding a room message to archive failed", "room", room.String(), "err", err)
-		return
-	}
+	b := archivewriter.Encode(st)
 	if int64(len(b)) > s.m.opts.ArchiveBytes {
 		return // larger than the whole archive may hold: not archived
 	}
