@@ -15,7 +15,7 @@ import (
 
 // FuzzRoomRequests sends what an occupant may send a persistent, archived
 // room: an iq get or set (the owner's configuration form, admin items,
-// destroy, archive queries, moderation, anything),
+// destroy, archive queries, moderation, the room's vCard, anything),
 // and a join whose <x/> carries anything (history, password). Whatever
 // it is, the iq gets exactly one answer, nothing panics, and the room's
 // bounds hold.
@@ -33,6 +33,8 @@ func FuzzRoomRequests(f *testing.F) {
 		{"set", `<query xmlns='urn:xmpp:mam:2' queryid='q'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field><field var='start'><value>2020-01-01T00:00:00Z</value></field></x><set xmlns='http://jabber.org/protocol/rsm'><max>1</max><before/></set></query>`, ``},
 		{"set", `<moderate xmlns='urn:xmpp:message-moderate:1' id='x'><retract xmlns='urn:xmpp:message-retract:1'/></moderate>`, ``},
 		{"set", `<apply-to xmlns='urn:xmpp:fasten:0' id='x'><moderate xmlns='urn:xmpp:message-moderate:0'><retract xmlns='urn:xmpp:message-retract:0'/></moderate></apply-to>`, ``},
+		{"set", `<vCard xmlns='vcard-temp'><FN>R</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>iVBO Rw==</BINVAL></PHOTO></vCard>`, ``},
+		{"get", `<vCard xmlns='vcard-temp'/>`, ``},
 	} {
 		f.Add(seed.typ, seed.payload, seed.join)
 	}
