@@ -165,14 +165,7 @@ func (c *sasl2Conn) bindAfter(resource string) string {
 	if _, ok := f.Child("authentication"); ok {
 		c.t.Fatalf("SASL2 offered again after success: %s", f)
 	}
-	c.Write(fmt.Sprintf(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>`, resource))
-	e := c.Read()
-	b, ok := e.Child("bind")
-	if !ok {
-		c.t.Fatalf("bind: %s", e)
-	}
-	j, _ := b.Child("jid")
-	return strings.TrimSpace(j.Text)
+	return c.BindResource(resource)
 }
 
 // ping checks that the bound stream answers an iq.

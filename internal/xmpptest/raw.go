@@ -194,6 +194,14 @@ func (r *Raw) Bind(cfg *tls.Config, host, mech string, payload []byte, resource 
 		r.t.Fatalf("auth: %s", e)
 	}
 	r.Open(host)
+	return r.BindResource(resource)
+}
+
+// BindResource binds resource on a stream past authentication (RFC 6120
+// §7) and returns the full JID, failing the test when the answer has
+// none.
+func (r *Raw) BindResource(resource string) string {
+	r.t.Helper()
 	r.Write(fmt.Sprintf(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>%s</resource></bind></iq>`, resource))
 	e := r.Read()
 	b, ok := e.Child("bind")
