@@ -48,9 +48,9 @@ func (s *Store) AppendArchive(ctx context.Context, host, user string, msg storag
 //
 // The result is that of adding the entries one by one, each followed by
 // its user's trim, but the bookkeeping is per user and batch: expiry
-// first, then each user's usage read once, the rows inserted, the user's
-// oldest rows beyond the quota deleted in one statement, and the usage
-// written once.
+// first, then each user's usage read once, the rows inserted
+// insertChunk at a time, the user's oldest rows beyond the quota deleted
+// in one statement, and the usage written once.
 func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEntry, lim storage.ArchiveLimits) ([]error, error) {
 	errs := make([]error, len(entries))
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -59,19 +59,18 @@ func (s *Store) AppendArchives(ctx context.Context, entries []storage.ArchiveEnt
 				return err
 			}
 		}
-		a, err := newArchiveAppender(ctx, tx, lim.Quota)
+		a, err := newArchiveAppender(ctx, tx, lim.Quota, errs)
 		if err != nil {
 			return err
 		}
 		defer a.close()
 		for i, e := range entries {
-			refused, err := a.append(ctx, e.Host, e.User, e.Message)
-			if err != nil {
+			if err := a.add(ctx, i, e); err != nil {
 				return err
 			}
-			if refused != nil {
-				errs[i] = fmt.Errorf("sqlite: archive a message for %s@%s: %w", e.User, e.Host, refused)
-			}
+		}
+		if err := a.flush(ctx); err != nil {
+			return err
 		}
 		return a.finish(ctx)
 	})
@@ -91,27 +90,52 @@ type archiveOwner struct {
 	changed         bool
 }
 
-// archiveAppender adds messages to archives in one transaction, with the
-// insert prepared once.
+// insertChunk is how many rows one INSERT adds: a statement per row
+// costs as much again as the rows' b-tree writes.
+const insertChunk = 32
+
+// insertArchive is the INSERT of one row, and the start of one of many.
+const (
+	insertArchive = `INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	archiveValues = `, (?, ?, ?, ?, ?, ?, ?)`
+)
+
+// archiveAppender adds messages to archives in one transaction, with its
+// statements prepared once.
 type archiveAppender struct {
 	tx     *sql.Tx
 	q      storage.Quota
+	errs   []error // the entries refused, by index
 	insert *sql.Stmt
+	chunks map[int]*sql.Stmt // INSERTs of n rows
+	rows   []archiveRow      // added, not inserted yet
 	owners map[[2]string]*archiveOwner
 	order  []*archiveOwner // in the order of their first message
 }
 
-func newArchiveAppender(ctx context.Context, tx *sql.Tx, q storage.Quota) (*archiveAppender, error) {
-	insert, err := tx.PrepareContext(ctx,
-		`INSERT INTO archive (host, username, id, with_jid, with_bare, stored, stanza) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (host, username, id) DO NOTHING`)
+// archiveRow is an entry waiting for its INSERT.
+type archiveRow struct {
+	i    int // its index in the batch
+	o    *archiveOwner
+	msg  storage.ArchivedMessage
+	bare string
+}
+
+func newArchiveAppender(ctx context.Context, tx *sql.Tx, q storage.Quota, errs []error) (*archiveAppender, error) {
+	insert, err := tx.PrepareContext(ctx, insertArchive+` ON CONFLICT (host, username, id) DO NOTHING`)
 	if err != nil {
 		return nil, err
 	}
-	return &archiveAppender{tx: tx, q: q, insert: insert, owners: make(map[[2]string]*archiveOwner)}, nil
+	return &archiveAppender{tx: tx, q: q, errs: errs, insert: insert,
+		chunks: make(map[int]*sql.Stmt), owners: make(map[[2]string]*archiveOwner)}, nil
 }
 
-func (a *archiveAppender) close() { a.insert.Close() }
+func (a *archiveAppender) close() {
+	a.insert.Close()
+	for _, st := range a.chunks {
+		st.Close()
+	}
+}
 
 // owner returns the usage of host and user's archive, read from the
 // store the first time.
@@ -131,24 +155,83 @@ func (a *archiveAppender) owner(ctx context.Context, host, user string) (*archiv
 	return o, nil
 }
 
-// append adds one message to the user's archive. A message refused for
-// the quota or its ID is reported in refused, having changed nothing.
-func (a *archiveAppender) append(ctx context.Context, host, user string, msg storage.ArchivedMessage) (refused, err error) {
+// add adds entry i of the batch, counted in its archive's usage, to the
+// rows of the next INSERT; one refused for the quota is recorded in
+// a.errs, having changed nothing.
+func (a *archiveAppender) add(ctx context.Context, i int, e storage.ArchiveEntry) error {
+	msg := e.Message
 	size := int64(len(msg.Stanza))
 	if msg.Stanza == nil {
 		msg.Stanza = []byte{} // the column is NOT NULL
 	}
 	if a.q.Count < 1 || size > a.q.Bytes {
-		return fmt.Errorf("a message of %d bytes in an archive of at most %d messages and %d bytes: %w",
-			size, a.q.Count, a.q.Bytes, storage.ErrQuota), nil
+		a.refuse(i, e.Host, e.User, fmt.Errorf("a message of %d bytes in an archive of at most %d messages and %d bytes: %w",
+			size, a.q.Count, a.q.Bytes, storage.ErrQuota))
+		return nil
 	}
-	o, err := a.owner(ctx, host, user)
+	o, err := a.owner(ctx, e.Host, e.User)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	bare, _, _ := strings.Cut(msg.With, "/")
+	a.rows = append(a.rows, archiveRow{i: i, o: o, msg: msg, bare: bare})
+	o.messages, o.bytes, o.changed = o.messages+1, o.bytes+size, true
+	if len(a.rows) == insertChunk {
+		return a.flush(ctx)
+	}
+	return nil
+}
+
+func (a *archiveAppender) refuse(i int, host, user string, err error) {
+	a.errs[i] = fmt.Errorf("sqlite: archive a message for %s@%s: %w", user, host, err)
+}
+
+// flush inserts the rows added since the last, in one statement. When
+// that fails (an ID an archive holds already: nothing of the statement
+// stays), they are inserted one by one, as append does.
+func (a *archiveAppender) flush(ctx context.Context) error {
+	rows := a.rows
+	a.rows = a.rows[:0]
+	if len(rows) == 0 {
+		return nil
+	}
+	st := a.chunks[len(rows)]
+	if st == nil {
+		var err error
+		st, err = a.tx.PrepareContext(ctx, insertArchive+strings.Repeat(archiveValues, len(rows)-1))
+		if err != nil {
+			return err
+		}
+		a.chunks[len(rows)] = st
+	}
+	args := make([]any, 0, 7*len(rows))
+	for _, r := range rows {
+		args = append(args, r.o.host, r.o.user, r.msg.ID, r.msg.With, r.bare, r.msg.Stored.UnixNano(), r.msg.Stanza)
+	}
+	if _, err := st.ExecContext(ctx, args...); err == nil {
+		return nil
+	}
+	for _, r := range rows {
+		r.o.messages, r.o.bytes = r.o.messages-1, r.o.bytes-int64(len(r.msg.Stanza))
+	}
+	for _, r := range rows {
+		refused, err := a.append(ctx, r)
+		if err != nil {
+			return err
+		}
+		if refused != nil {
+			a.refuse(r.i, r.o.host, r.o.user, refused)
+		}
+	}
+	return nil
+}
+
+// append inserts one row and counts it in its archive's usage. A row
+// refused for its ID is reported in refused, having changed nothing.
+func (a *archiveAppender) append(ctx context.Context, r archiveRow) (refused, err error) {
+	o, msg := r.o, r.msg
 	for trimmed := false; ; trimmed = true {
-		res, err := a.insert.ExecContext(ctx, host, user, msg.ID, msg.With, bare, msg.Stored.UnixNano(), msg.Stanza)
+		res, err := a.insert.ExecContext(ctx, o.host, o.user, msg.ID, msg.With, r.bare, msg.Stored.UnixNano(), msg.Stanza)
 		if err != nil {
 			return nil, err
 		}
@@ -168,7 +251,7 @@ func (a *archiveAppender) append(ctx context.Context, host, user string, msg sto
 			return nil, err
 		}
 	}
-	o.messages, o.bytes, o.changed = o.messages+1, o.bytes+size, true
+	o.messages, o.bytes, o.changed = o.messages+1, o.bytes+int64(len(msg.Stanza)), true
 	return nil, nil
 }
 

@@ -78,8 +78,8 @@ func TestArchiveGoesWithAccount(t *testing.T) {
 // archives and their usage end the same.
 func TestArchiveBatchIsOneByOne(t *testing.T) {
 	ctx := t.Context()
-	var entries []storage.ArchiveEntry
-	for i := range 40 {
+	var entries, unique []storage.ArchiveEntry
+	for i := range 80 {
 		user := []string{"alice", "bob", "carol"}[i%3]
 		id := fmt.Sprintf("m%d", i)
 		switch i {
@@ -92,11 +92,22 @@ func TestArchiveBatchIsOneByOne(t *testing.T) {
 		if i == 25 {
 			stanza = strings.Repeat("x", 1000) // over the bytes quota
 		}
-		entries = append(entries, storage.ArchiveEntry{Host: "example.com", User: user, Message: storage.ArchivedMessage{
-			ID: id, With: "dave@example.net/r", Stanza: []byte(stanza), Stored: time.Unix(int64(i), 0)}})
+		e := storage.ArchiveEntry{Host: "example.com", User: user, Message: storage.ArchivedMessage{
+			ID: id, With: "dave@example.net/r", Stanza: []byte(stanza), Stored: time.Unix(int64(i), 0)}}
+		entries = append(entries, e)
+		e.Message.ID = fmt.Sprintf("u%d", i)
+		unique = append(unique, e)
 	}
-	for _, q := range []storage.Quota{{Count: 4, Bytes: 1 << 20}, {Count: 100, Bytes: 150}, {Count: 3, Bytes: 100}} {
-		t.Run(fmt.Sprintf("%d messages %d bytes", q.Count, q.Bytes), func(t *testing.T) {
+	for _, tc := range []struct {
+		q       storage.Quota
+		entries []storage.ArchiveEntry
+	}{
+		{storage.Quota{Count: 4, Bytes: 1 << 20}, entries}, {storage.Quota{Count: 100, Bytes: 150}, entries}, {storage.Quota{Count: 3, Bytes: 100}, entries},
+		// Whole INSERTs of many rows, none failing.
+		{storage.Quota{Count: 20, Bytes: 1 << 20}, unique}, {storage.Quota{Count: 100, Bytes: 500}, unique},
+	} {
+		q, entries := tc.q, tc.entries
+		t.Run(fmt.Sprintf("%d messages %d bytes %s", q.Count, q.Bytes, entries[0].Message.ID), func(t *testing.T) {
 			lim := storage.ArchiveLimits{Quota: q}
 			batch, single := newTestStore(t), newTestStore(t)
 			errs, err := batch.AppendArchives(ctx, entries, lim)
