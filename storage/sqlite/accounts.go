@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"ottr.im/ottr/storage"
@@ -115,12 +114,10 @@ func (s *Store) EnsureAccount(ctx context.Context, host, username string) (creat
 // has a password.
 // Every bind asks it (router.Bind), so its statement is prepared once.
 func (s *Store) AccountExists(ctx context.Context, host, username string) (bool, error) {
-	stmt, err := s.stmts.get(ctx, s.db, &s.stmts.accountExists,
-		`SELECT EXISTS (SELECT 1 FROM accounts WHERE host = ? AND username = ?)`)
 	var exists bool
-	if err == nil {
-		err = stmt.QueryRowContext(ctx, host, username).Scan(&exists)
-	}
+	err := s.queryRow(ctx, nil,
+		`SELECT EXISTS (SELECT 1 FROM accounts WHERE host = ? AND username = ?)`,
+		host, username).Scan(&exists)
 	if err != nil {
 		return false, fmt.Errorf("sqlite: account exists %s@%s: %w", username, host, err)
 	}
@@ -215,27 +212,4 @@ func (s *Store) ListAccounts(ctx context.Context, host string) ([]Account, error
 		return nil, fmt.Errorf("sqlite: list accounts: %w", err)
 	}
 	return accounts, nil
-}
-
-// preparedStmts holds the statements prepared once for the Store's life:
-// parsing and planning a query costs SQLite more than running a small one.
-// database/sql prepares each again on every pooled connection it runs on,
-// once, and closes them with the database.
-type preparedStmts struct {
-	mu            sync.Mutex
-	accountExists *sql.Stmt
-}
-
-// get returns *slot, preparing query into it on first use.
-func (p *preparedStmts) get(ctx context.Context, db *sql.DB, slot **sql.Stmt, query string) (*sql.Stmt, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if *slot == nil {
-		stmt, err := db.PrepareContext(ctx, query)
-		if err != nil {
-			return nil, fmt.Errorf("prepare: %w", err)
-		}
-		*slot = stmt
-	}
-	return *slot, nil
 }

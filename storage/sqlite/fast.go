@@ -16,18 +16,18 @@ import (
 // of those that were issued one least recently go too.
 func (s *Store) PutFastToken(ctx context.Context, t storage.FastToken, maxAgents int) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx,
+		if _, err := s.txExec(ctx, tx,
 			`DELETE FROM fast_tokens WHERE host = ? AND username = ? AND ((agent = ? AND used = 0) OR expires <= ?)`,
 			t.Host, t.Username, t.Agent, t.Created.Unix()); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx,
+		if _, err := s.txExec(ctx, tx,
 			`INSERT INTO fast_tokens (host, username, agent, id, mechanism, responder, expires, used, count, created)
 			VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)`,
 			t.Host, t.Username, t.Agent, t.ID, t.Mechanism, t.Responder, t.Expires.Unix(), t.Created.UnixNano()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx,
+		_, err := s.txExec(ctx, tx,
 			`DELETE FROM fast_tokens WHERE host = ?1 AND username = ?2 AND agent IN (
 				SELECT agent FROM fast_tokens WHERE host = ?1 AND username = ?2
 				GROUP BY agent ORDER BY max(created) DESC, agent LIMIT -1 OFFSET ?3)`,
@@ -43,7 +43,7 @@ func (s *Store) PutFastToken(ctx context.Context, t storage.FastToken, maxAgents
 // FastTokens returns the FAST tokens stored for a user's client, expired
 // ones included, the latest to expire first.
 func (s *Store) FastTokens(ctx context.Context, host, user, agent string) ([]storage.FastToken, error) {
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := s.query(ctx, nil,
 		`SELECT id, mechanism, responder, expires, used, count, created FROM fast_tokens
 		WHERE host = ? AND username = ? AND agent = ? ORDER BY expires DESC, id`, host, user, agent)
 	if err != nil {
@@ -76,7 +76,7 @@ func (s *Store) FastTokens(ctx context.Context, host, user, agent string) ([]sto
 func (s *Store) UseFastToken(ctx context.Context, host, user, agent string, id []byte, count uint64) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var last, created int64
-		err := tx.QueryRowContext(ctx,
+		err := s.queryRow(ctx, tx,
 			`SELECT count, created FROM fast_tokens WHERE host = ? AND username = ? AND agent = ? AND id = ?`,
 			host, user, agent, id).Scan(&last, &created)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -92,12 +92,12 @@ func (s *Store) UseFastToken(ctx context.Context, host, user, agent string, id [
 		if stored > 1<<63-1 {
 			return storage.ErrFastReplay
 		}
-		if _, err := tx.ExecContext(ctx,
+		if _, err := s.txExec(ctx, tx,
 			`UPDATE fast_tokens SET used = 1, count = ? WHERE host = ? AND username = ? AND agent = ? AND id = ?`,
 			int64(stored), host, user, agent, id); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx,
+		_, err = s.txExec(ctx, tx,
 			`DELETE FROM fast_tokens WHERE host = ? AND username = ? AND agent = ? AND created < ?`,
 			host, user, agent, created)
 		return err
