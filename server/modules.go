@@ -76,7 +76,7 @@ var modules = []struct {
 		return err
 	}},
 	{"vcard", func(l *loader) error {
-		return vcard.Register(l.core, l.store, vcard.Options{MaxBytes: l.limits.VCardBytes})
+		return vcard.Register(l.core, l.store, vcard.Options{MaxBytes: l.limits.VCardBytes, Avatars: l.store})
 	}},
 	{"pep", func(l *loader) (err error) {
 		l.pep, err = pep.Register(l.core, l.store, pep.Options{

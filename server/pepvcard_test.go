@@ -54,3 +54,26 @@ func TestPEPVCardConversion(t *testing.T) {
 		t.Errorf("the client's own photo: %s", r.Inner)
 	}
 }
+
+// TestPEPAvatarAsVCard: a user's XEP-0084 avatar is the PHOTO of the
+// vCard others get (XEP-0398 §3.1) when its metadata node is open.
+func TestPEPAvatarAsVCard(t *testing.T) {
+	const hash = "89abcdef0123456789abcdef0123456789abcdef"
+	ts := startServer(t, nil)
+	alice := ts.online(t, "alice", "a")
+	bob := ts.online(t, "bob", "b")
+	alice.IQ(`<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Alice</FN></vCard></iq>`, "v")
+	open := optField("pubsub#access_model", "open")
+	if r := alice.IQ(pubXML("d", "urn:xmpp:avatar:data", hash, `<data xmlns='urn:xmpp:avatar:data'>iVBORw0KGgo=</data>`, open), "d"); r.Type != "result" {
+		t.Fatalf("publishing the avatar data: %+v", r)
+	}
+	meta := `<metadata xmlns='urn:xmpp:avatar:metadata'><info id='` + hash + `' bytes='8' type='image/png' width='1' height='1'/></metadata>`
+	if r := alice.IQ(pubXML("m", "urn:xmpp:avatar:metadata", hash, meta, open), "m"); r.Type != "result" {
+		t.Fatalf("publishing the avatar metadata: %+v", r)
+	}
+	r := bob.IQ(`<iq to='alice@localhost' type='get' id='g'><vCard xmlns='vcard-temp'/></iq>`, "g")
+	got := strings.ReplaceAll(r.Inner, ` xmlns="vcard-temp"`, "")
+	if !strings.Contains(got, `<FN>Alice</FN>`) || !strings.Contains(got, `<PHOTO><TYPE>image/png</TYPE><BINVAL>iVBORw0KGgo=</BINVAL></PHOTO>`) {
+		t.Errorf("alice's vCard as bob gets it: %s", r.Inner)
+	}
+}

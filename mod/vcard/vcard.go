@@ -1,7 +1,8 @@
 // Package vcard is XEP-0054, vcard-temp: anyone may read a local
 // account's vCard, only its user may set it, within a size limit. It
 // answers on the user's own account and on other accounts' bare JIDs and
-// adds no hooks.
+// adds no hooks. With Options.Avatars, the photo of the vCard it answers is
+// the user's XEP-0084 avatar when they published one (XEP-0398 §3.1).
 //
 // Store: GetXML and PutXML, under the key "vcard".
 package vcard
@@ -44,6 +45,9 @@ type Options struct {
 	// MaxBytes is the largest vCard in bytes (vcard_bytes); 0 is
 	// DefaultMaxBytes.
 	MaxBytes int
+	// Avatars, when set, reads users' XEP-0084 avatars: a vCard get
+	// answers the PEP avatar as the PHOTO (XEP-0398 §3.1).
+	Avatars AvatarStore
 }
 
 // Register adds the vCard handler to core.
@@ -51,7 +55,7 @@ func Register(core *router.Router, store Store, opts Options) error {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
-	h := &handler{core: core, store: store, max: opts.MaxBytes}
+	h := &handler{core: core, store: store, max: opts.MaxBytes, avatars: opts.Avatars}
 	if err := core.HandleIQ(xml.Name{Space: ns, Local: "vCard"}, router.AtSelf|router.AtAccount, ns, h); err != nil {
 		return fmt.Errorf("vcard: %w", err)
 	}
@@ -59,9 +63,10 @@ func Register(core *router.Router, store Store, opts Options) error {
 }
 
 type handler struct {
-	core  *router.Router
-	store Store
-	max   int
+	core    *router.Router
+	store   Store
+	max     int
+	avatars AvatarStore // nil: no XEP-0398 conversion
 }
 
 // HandleIQ answers XEP-0054 requests.
@@ -75,6 +80,21 @@ func (h *handler) HandleIQ(ctx context.Context, req router.IQRequest) (xml.Token
 		doc, ok, err := h.store.GetXML(ctx, host, user, key)
 		if err != nil {
 			return nil, fmt.Errorf("vcard: reading the vCard of %s: %w", account, err)
+		}
+		if h.avatars != nil {
+			a, found, err := pepAvatar(ctx, h.avatars, host, user, account.Equal(req.From.Bare()))
+			if err != nil {
+				return nil, fmt.Errorf("vcard: reading the PEP avatar of %s: %w", account, err)
+			}
+			if found {
+				if !ok {
+					doc = nil
+				}
+				if doc, err = withPhoto(doc, a); err != nil {
+					return nil, err
+				}
+				ok = true
+			}
 		}
 		if !ok {
 			return element.Empty(ns, "vCard"), nil
