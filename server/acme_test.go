@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"ottr.im/ottr/config"
 	"ottr.im/ottr/internal/testfixture"
 	"ottr.im/ottr/internal/testfixture/testserver"
+	"ottr.im/ottr/internal/testtool"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -38,13 +38,7 @@ const acmeValidity = 45 * time.Second
 // client that trusts only pebble's root, logs in over STARTTLS with
 // them, and waits for a renewal of the short-lived certificate.
 func TestACME(t *testing.T) {
-	pebbleBin, err := exec.LookPath("pebble")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("pebble is not installed (apt-get install pebble); .ci/run installs it")
-		}
-		t.Skip("pebble is not installed (apt-get install pebble)")
-	}
+	pebbleBin := testtool.Path(t, "pebble", "pebble")
 	const host = "chat.ottr.test"
 	muc, upload := "conference."+host, "upload."+host
 	dns := startDNS(t, net.IPv4(127, 0, 0, 1))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/testtool"
 )
 
 const (
@@ -36,7 +37,7 @@ func freeUDPPort(t *testing.T) int {
 // ends; it returns its port once it accepts TCP connections.
 func startCoturn(t *testing.T) int {
 	t.Helper()
-	turnserver := needTool(t, "turnserver", "coturn")
+	turnserver := testtool.Path(t, "turnserver", "coturn")
 	port := freeUDPPort(t)
 	dir := t.TempDir()
 	startProcess(t, "turnserver", nil, turnserver, "-n",
@@ -64,7 +65,7 @@ func startCoturn(t *testing.T) int {
 // whether it succeeded.
 func allocate(t *testing.T, port int, username, password string) (string, bool) {
 	t.Helper()
-	uclient := needTool(t, "turnutils_uclient", "coturn")
+	uclient := testtool.Path(t, "turnutils_uclient", "coturn")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, uclient, "-u", username, "-w", password, "-r", turnRealm,

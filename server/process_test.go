@@ -9,20 +9,6 @@ import (
 	"ottr.im/ottr/internal/xmpptest"
 )
 
-// needTool returns the path of a Debian tool, skipping the test when it
-// is missing, except in CI, where it fails.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (apt-get install %s)", name, pkg)
-		}
-		t.Skipf("%s is missing (apt-get install %s)", name, pkg)
-	}
-	return path
-}
-
 // startProcess runs bin with args (and env added to this process's
 // environment) until the test ends, when it is killed and waited for;
 // its standard output and error go to the returned buffer, which is

@@ -21,6 +21,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/internal/testtool"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -50,10 +51,7 @@ func requireBrowser(t *testing.T) string {
 		}
 	}
 	if len(missing) > 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the browser test needs, in CI: %s", strings.Join(missing, ", "))
-		}
-		t.Skipf("missing %s", strings.Join(missing, ", "))
+		testtool.Missing(t, strings.Join(missing, ", "))
 	}
 	return node
 }

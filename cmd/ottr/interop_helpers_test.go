@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ottr.im/ottr/internal/testtool"
 )
 
 // This file has what the interop tests (interop*_test.go) share: the
@@ -25,15 +27,19 @@ const python = "/usr/bin/python3"
 // interopTimeout bounds one run of a client's script.
 const interopTimeout = 90 * time.Second
 
-// requireSlixmpp skips the test when the interop packages are missing,
-// except in CI, where .ci/run installs them and their absence is a failure.
+// requireSlixmpp ends the test (testtool.Missing) when python lacks the
+// interop packages.
 func requireSlixmpp(t *testing.T) {
 	t.Helper()
-	if err := exec.Command(python, "-c", "import slixmpp, pyotp").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-slixmpp and python3-pyotp are required in CI: %v", err)
-		}
-		t.Skipf("python3-slixmpp/python3-pyotp not installed (apt-get install python3-slixmpp python3-pyotp): %v", err)
+	requirePython(t, "slixmpp, pyotp", "python3-slixmpp python3-pyotp")
+}
+
+// requirePython ends the test (testtool.Missing) when python cannot
+// import modules, naming the Debian packages that have them.
+func requirePython(t *testing.T, modules, packages string) {
+	t.Helper()
+	if err := exec.Command(python, "-c", "import "+modules).Run(); err != nil {
+		testtool.Missing(t, fmt.Sprintf("python modules %s (apt-get install %s): %v", modules, packages, err))
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"ottr.im/ottr/internal/testtool"
 )
 
 // The interop tests of the mobile-client features (issue 11): stream
@@ -238,10 +240,7 @@ func requireXmppjs(t *testing.T) (string, []string) {
 		missing = append(missing, "testdata/xmppjs/node_modules/@xmpp/client (npm ci in testdata/xmppjs)")
 	}
 	if len(missing) > 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the @xmpp/client test needs, in CI: %s", strings.Join(missing, ", "))
-		}
-		t.Skipf("missing %s", strings.Join(missing, ", "))
+		testtool.Missing(t, strings.Join(missing, ", "))
 	}
 	if exec.Command(node, "-e", `process.exit(typeof WebSocket === "function" ? 0 : 1)`).Run() == nil {
 		return node, nil

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ottr.im/ottr/internal/testfixture"
+	"ottr.im/ottr/internal/testtool"
 	"ottr.im/ottr/internal/xmpptest"
 )
 
@@ -65,21 +66,6 @@ func TestInteropSlixmppContacts(t *testing.T) {
 	stopServe(t, p)
 }
 
-// requireGoSendxmpp returns the path of Debian's go-sendxmpp (the go-xmpp
-// library's command line client). The test is skipped when it is missing,
-// except in CI, where .ci/run installs it and its absence is a failure.
-func requireGoSendxmpp(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("go-sendxmpp")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("go-sendxmpp is required in CI: %v", err)
-		}
-		t.Skipf("go-sendxmpp not installed (apt-get install go-sendxmpp): %v", err)
-	}
-	return path
-}
-
 // waitOutput waits up to 20 s for buf to contain want.
 func waitOutput(t *testing.T, buf *xmpptest.LogBuffer, want, what string, p *serveProc) {
 	t.Helper()
@@ -98,7 +84,7 @@ func waitOutput(t *testing.T, buf *xmpptest.LogBuffer, want, what string, p *ser
 // bob sends her a message over STARTTLS, both with PLAIN and a self-signed
 // certificate (-n); a wrong password is refused.
 func TestInteropGoSendxmpp(t *testing.T) {
-	bin := requireGoSendxmpp(t)
+	bin := testtool.Path(t, "go-sendxmpp", "go-sendxmpp")
 	addr, tlsAddr := freeAddr(t), freeAddr(t)
 	cfg := writeConfigFile(t, func(dataDir string) string {
 		return fmt.Sprintf(`data_dir = %q

@@ -3,23 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
-
-// requireAiohttp skips the test when python3-aiohttp (slixmpp's upload
-// plugin's HTTP client) is missing, except in CI, where .ci/run installs
-// it and its absence is a failure.
-func requireAiohttp(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import aiohttp").Run(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("python3-aiohttp is required in CI: %v", err)
-		}
-		t.Skipf("python3-aiohttp not installed (apt-get install python3-aiohttp): %v", err)
-	}
-}
 
 // TestInteropSlixmppUpload has slixmpp's XEP-0363 plugin (xep_0363, with
 // aiohttp) find ottr's upload service by disco, read its max-file-size,
@@ -28,7 +14,7 @@ func requireAiohttp(t *testing.T) {
 // the slot's second PUT is refused (testdata/interop/slixmpp_upload.py).
 func TestInteropSlixmppUpload(t *testing.T) {
 	requireSlixmpp(t)
-	requireAiohttp(t)
+	requirePython(t, "aiohttp", "python3-aiohttp") // slixmpp's upload plugin's HTTP client
 	addr, https := freeAddr(t), freeAddr(t)
 	var dataDir string
 	cfg := writeConfigFile(t, func(dir string) string {

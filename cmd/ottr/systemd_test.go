@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"ottr.im/ottr/internal/testtool"
 )
 
 // unitFile is the systemd unit shipped for deployments.
@@ -48,13 +50,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("%s grants CAP_NET_BIND_SERVICE by default", unitFile)
 	}
 
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("systemd-analyze is not installed (Debian's systemd package)")
-		}
-		t.Skip("systemd-analyze is not installed")
-	}
+	analyze := testtool.Path(t, "systemd-analyze", "systemd")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "ottr.service")
 	local := strings.Replace(string(unit), "ExecStart=/usr/local/bin/ottr ", "ExecStart="+ottrBin+" ", 1)
