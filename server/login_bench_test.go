@@ -268,30 +268,15 @@ func (f *fastClients) login(addr string, cfg *tls.Config, user string, xtoken fu
 	f.mu.Lock()
 	token := f.tokens[user]
 	f.mu.Unlock()
-	raw, err := net.Dial("tcp", addr)
+	raw, tc, err := startTLS(addr, cfg)
 	if err != nil {
 		return err
 	}
 	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(30 * time.Second))
-	header := "<?xml version='1.0'?><stream:stream to='" + testHost + "' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-	r := bufio.NewReader(raw)
-	for _, s := range []struct{ send, until string }{
-		{header, "</stream:features>"},
-		{"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<proceed"},
-	} {
-		if err := sendUntil(raw, r, s.send, s.until); err != nil {
-			return err
-		}
-	}
-	tc := tls.Client(raw, cfg)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
 	if token != "" && !tc.ConnectionState().DidResume {
 		return errors.New("the TLS session did not resume")
 	}
-	r = bufio.NewReader(tc)
+	r := bufio.NewReader(tc)
 	var authenticate string
 	if token == "" {
 		authenticate = "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='X-TOKEN'><initial-response>" +
@@ -304,7 +289,7 @@ func (f *fastClients) login(addr string, cfg *tls.Config, user string, xtoken fu
 			base64.StdEncoding.EncodeToString(append([]byte(user+"\x00"), m.Sum(nil)...)) + "</initial-response>" +
 			fastAgent + "<bind xmlns='urn:xmpp:bind:0'/><fast xmlns='urn:xmpp:fast:0'/></authenticate>"
 	}
-	if err := sendUntil(tc, r, header, "</stream:features>"); err != nil {
+	if err := sendUntil(tc, r, benchHeader, "</stream:features>"); err != nil {
 		return err
 	}
 	success, err := readUntil(tc, r, authenticate, "<stream:features/>")
@@ -323,34 +308,18 @@ func (f *fastClients) login(addr string, cfg *tls.Config, user string, xtoken fu
 
 // benchLogin logs in over STARTTLS with X-TOKEN and binds.
 func benchLogin(addr string, cfg *tls.Config, user, token string) error {
-	raw, err := net.Dial("tcp", addr)
+	raw, tc, err := startTLS(addr, cfg)
 	if err != nil {
 		return err
 	}
 	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(30 * time.Second))
-	header := "<?xml version='1.0'?><stream:stream to='" + testHost + "' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-	r := bufio.NewReader(raw)
-	steps := []struct{ send, until string }{
-		{header, "</stream:features>"},
-		{"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<proceed"},
-	}
-	for _, s := range steps {
-		if err := sendUntil(raw, r, s.send, s.until); err != nil {
-			return err
-		}
-	}
-	tc := tls.Client(raw, cfg)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	r = bufio.NewReader(tc)
+	r := bufio.NewReader(tc)
 	auth := "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-TOKEN'>" +
 		base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+token)) + "</auth>"
 	for _, s := range []struct{ send, until string }{
-		{header, "</stream:features>"},
+		{benchHeader, "</stream:features>"},
 		{auth, "<success"},
-		{header, "</stream:features>"},
+		{benchHeader, "</stream:features>"},
 		{"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>", "</iq>"},
 		{"</stream:stream>", "</stream:stream>"},
 	} {
@@ -359,6 +328,35 @@ func benchLogin(addr string, cfg *tls.Config, user, token string) error {
 		}
 	}
 	return nil
+}
+
+// benchHeader opens a client stream to the test host.
+const benchHeader = "<?xml version='1.0'?><stream:stream to='" + testHost + "' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+// startTLS dials addr with a 30 s deadline, negotiates STARTTLS and
+// completes the TLS handshake with cfg. The caller closes raw (not tc: no
+// close_notify, as a client that drops the connection).
+func startTLS(addr string, cfg *tls.Config) (raw net.Conn, tc *tls.Conn, err error) {
+	if raw, err = net.Dial("tcp", addr); err != nil {
+		return nil, nil, err
+	}
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(raw)
+	for _, s := range []struct{ send, until string }{
+		{benchHeader, "</stream:features>"},
+		{"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<proceed"},
+	} {
+		if err := sendUntil(raw, r, s.send, s.until); err != nil {
+			raw.Close()
+			return nil, nil, err
+		}
+	}
+	tc = tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	return raw, tc, nil
 }
 
 // sendUntil writes send and reads until the marker until.

@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -683,32 +682,17 @@ func BenchmarkLoginSASL2(b *testing.B) {
 // benchSASL2Login logs in over STARTTLS with X-TOKEN in SASL2, bound by
 // Bind2 in the same request, as benchLogin does with RFC 6120 SASL.
 func benchSASL2Login(addr string, cfg *tls.Config, user, token string) error {
-	raw, err := net.Dial("tcp", addr)
+	raw, tc, err := startTLS(addr, cfg)
 	if err != nil {
 		return err
 	}
 	defer raw.Close()
-	raw.SetDeadline(time.Now().Add(30 * time.Second))
-	header := "<?xml version='1.0'?><stream:stream to='" + testHost + "' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
-	r := bufio.NewReader(raw)
-	for _, s := range []struct{ send, until string }{
-		{header, "</stream:features>"},
-		{"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", "<proceed"},
-	} {
-		if err := sendUntil(raw, r, s.send, s.until); err != nil {
-			return err
-		}
-	}
-	tc := tls.Client(raw, cfg)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	r = bufio.NewReader(tc)
+	r := bufio.NewReader(tc)
 	authenticate := "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='X-TOKEN'><initial-response>" +
 		base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+token)) +
 		"</initial-response><bind xmlns='urn:xmpp:bind:0'/></authenticate>"
 	for _, s := range []struct{ send, until string }{
-		{header, "</stream:features>"},
+		{benchHeader, "</stream:features>"},
 		{authenticate, "<stream:features/>"},
 		{"</stream:stream>", "</stream:stream>"},
 	} {
