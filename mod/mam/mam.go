@@ -449,7 +449,7 @@ func stanzaIDs(st *element.Stanza, owner jid.JID) []string {
 		switch t := tok.(type) {
 		case xml.StartElement:
 			if depth == 0 && isStanzaIDBy(t, owner) {
-				ids = append(ids, attrValue(t, "id"))
+				ids = append(ids, element.Attr(t, "id"))
 			}
 			depth++
 		case xml.EndElement:
@@ -470,17 +470,6 @@ func isStanzaIDBy(start xml.StartElement, owner jid.JID) bool {
 	if start.Name.Space != NSSID || start.Name.Local != "stanza-id" {
 		return false
 	}
-	by, err := jid.Parse(attrValue(start, "by"))
+	by, err := jid.Parse(element.Attr(start, "by"))
 	return err == nil && by.Equal(owner)
-}
-
-// attrValue returns the value of start's attribute local (no
-// namespace), or "".
-func attrValue(start xml.StartElement, local string) string {
-	for _, a := range start.Attr {
-		if a.Name.Space == "" && a.Name.Local == local {
-			return a.Value
-		}
-	}
-	return ""
 }

@@ -166,7 +166,7 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 // payloadAttr returns the attribute local of st's payload, "" if none.
 func payloadAttr(st *element.Stanza, local string) string {
 	p, _ := st.Payload()
-	return attrValue(p, local)
+	return element.Attr(p, local)
 }
 
 // roomInfo writes a room's disco#info (XEP-0045 §6.4).

@@ -2,7 +2,6 @@ package muc
 
 import (
 	"context"
-	"encoding/xml"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -91,7 +90,7 @@ func (s *service) moderate(ctx context.Context, r *room, from router.Target, st 
 		b.leaf(nsRetract1, "reason", reason)
 		b.close()
 		if occ, ok := orig.Child(nsOccupantID, "occupant-id"); ok {
-			b.leaf(nsOccupantID, "occupant-id", "", "id", attrValue(occ, "id"))
+			b.leaf(nsOccupantID, "occupant-id", "", "id", element.Attr(occ, "id"))
 		}
 		b.leaf(nsSID, "stanza-id", "", "by", r.jid.String(), "id", req.id)
 		return newStanza("message", "groupchat", orig.From, jid.JID{}, orig.ID, &b)
@@ -139,14 +138,4 @@ func (s *service) moderate(ctx context.Context, r *room, from router.Target, st 
 		}
 	}
 	return outs, nil
-}
-
-// attrValue returns the value of the attribute local of e, "" if none.
-func attrValue(e xml.StartElement, local string) string {
-	for _, a := range e.Attr {
-		if a.Name.Local == local {
-			return a.Value
-		}
-	}
-	return ""
 }
