@@ -199,24 +199,7 @@ func TestArchiveExpiryBySeq(t *testing.T) {
 func TestArchiveLeanMigration(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "ottr.db")
-	if err := createFile(path); err != nil {
-		t.Fatal(err)
-	}
-	if err := setWAL(ctx, path); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open(driverName, dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := loadMigrations(migrationFiles, migrationDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms = slices.DeleteFunc(ms, func(m migration) bool { return m.version >= 11 })
-	if _, err := migrate(ctx, db, ms, time.Now); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := dbBefore(t, path, 11)
 	// seqs with gaps, and a user whose archive interleaves another's.
 	for _, r := range []struct {
 		seq        int
@@ -255,4 +238,26 @@ func TestArchiveLeanMigration(t *testing.T) {
 	if strings.Contains(schema, "AUTOINCREMENT") || strings.Contains(schema, "archive_stored") || !strings.Contains(schema, "archive_with") {
 		t.Errorf("the archive's schema after the migration: %s", schema)
 	}
+}
+
+// dbBefore creates a database at path with the embedded migrations below
+// version applied, and returns it and all the embedded migrations.
+func dbBefore(t *testing.T, path string, version int64) (*sql.DB, []migration) {
+	t.Helper()
+	if err := createFile(path); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open(driverName, dsn(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := loadMigrations(migrationFiles, migrationDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := slices.DeleteFunc(slices.Clone(ms), func(m migration) bool { return m.version >= version })
+	if _, err := migrate(t.Context(), db, before, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	return db, ms
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"bytes"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -171,20 +170,7 @@ func TestOfflineQuotaAcrossStores(t *testing.T) {
 func TestUpgradeFromAccountsOnly(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "ottr.db")
-	if err := createFile(path); err != nil {
-		t.Fatal(err)
-	}
-	db, err := sql.Open(driverName, dsn(path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := loadMigrations(migrationFiles, migrationDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := migrate(ctx, db, ms[:1], time.Now); err != nil {
-		t.Fatal(err)
-	}
+	db, ms := dbBefore(t, path, 2)
 	if _, err := db.ExecContext(ctx, `INSERT INTO accounts (host, username, password_hash, created_at) VALUES ('example.com', 'alice', 'hash', 0)`); err != nil {
 		t.Fatal(err)
 	}
