@@ -238,6 +238,10 @@ func TestArchiveLeanMigration(t *testing.T) {
 	if strings.Contains(schema, "AUTOINCREMENT") || strings.Contains(schema, "archive_stored") || !strings.Contains(schema, "archive_with") {
 		t.Errorf("the archive's schema after the migration: %s", schema)
 	}
+	var seqs int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_sequence WHERE name = 'archive'`).Scan(&seqs); err != nil || seqs != 0 {
+		t.Errorf("sqlite_sequence rows of the archive after the migration: %d, %v", seqs, err)
+	}
 }
 
 // dbBefore creates a database at path with the embedded migrations below
