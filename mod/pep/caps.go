@@ -46,6 +46,7 @@ type capsTracker struct {
 type capsSession struct {
 	ver   string          // the <c/> hash and ver, "" without one
 	nodes map[string]bool // those of the last ver whose features are known
+	query string          // the id of its query awaiting an answer, if any
 }
 
 // capsQuery is one disco#info query awaiting its answer.
@@ -176,9 +177,17 @@ func (c *capsTracker) setNodes(s *capsSession, nodes map[string]bool) map[string
 }
 
 // startQuery records a query for t's ver unless too many await an
-// answer. The caller holds c.mu.
+// answer. A session has at most one query out: a new one replaces its
+// older one (whose answer no longer matters), so that one session
+// changing its ver cannot fill the table for everyone. The caller holds
+// c.mu.
 func (c *capsTracker) startQuery(t router.Target, key, hash, ver string) (string, bool) {
 	now := c.m.opts.Now()
+	s := c.sessions[t]
+	if s != nil && s.query != "" {
+		delete(c.pending, s.query)
+		s.query = ""
+	}
 	if len(c.pending) >= c.m.opts.CapsQueries {
 		for id, q := range c.pending {
 			if now.Sub(q.sent) > queryTimeout {
@@ -191,6 +200,9 @@ func (c *capsTracker) startQuery(t router.Target, key, hash, ver string) (string
 	}
 	id := "caps-" + randid.New()
 	c.pending[id] = &capsQuery{target: t, key: key, hash: hash, ver: ver, sent: now}
+	if s != nil {
+		s.query = id
+	}
 	return id, true
 }
 

@@ -465,3 +465,28 @@ func TestConfigureRoundTrip(t *testing.T) {
 	mustContain(t, "publish-options open after", f.ask(alice, publishXML("urn:xmpp:omemo:2:devices", "current",
 		`<devices xmlns='urn:xmpp:omemo:2'/>`, field("pubsub#access_model", "open"))), `type="result"`)
 }
+
+// One session that changes its caps ver again and again and never
+// answers holds at most one capability query: it cannot fill the table
+// of queries awaiting an answer, which would leave every other session
+// without notifications.
+func TestCapsQueriesPerSession(t *testing.T) {
+	const node = "urn:example:n"
+	f := newFixture(t, pep.Options{CapsQueries: 4})
+	mallory := routertest.Bind(t, f.core, "mallory@localhost/m")
+	for i := range 10 {
+		st := routertest.Stanza(t, fmt.Sprintf(`<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='x' ver='v%d'/></presence>`, i))
+		st.From = mallory.JID()
+		f.core.SetPresence(mallory, st, 0)
+		f.core.Fire(router.PresenceBroadcast, &router.EventData{Ctx: context.Background(), Target: mallory, Stanza: st})
+	}
+	mallory.Take()
+	info := capsInfo(node)
+	f.subscribe("alice", "bob")
+	bob, _ := f.online("bob@localhost/b", info.Ver(), info)
+	alice, _ := f.online("alice@localhost/a", "", caps.Info{})
+	f.ask(alice, publishXML(node, "1", tune, ""))
+	if ev := events(t, bob.Take()); len(ev) != 1 {
+		t.Fatalf("bob got %d events: mallory's unanswered queries kept his from being sent", len(ev))
+	}
+}
