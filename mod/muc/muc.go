@@ -269,14 +269,14 @@ func (m *Module) presenceOut(ev *router.EventData) bool {
 // rooms.
 func (m *Module) presenceBroadcast(ev *router.EventData) bool {
 	if ev.Stanza != nil && ev.Stanza.Type == "unavailable" {
-		m.leaveAll(ev.Ctx, ev.Target)
+		m.leaveAll(ev.Ctx, ev.Target, false)
 	}
 	return false
 }
 
 // sessionUnbound makes a session that ended leave its rooms.
 func (m *Module) sessionUnbound(ev *router.EventData) bool {
-	m.leaveAll(ev.Ctx, ev.Target)
+	m.leaveAll(ev.Ctx, ev.Target, true)
 	return false
 }
 
@@ -290,9 +290,9 @@ func (m *Module) accountDeleted(ev *router.EventData) bool {
 	return false
 }
 
-func (m *Module) leaveAll(ctx context.Context, t router.Target) {
+func (m *Module) leaveAll(ctx context.Context, t router.Target, ended bool) {
 	for _, s := range m.services {
-		s.leaveAll(ctx, t)
+		s.leaveAll(ctx, t, ended)
 	}
 }
 

@@ -624,3 +624,33 @@ func TestRejoin(t *testing.T) {
 		t.Errorf("occupants = %d after a rejoin, want 2", n)
 	}
 }
+
+// Going unavailable (broadcast) takes a session out of its rooms but
+// does not refill its rate bucket: cycling unavailable, join and a burst
+// of messages floods a room no faster than the rate.
+func TestUnavailableKeepsRate(t *testing.T) {
+	f := newFixture(t, muc.Options{Rate: 2})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, field("muc#roomconfig_persistentroom", "1"))
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	sent := 0
+	for range 10 {
+		join(t, f, eve, "eve", "")
+		for range 4 {
+			routertest.Send(t, f.core, eve, `<message type='groupchat' to='`+room+`'><body>flood</body></message>`)
+		}
+		for _, g := range xmls(t, eve) {
+			if strings.Contains(g, ">flood</body>") && !strings.Contains(g, `type="error"`) {
+				sent++
+			}
+		}
+		f.core.Fire(router.PresenceBroadcast, &router.EventData{Ctx: context.Background(), Target: eve,
+			Stanza: &element.Stanza{Name: "presence", Type: "unavailable"}})
+		xmls(t, eve)
+	}
+	// A burst of 4 tokens, no time passing: at most 4 stanzas of the 50
+	// (joins included) get through.
+	if sent > 4 {
+		t.Errorf("%d messages went to the room at once, want at most the burst of 4", sent)
+	}
+}

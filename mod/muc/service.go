@@ -185,7 +185,7 @@ func (s *service) presence(ctx context.Context, from router.Target, st *element.
 	// The session may have ended while it joined: its unbound hook may
 	// have run before it was an occupant.
 	if s.m.core.Session(from.JID()) != from {
-		s.leaveAll(ctx, from)
+		s.leaveAll(ctx, from, true)
 	}
 }
 
@@ -525,15 +525,20 @@ func (s *service) forget(ctx context.Context, user jid.JID) {
 	}
 }
 
-// leaveAll takes session t out of every room of the service.
-func (s *service) leaveAll(ctx context.Context, t router.Target) {
+// leaveAll takes session t out of every room of the service. With
+// ended (the session is gone) what the service keeps of it goes too;
+// otherwise (it went unavailable) its rate bucket stays, so that going
+// unavailable and joining again does not refill it.
+func (s *service) leaveAll(ctx context.Context, t router.Target, ended bool) {
 	s.mu.Lock()
 	var outs []out
 	if ss := s.sessions[t]; ss != nil {
 		for r, o := range ss.rooms {
 			outs = append(outs, s.leave(ctx, r, o, t, nil, nil)...)
 		}
-		delete(s.sessions, t)
+		if ended {
+			delete(s.sessions, t)
+		}
 	}
 	s.mu.Unlock()
 	// The session itself is gone or going: what is addressed to it is
