@@ -113,6 +113,13 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 		s.mu.Unlock()
 		return nil, errItemNotFound
 	}
+	// A change (configuration, affiliations, roles, moderation, the
+	// vCard) costs a token as a message does: it is written under the
+	// service's lock. An archive query takes its own.
+	if st.Type == "set" && name != mamQuery && !s.allow(from) {
+		s.mu.Unlock()
+		return nil, errConstraint
+	}
 	switch name {
 	case adminQuery:
 		outs, b, err := s.admin(ctx, r, from, st)

@@ -654,3 +654,28 @@ func TestUnavailableKeepsRate(t *testing.T) {
 		t.Errorf("%d messages went to the room at once, want at most the burst of 4", sent)
 	}
 }
+
+// Requests that change a room (configuration, affiliations, moderation,
+// its vCard) cost a token as messages do: an owner cannot make the
+// service write its rooms at any rate.
+func TestRoomSetsAreRated(t *testing.T) {
+	f := newFixture(t, muc.Options{Rate: 2})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, field("muc#roomconfig_persistentroom", "1"))
+	refused := 0
+	for i := range 20 {
+		routertest.Send(t, f.core, alice, fmt.Sprintf(`<iq type='set' id='s%d' to='%s'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='u%d@localhost'/></query></iq>`, i, room, i))
+		routertest.Send(t, f.core, alice, fmt.Sprintf(`<iq type='set' id='c%d' to='%s'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, i, room))
+		for _, g := range xmls(t, alice) {
+			if strings.Contains(g, "resource-constraint") {
+				refused++
+			}
+		}
+	}
+	if refused < 30 {
+		t.Errorf("refused %d of 40 room changes at once, want at least 30", refused)
+	}
+	f.clk.t = f.clk.t.Add(time.Second)
+	routertest.Send(t, f.core, alice, `<iq type='set' id='later' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
+	must(t, xmls(t, alice), `id="later"`, `type="result"`)
+}
