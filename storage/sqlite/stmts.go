@@ -37,41 +37,55 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// queryRow runs query, prepared once, in tx (nil: outside a
-// transaction). A statement that does not prepare is run unprepared,
-// which reports its error.
-func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+// stmtFor returns query's statement prepared once, for use in tx (nil:
+// outside a transaction), or nil when it does not prepare: the caller
+// then runs it unprepared, which reports the error.
+func (s *Store) stmtFor(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
 	st, err := s.prepared(ctx, query)
 	switch {
-	case err != nil && tx != nil:
-		return tx.QueryRowContext(ctx, query, args...)
 	case err != nil:
-		return s.db.QueryRowContext(ctx, query, args...)
+		return nil
 	case tx != nil:
-		st = tx.StmtContext(ctx, st) // closed with tx
+		return tx.StmtContext(ctx, st) // closed with tx
 	}
-	return st.QueryRowContext(ctx, args...)
+	return st
+}
+
+// querier runs a statement from its text: a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// in is tx, or the database when tx is nil.
+func (s *Store) in(tx *sql.Tx) querier {
+	if tx != nil {
+		return tx
+	}
+	return s.db
+}
+
+// queryRow runs query, prepared once, in tx (nil: outside a transaction).
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := s.stmtFor(ctx, tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return s.in(tx).QueryRowContext(ctx, query, args...)
 }
 
 // query is queryRow's for several rows.
 func (s *Store) query(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	st, err := s.prepared(ctx, query)
-	switch {
-	case err != nil && tx != nil:
-		return tx.QueryContext(ctx, query, args...)
-	case err != nil:
-		return s.db.QueryContext(ctx, query, args...)
-	case tx != nil:
-		st = tx.StmtContext(ctx, st)
+	if st := s.stmtFor(ctx, tx, query); st != nil {
+		return st.QueryContext(ctx, args...)
 	}
-	return st.QueryContext(ctx, args...)
+	return s.in(tx).QueryContext(ctx, query, args...)
 }
 
 // txExec runs the writing statement query, prepared once, in tx.
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	st, err := s.prepared(ctx, query)
-	if err != nil {
-		return tx.ExecContext(ctx, query, args...)
+	if st := s.stmtFor(ctx, tx, query); st != nil {
+		return st.ExecContext(ctx, args...)
 	}
-	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	return tx.ExecContext(ctx, query, args...)
 }
