@@ -115,8 +115,8 @@ func (s *service) roomIQ(ctx context.Context, from router.Target, st *element.St
 	}
 	// A change (configuration, affiliations, roles, moderation, the
 	// vCard) costs a token as a message does: it is written under the
-	// service's lock. An archive query takes its own.
-	if st.Type == "set" && name != mamQuery && !s.allow(from) {
+	// service's lock. An archive query and a vCard take their own.
+	if st.Type == "set" && name != mamQuery && name != vcardQuery && !s.allow(from) {
 		s.mu.Unlock()
 		return nil, errConstraint
 	}
