@@ -63,7 +63,7 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 	case o.role < roleParticipant:
 		s.unlockBounce(from, st, errForbidden)
 		return
-	case !s.allow(from):
+	case !s.allowSized(from, st.Size):
 		s.unlockBounce(from, st, errConstraint)
 		return
 	}

@@ -679,3 +679,34 @@ func TestRoomSetsAreRated(t *testing.T) {
 	routertest.Send(t, f.core, alice, `<iq type='set' id='later' to='`+room+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
 	must(t, xmls(t, alice), `id="later"`, `type="result"`)
 }
+
+// What a room sends every occupant is bounded in bytes too: a large
+// message or presence costs more tokens than a small one, so that one
+// occupant cannot fill everyone's send queue (which closes their
+// sessions) with a burst of stanzas of the largest size.
+func TestBroadcastBytesAreRated(t *testing.T) {
+	f := newFixture(t, muc.Options{Rate: 2})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, "")
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	join(t, f, eve, "eve", "")
+	xmls(t, alice)
+	big := strings.Repeat("x", 64<<10)
+	for range 5 {
+		routertest.Send(t, f.core, eve, `<message type='groupchat' to='`+room+`'><body>`+big+`</body></message>`)
+		routertest.Send(t, f.core, eve, `<presence to='`+room+`/eve'><status>`+big+`</status></presence>`)
+	}
+	got := 0
+	for _, g := range xmls(t, alice) {
+		got += len(g)
+	}
+	// The burst allows one large stanza (it may run the bucket into
+	// debt), not ten.
+	if got > 2*len(big) {
+		t.Errorf("alice was sent %d bytes by eve's burst, want at most %d", got, 2*len(big))
+	}
+	// Small messages pass again once the debt is paid.
+	f.clk.t = f.clk.t.Add(time.Minute)
+	routertest.Send(t, f.core, eve, `<message type='groupchat' to='`+room+`'><body>small</body></message>`)
+	must(t, xmls(t, alice), `>small</body>`)
+}

@@ -86,7 +86,20 @@ func (s *service) save(ctx context.Context, r *room) error {
 
 // allow takes one stanza from t's rate bucket and reports whether there
 // was one. The caller holds s.mu.
-func (s *service) allow(t router.Target) bool {
+func (s *service) allow(t router.Target) bool { return s.allowSized(t, 0) }
+
+// tokenBytes is how many bytes of a stanza the room sends every occupant
+// one rate token pays for: at the default rate, a burst of about 80 KiB
+// and 40 KiB a second to each occupant, so that one occupant cannot fill
+// everyone's send queue (which ends their sessions).
+const tokenBytes = 4 << 10
+
+// allowSized is allow for a stanza of size bytes that the room
+// broadcasts: it costs a token and one more per tokenBytes. A stanza
+// allowed may run the bucket into debt, so that a large one passes when
+// the bucket has a token and the next waits until the debt is paid. The
+// caller holds s.mu.
+func (s *service) allowSized(t router.Target, size int) bool {
 	ss := s.session(t)
 	now := s.m.opts.Now()
 	burst := 2 * s.m.opts.Rate
@@ -95,7 +108,7 @@ func (s *service) allow(t router.Target) bool {
 	if ss.tokens < 1 {
 		return false
 	}
-	ss.tokens--
+	ss.tokens -= 1 + float64(max(size, 0)/tokenBytes)
 	return true
 }
 
@@ -207,7 +220,7 @@ func (s *service) available(ctx context.Context, t router.Target, st *element.St
 	r := s.rooms[name]
 	if r != nil {
 		if o := r.bySession[t]; o != nil {
-			if !s.allow(t) {
+			if !s.allowSized(t, st.Size) {
 				return nil, &errConstraint
 			}
 			if o.nick == nick && hasChild(st, nsMUC, "x") {
@@ -240,7 +253,7 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 	real := t.JID().Bare()
 	// Every attempt costs a token, failed ones too: a stranger's joins
 	// and creations are paced like messages.
-	if !s.allow(t) {
+	if !s.allowSized(t, st.Size) {
 		return nil, &errConstraint
 	}
 	ss := s.session(t)
