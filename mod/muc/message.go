@@ -89,9 +89,7 @@ func (s *service) groupchat(ctx context.Context, from router.Target, st *element
 	base := st.Clone()
 	// The room's own stanza-id and occupant id replace any the client
 	// set (XEP-0359 §5, XEP-0421 §4).
-	base.RemoveChildren(func(e xml.StartElement) bool {
-		return e.Name.Space == nsOccupantID || e.Name.Space == nsSID && e.Name.Local == "stanza-id"
-	})
+	removeClaims(base)
 	base.From = r.occupantJID(o.nick)
 	now := s.m.opts.Now()
 	id := archivewriter.ID(now)
@@ -143,6 +141,7 @@ func (s *service) private(ctx context.Context, from router.Target, st *element.S
 		return
 	}
 	base := st.Clone()
+	removeClaims(base)
 	base.From = r.occupantJID(o.nick)
 	if st.Type != "error" && !hasChild(st, nsUser, "x") {
 		var b builder
@@ -163,6 +162,16 @@ func (s *service) private(ctx context.Context, from router.Target, st *element.S
 			s.m.core.Deliver(o.t, o.st)
 		}
 	}
+}
+
+// removeClaims removes from a client's message what only the room or
+// the addressee's server may say: stanza-ids (XEP-0359 §5; one by the
+// addressee's account would pass for an id of its archive) and occupant
+// ids (XEP-0421 §4; one would pass for another occupant's).
+func removeClaims(st *element.Stanza) {
+	st.RemoveChildren(func(e xml.StartElement) bool {
+		return e.Name.Space == nsOccupantID || e.Name.Space == nsSID && e.Name.Local == "stanza-id"
+	})
 }
 
 // invite is the muc#user payload of an invitation or a decline.

@@ -710,3 +710,28 @@ func TestBroadcastBytesAreRated(t *testing.T) {
 	routertest.Send(t, f.core, eve, `<message type='groupchat' to='`+room+`'><body>small</body></message>`)
 	must(t, xmls(t, alice), `>small</body>`)
 }
+
+// A private message carries no stanza-id or occupant-id the sender made
+// up: a stanza-id by the addressee's account would pass for one of its
+// archive (XEP-0359 §5), an occupant id for another occupant's
+// (XEP-0421).
+func TestPrivateMessageForgedIDs(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, "")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	join(t, f, bob, "bob", "")
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	join(t, f, eve, "eve", "")
+	xmls(t, alice)
+	xmls(t, bob)
+	routertest.Send(t, f.core, eve, `<message type='chat' to='`+room+`/bob'><body>hi</body>`+
+		`<stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='forged'/>`+
+		`<occupant-id xmlns='urn:xmpp:occupant-id:0' id='alices-id'/></message>`)
+	got := must(t, xmls(t, bob), `>hi</body>`)
+	for _, bad := range []string{`forged`, `alices-id`} {
+		if strings.Contains(got, bad) {
+			t.Errorf("bob got eve's %q: %s", bad, got)
+		}
+	}
+}
