@@ -203,7 +203,8 @@ func (s *service) invitation(ctx context.Context, from router.Target, st *elemen
 		s.unlockBounce(from, st, errItemNotFound)
 		return
 	}
-	if !s.allow(from) {
+	// Each invitee costs a token, as a message to them would.
+	if !s.allowCost(from, float64(max(len(inv.Invites), 1))) {
 		s.unlockBounce(from, st, errConstraint)
 		return
 	}

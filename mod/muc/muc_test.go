@@ -735,3 +735,35 @@ func TestPrivateMessageForgedIDs(t *testing.T) {
 		}
 	}
 }
+
+// Each invitee of an invitation costs a token: one message naming 16
+// people is not 16 messages for the price of one.
+func TestInvitationsAreRated(t *testing.T) {
+	f := newFixture(t, muc.Options{Rate: 2})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, "")
+	var users []*routertest.Target
+	var invites strings.Builder
+	for i := range 16 {
+		u := routertest.Bind(t, f.core, fmt.Sprintf("u%d@localhost/r", i))
+		f.core.SetPresence(u, &element.Stanza{Name: "presence"}, 0)
+		users = append(users, u)
+		fmt.Fprintf(&invites, `<invite to='u%d@localhost'/>`, i)
+	}
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	join(t, f, eve, "eve", "")
+	for range 4 {
+		routertest.Send(t, f.core, eve, `<message to='`+room+`'><x xmlns='http://jabber.org/protocol/muc#user'>`+invites.String()+`</x></message>`)
+	}
+	got := 0
+	for _, u := range users {
+		for _, g := range xmls(t, u) {
+			if strings.Contains(g, "invite") {
+				got++
+			}
+		}
+	}
+	if got > 16 {
+		t.Errorf("eve's 4 messages made %d invitations at once, want at most 16", got)
+	}
+}

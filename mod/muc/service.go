@@ -86,7 +86,7 @@ func (s *service) save(ctx context.Context, r *room) error {
 
 // allow takes one stanza from t's rate bucket and reports whether there
 // was one. The caller holds s.mu.
-func (s *service) allow(t router.Target) bool { return s.allowSized(t, 0) }
+func (s *service) allow(t router.Target) bool { return s.allowCost(t, 1) }
 
 // tokenBytes is how many bytes of a stanza the room sends every occupant
 // one rate token pays for: at the default rate, a burst of about 80 KiB
@@ -100,6 +100,13 @@ const tokenBytes = 4 << 10
 // the bucket has a token and the next waits until the debt is paid. The
 // caller holds s.mu.
 func (s *service) allowSized(t router.Target, size int) bool {
+	return s.allowCost(t, 1+float64(max(size, 0)/tokenBytes))
+}
+
+// allowCost takes cost tokens from t's bucket when it has one at least
+// (running it into debt if need be) and reports whether it had. The
+// caller holds s.mu.
+func (s *service) allowCost(t router.Target, cost float64) bool {
 	ss := s.session(t)
 	now := s.m.opts.Now()
 	burst := 2 * s.m.opts.Rate
@@ -108,7 +115,7 @@ func (s *service) allowSized(t router.Target, size int) bool {
 	if ss.tokens < 1 {
 		return false
 	}
-	ss.tokens -= 1 + float64(max(size, 0)/tokenBytes)
+	ss.tokens -= cost
 	return true
 }
 
