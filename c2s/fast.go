@@ -183,11 +183,9 @@ func (n *negotiation) fastLogin(req *authenticateRequest, payload string) (final
 	user, final, err := n.cfg.Fast.VerifyFast(n.ctx, login)
 	if err != nil {
 		n.authErr = err
-		cond := n.stepFailed(sasl.Mechanism{Name: req.Mechanism}, err)
-		n.cfg.observeLogin(req.Mechanism, cond)
-		return nil, cond, nil
+		// The deferred call tells the observer, once.
+		return nil, n.stepFailed(sasl.Mechanism{Name: req.Mechanism}, err), nil
 	}
-	n.cfg.observeLogin(req.Mechanism, "")
 	n.user = user
 	n.fastUsed = !login.Invalidate
 	return final, "", nil

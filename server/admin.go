@@ -308,7 +308,13 @@ func (s *Server) startAdminHTTP(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.logger.With("component", "admin").Handler(), slog.LevelDebug),
+		// A scrape is one small request: nothing may hold a connection
+		// open for long (the endpoint may not be on loopback).
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    60 * time.Second,
+		MaxHeaderBytes: 8 << 10,
+		ErrorLog:       slog.NewLogLogger(s.logger.With("component", "admin").Handler(), slog.LevelDebug),
 	}
 	s.adminLn, s.adminHTTP = l, srv
 	s.logger.Info("listening", "addr", l.Addr().String(), "kind", "admin")

@@ -90,6 +90,18 @@ func TestMetrics(t *testing.T) {
 	alice.Send(`<message to='bob@` + testHost + `' type='chat' id='m1'><body>hi</body></message>`)
 	bob.NextNamed("message", "chat")
 	alice.Send(`<message to='erin@` + testHost + `' type='chat' id='m2'><body>later</body></message>`)
+	// SASL2: an X-TOKEN login asking for a FAST token, then one FAST
+	// login with it and one with a wrong token: each counted once.
+	const agent = "0f6b3b34-1d1e-4d2a-9b7e-5b8f0e4c2a11"
+	c := dialSASL2(t, ws.testServer)
+	fast := fastToken(t, c.authenticate(auth.XToken, "frank", ws.token(t, "frank"),
+		userAgent(agent)+`<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>`), 14*24*time.Hour)
+	c.Close()
+	for _, tok := range []string{fast, "not the token"} {
+		c := dialSASL2(t, ws.testServer)
+		c.fastLogin(auth.FastNone, "frank", tok, nil, agent, "")
+		c.Close()
+	}
 
 	var after map[string]float64
 	var text []byte
@@ -107,7 +119,9 @@ func TestMetrics(t *testing.T) {
 		key      string
 		min, max float64
 	}{
-		{`ottr_logins_total{mechanism="X-TOKEN",result="success"}`, 5, 5},
+		{`ottr_logins_total{mechanism="X-TOKEN",result="success"}`, 6, 6},
+		{`ottr_logins_total{mechanism="HT-SHA-256-NONE",result="success"}`, 1, 1},
+		{`ottr_logins_total{mechanism="HT-SHA-256-NONE",result="not-authorized"}`, 1, 1},
 		{`ottr_logins_total{mechanism="X-TOKEN",result="not-authorized"}`, 1, 1},
 		{`ottr_sessions{transport="tcp"}`, 2, 2},
 		{`ottr_sessions{transport="websocket"}`, 1, 1},
