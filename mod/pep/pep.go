@@ -237,6 +237,18 @@ func defaultNode(name string) storage.PEPNode {
 	return storage.PEPNode{Node: name, Access: "presence", MaxItems: 1, PersistItems: true, SendLast: "on_sub_and_presence"}
 }
 
+// newNode is the configuration a node named name starts from when a
+// publish or create makes it: XEP-0163's defaults, except the XEP-0402
+// bookmarks node, which starts as XEP-0402 §5 asks (whitelist, every item
+// kept). A client that publishes bookmarks without publish-options would
+// otherwise show its room passwords to every contact and keep one room.
+func (m *Module) newNode(name string) storage.PEPNode {
+	if name == NodeBookmarks {
+		return m.bookmarksNode()
+	}
+	return defaultNode(name)
+}
+
 // fail answers req with an error carrying the application-specific
 // condition app of XEP-0060 (with feature for <unsupported/>) and
 // returns router.ErrAnswered.
@@ -419,7 +431,7 @@ func (m *Module) publish(ctx context.Context, req router.IQRequest, r request) (
 	if len(name) > MaxNameBytes || len(id) > MaxNameBytes {
 		return nil, errNotAcceptable
 	}
-	cfg := defaultNode(name)
+	cfg := m.newNode(name)
 	if r.options != nil {
 		var ok bool
 		if cfg, ok = m.preconditions(ctx, owner, name, r.options); !ok {
@@ -454,7 +466,7 @@ func (m *Module) answer(req router.IQRequest, payload xml.TokenReader) {
 func (m *Module) preconditions(ctx context.Context, owner jid.JID, name string, options elem) (storage.PEPNode, bool) {
 	x, ok := options.child(nsData, "x")
 	if !ok {
-		return defaultNode(name), true // an empty publish-options asks nothing
+		return m.newNode(name), true // an empty publish-options asks nothing
 	}
 	f, err := parseForm(x)
 	if err != nil || (f.formType != "" && f.formType != formOptions) {
@@ -466,7 +478,7 @@ func (m *Module) preconditions(ctx context.Context, owner jid.JID, name string, 
 		return storage.PEPNode{}, false
 	}
 	if !exists {
-		cur = defaultNode(name)
+		cur = m.newNode(name)
 	}
 	want := cur
 	if err := f.apply(&want, m.opts.MaxItems); err != nil {
@@ -518,7 +530,7 @@ func (m *Module) create(ctx context.Context, req router.IQRequest, r request) (x
 	if len(name) > MaxNameBytes {
 		return nil, errNotAcceptable
 	}
-	n := defaultNode(name)
+	n := m.newNode(name)
 	if r.configure != nil {
 		if x, ok := r.configure.child(nsData, "x"); ok {
 			f, err := parseForm(x)

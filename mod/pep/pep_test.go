@@ -490,3 +490,23 @@ func TestCapsQueriesPerSession(t *testing.T) {
 		t.Fatalf("bob got %d events: mallory's unanswered queries kept his from being sent", len(ev))
 	}
 }
+
+// TestBookmarksWithoutOptions: bookmarks published without
+// publish-options start as XEP-0402 §5 asks: a contact cannot read them
+// (room passwords), and every room is kept, not only the last.
+func TestBookmarksWithoutOptions(t *testing.T) {
+	f := newFixture(t, pep.Options{})
+	f.subscribe("alice", "bob")
+	alice, _ := f.online("alice@localhost/a", "", caps.Info{})
+	bob, _ := f.online("bob@localhost/b", "", caps.Info{})
+	for _, room := range []string{"one", "two"} {
+		got := f.ask(alice, publishXML(pep.NodeBookmarks, room+"@conference.localhost", `<conference xmlns='urn:xmpp:bookmarks:1'><password>secret</password></conference>`, ""))
+		mustContain(t, "publish", got, `type="result"`)
+	}
+	items := f.ask(alice, `<iq type='get' id='i'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>`)
+	mustContain(t, "alice's bookmarks", items, `one@conference.localhost`, `two@conference.localhost`)
+	got := f.ask(bob, `<iq to='alice@localhost' type='get' id='i'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:bookmarks:1'/></pubsub></iq>`)
+	if strings.Contains(got, "secret") || !strings.Contains(got, `type="error"`) {
+		t.Errorf("a contact read alice's bookmarks: %s", got)
+	}
+}
