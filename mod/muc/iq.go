@@ -370,7 +370,7 @@ func (s *service) roleChange(r *room, it adminItem, actorRole role, actorAff aff
 	if !ok || it.Nick == "" {
 		return nil, errBadRequest
 	}
-	o := r.occupants[it.Nick]
+	o := r.occupants[nickKey(it.Nick)]
 	if o == nil {
 		return nil, errItemNotFound
 	}
@@ -407,7 +407,7 @@ func (s *service) affiliationChange(r *room, it adminItem, actorAff affiliation)
 		}
 		target = j.Bare()
 	case it.Nick != "":
-		o := r.occupants[it.Nick]
+		o := r.occupants[nickKey(it.Nick)]
 		if o == nil {
 			return nil, errItemNotFound
 		}

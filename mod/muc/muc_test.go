@@ -767,3 +767,27 @@ func TestInvitationsAreRated(t *testing.T) {
 		t.Errorf("eve's 4 messages made %d invitations at once, want at most 16", got)
 	}
 }
+
+// TestLookAlikeNicks: nicks are compared as RFC 8266 nicknames, so no
+// occupant can pass for another with another case or full-width letters,
+// and a string that is no nickname cannot join.
+func TestLookAlikeNicks(t *testing.T) {
+	f := newFixture(t, muc.Options{})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	mallory := routertest.Bind(t, f.core, "mallory@localhost/m")
+	create(t, f, alice, "")
+	must(t, join(t, f, bob, "Bob", ""), `code="110"`)
+	xmls(t, alice)
+	for _, nick := range []string{"bob", "BOB", "Ｂｏｂ"} {
+		must(t, join(t, f, mallory, nick, ""), `conflict`)
+	}
+	mustNot(t, xmls(t, alice), `mallory`)
+	// Messages to another case of bob's nick reach bob.
+	routertest.Send(t, f.core, alice, `<message type='chat' to='`+room+`/bob'><body>hi bob</body></message>`)
+	must(t, xmls(t, bob), `>hi bob</body>`)
+	// Bob may change the case of his own nick.
+	routertest.Send(t, f.core, bob, `<presence to='`+room+`/BOB'/>`)
+	must(t, xmls(t, bob), `code="303"`)
+	must(t, join(t, f, mallory, "mallory", ""), `code="110"`)
+}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/text/secure/precis"
+
 	"mellium.im/xmpp/jid"
 
 	"ottr.im/ottr/element"
@@ -95,7 +97,7 @@ type room struct {
 	jid          jid.JID // bare
 	cfg          roomConfig
 	affiliations map[string]affiliation // bare JID → affiliation (none is absent)
-	occupants    map[string]*occupant   // nick → occupant
+	occupants    map[string]*occupant   // nickKey(nick) → occupant
 	bySession    map[router.Target]*occupant
 	history      []histEntry
 	historyBytes int
@@ -192,6 +194,18 @@ func (r *room) defaultRole(a affiliation) role {
 	default:
 		return roleVisitor
 	}
+}
+
+// nickKey is what two nicknames are compared by: RFC 8266's Nickname
+// profile (case folded, width and spaces mapped, NFKC), so that "Alice",
+// "alice" and "Ａｌｉｃｅ" are one nick in a room and no occupant can pass
+// for another with a look-alike. "" for a string that is no nickname.
+func nickKey(nick string) string {
+	k, err := precis.Nickname.CompareKey(nick)
+	if err != nil {
+		return ""
+	}
+	return k
 }
 
 // occupantJID returns room@service/nick.

@@ -163,7 +163,7 @@ func (s *service) lookup(from router.Target, st *element.Stanza) (r *room, sende
 	if r == nil {
 		return nil, nil, nil
 	}
-	return r, r.bySession[from], r.occupants[st.To.Resourcepart()]
+	return r, r.bySession[from], r.occupants[nickKey(st.To.Resourcepart())]
 }
 
 // presence handles presence to the service or a room.
@@ -190,7 +190,8 @@ func (s *service) presence(ctx context.Context, from router.Target, st *element.
 		return
 	}
 	nick := to.Resourcepart()
-	if nick == "" {
+	if nickKey(nick) == "" {
+		// Empty, or not a nickname (RFC 8266).
 		s.bounce(from, st, errJIDMalformed)
 		return
 	}
@@ -288,7 +289,7 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 		created = true
 	}
 	aff := r.affiliation(real)
-	same := r.occupants[nick]
+	same := r.occupants[nickKey(nick)]
 	switch {
 	case r.locked && aff != affOwner:
 		return nil, &errItemNotFound
@@ -313,7 +314,7 @@ func (s *service) join(ctx context.Context, t router.Target, st *element.Stanza,
 	o := same
 	if o == nil {
 		o = &occupant{nick: nick, real: real, role: r.defaultRole(aff)}
-		r.occupants[nick] = o
+		r.occupants[nickKey(nick)] = o
 	}
 	j := &joined{t: t, presence: mucChildren(st)}
 	o.sessions = append(o.sessions, j)
@@ -401,7 +402,7 @@ func (o *occupant) setPresence(t router.Target, st *element.Stanza) {
 // from the old nick, then available from the new one. The caller holds
 // s.mu.
 func (s *service) changeNick(r *room, o *occupant, t router.Target, st *element.Stanza, nick string) ([]out, *stanza.Error) {
-	if other := r.occupants[nick]; other != nil {
+	if other := r.occupants[nickKey(nick)]; other != nil && other != o {
 		return nil, &errConflict
 	}
 	if len(o.sessions) > 1 {
@@ -419,9 +420,9 @@ func (s *service) changeNick(r *room, o *occupant, t router.Target, st *element.
 			outs = append(outs, out{vj.t, s.presenceOf(r, o, viewer, vj.t, "unavailable", itemExtra{nick: nick, codes: codes})})
 		}
 	}
-	delete(r.occupants, o.nick)
+	delete(r.occupants, nickKey(o.nick))
 	o.nick = nick
-	r.occupants[nick] = o
+	r.occupants[nickKey(nick)] = o
 	o.sessions[0].presence = mucChildren(st)
 	for _, viewer := range r.occupants {
 		for _, vj := range viewer.sessions {
