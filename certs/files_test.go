@@ -3,11 +3,15 @@ package certs
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,5 +187,41 @@ func TestManagerFallbackAndNames(t *testing.T) {
 		if _, err := New(Options{Dir: dir, ACME: &ACMEOptions{Names: []string{bad}, CacheDir: filepath.Join(dir, "acme")}}); err == nil {
 			t.Errorf("ACME for %q accepted", bad)
 		}
+	}
+}
+
+// TestManagerAsksCAOnlyFromStart: before Start's loop obtained a name's
+// certificate, handshakes for that name get the files' certificate and
+// never reach the CA: a stranger's handshakes cannot make ottr ask the CA
+// at their rate.
+func TestManagerAsksCAOnlyFromStart(t *testing.T) {
+	var asked atomic.Int64
+	ca := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer ca.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	dir := t.TempDir()
+	m, err := New(Options{Dir: dir, Names: []string{"chat.example"}, ACME: &ACMEOptions{
+		Names:        []string{"chat.example"},
+		DirectoryURL: ca.URL + "/dir",
+		CacheDir:     filepath.Join(dir, "acme"),
+		RootCAs:      roots,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	self, _ := m.files.GetCertificate(nil)
+	for range 20 {
+		c, err := m.GetCertificate(&tls.ClientHelloInfo{ServerName: "chat.example"})
+		if err != nil || c != self {
+			t.Fatalf("GetCertificate = %v, %v; want the files' certificate", c, err)
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("20 handshakes asked the CA %d times, want 0", n)
 	}
 }

@@ -86,6 +86,12 @@ type Manager struct {
 
 	acme      *autocert.Manager // nil without ACME
 	acmeNames []string          // ASCII, lower case
+	// ready holds the names Start's loop obtained a certificate for:
+	// before that a handshake gets the files' certificate and does not
+	// reach autocert, which would ask the CA at once (a stranger's
+	// handshakes would undo obtain's backoff and spend the CA's
+	// failed-validation limits).
+	ready     sync.Map
 	cache     *closableCache
 	stopped   chan struct{} // closed by Close: Start's loops end
 	closeOnce sync.Once
@@ -196,6 +202,9 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	if err != nil || !slices.Contains(m.acmeNames, name) {
 		return m.files.Certificate(), nil
 	}
+	if _, ok := m.ready.Load(name); !ok {
+		return m.files.Certificate(), nil
+	}
 	cert, err := m.acme.GetCertificate(hello)
 	if err != nil {
 		m.logger.Debug("no ACME certificate yet: serving the files' certificate", "name", name, "err", err)
@@ -275,6 +284,7 @@ func (m *Manager) obtain(name string) {
 				attrs = append(attrs, "not_after", cert.Leaf.NotAfter.Format(time.RFC3339), "issuer", cert.Leaf.Issuer.CommonName)
 			}
 			m.logger.Info("ACME certificate ready", attrs...)
+			m.ready.Store(name, struct{}{})
 			return
 		}
 		m.logger.Error("ACME: could not obtain a certificate; trying again later", "name", name, "err", err, "retry_in", wait)
