@@ -5,15 +5,11 @@ import (
 	"encoding/xml"
 	"errors"
 	"slices"
-	"strconv"
-	"strings"
-	"time"
 
 	"mellium.im/xmlstream"
-	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
-	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/mamquery"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -51,48 +47,22 @@ func badRequest(text string) error {
 	return stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest, Text: map[string]string{"": text}}
 }
 
-// queryRequest is a <query/> as sent.
-type queryRequest struct {
-	QueryID string    `xml:"queryid,attr"`
-	Node    string    `xml:"node,attr"`
-	Form    *dataForm `xml:"jabber:x:data x"`
-	Set     *rsmSet   `xml:"http://jabber.org/protocol/rsm set"`
-	Flip    *struct{} `xml:"urn:xmpp:mam:2 flip-page"`
-}
-
-// dataForm is an XEP-0004 form as submitted.
-type dataForm struct {
-	Fields []struct {
-		Var    string   `xml:"var,attr"`
-		Values []string `xml:"value"`
-	} `xml:"field"`
-}
-
-// rsmSet is an XEP-0059 request.
-type rsmSet struct {
-	Max    *string `xml:"max"`
-	After  *string `xml:"after"`
-	Before *string `xml:"before"`
-}
-
 // handleQuery answers a get with the query form and a set with the
-// results, sent one message each, and <fin/>.
+// results, sent one message each, and <fin/> (internal/mamquery: the
+// room archive reads and answers queries the same way).
 func (m *Module) handleQuery(ctx context.Context, req router.IQRequest) (xml.TokenReader, error) {
 	if req.Stanza.Type == "get" {
-		return queryForm(), nil
-	}
-	var r queryRequest
-	if err := req.Stanza.DecodePayload(&r); err != nil {
-		return nil, badRequest("the query does not parse")
-	}
-	if r.Node != "" {
-		return nil, stanza.Error{Type: stanza.Cancel, Condition: stanza.FeatureNotImplemented}
+		return mamquery.Form(), nil
 	}
 	now := m.now()
-	q, err := m.parseQuery(r)
+	r, err := mamquery.Parse(req.Stanza, mamquery.Limits{
+		MaxPage:  min(m.opts.MaxPage, max(1, m.opts.SendQueue/2)),
+		MaxBytes: int64(max(1, m.opts.SendQueueBytes/2)),
+	})
 	if err != nil {
 		return nil, err
 	}
+	q := r.Query
 	q.Expire = m.expire(now)
 	owner := req.To.Bare()
 	m.w.Sync()
@@ -104,172 +74,18 @@ func (m *Module) handleQuery(ctx context.Context, req router.IQRequest) (xml.Tok
 		return nil, err
 	}
 	msgs := page.Messages
-	if r.Flip != nil {
+	if r.Flip {
 		msgs = slices.Clone(msgs)
 		slices.Reverse(msgs)
 	}
 	for _, msg := range msgs {
-		st, err := result(owner, req.From, r.QueryID, msg)
+		st, err := mamquery.Result(owner, req.From, r.QueryID, msg)
 		if err != nil {
 			return nil, err
 		}
 		m.core.Deliver(req.Session, st)
 	}
-	return fin(r.QueryID, page), nil
-}
-
-// parseQuery reads the form and the RSM set of a query.
-func (m *Module) parseQuery(r queryRequest) (storage.ArchiveQuery, error) {
-	q := storage.ArchiveQuery{
-		Max:      min(m.opts.MaxPage, max(1, m.opts.SendQueue/2)),
-		MaxBytes: int64(max(1, m.opts.SendQueueBytes/2)),
-	}
-	if r.Form != nil {
-		for _, f := range r.Form.Fields {
-			if err := m.parseField(&q, f.Var, f.Values); err != nil {
-				return q, err
-			}
-		}
-	}
-	if s := r.Set; s != nil {
-		if s.Max != nil {
-			n, err := strconv.Atoi(strings.TrimSpace(*s.Max))
-			if err != nil || n < 0 {
-				return q, badRequest("<max/> is not a count")
-			}
-			q.Max = min(q.Max, n)
-		}
-		if s.After != nil {
-			q.After = strings.TrimSpace(*s.After)
-		}
-		if s.Before != nil {
-			q.Before, q.Last = strings.TrimSpace(*s.Before), true
-		}
-	}
-	return q, nil
-}
-
-// parseField reads one field of the query form into q.
-func (m *Module) parseField(q *storage.ArchiveQuery, name string, values []string) error {
-	one := func() (string, error) {
-		if len(values) != 1 {
-			return "", badRequest("field " + name + " takes one value")
-		}
-		return strings.TrimSpace(values[0]), nil
-	}
-	stamp := func() (time.Time, error) {
-		v, err := one()
-		if err != nil {
-			return time.Time{}, err
-		}
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return time.Time{}, badRequest("field " + name + " is not an XEP-0082 DateTime")
-		}
-		return t, nil
-	}
-	var err error
-	switch name {
-	case "FORM_TYPE":
-		var v string
-		if v, err = one(); err == nil && v != NS {
-			err = badRequest("FORM_TYPE is not " + NS)
-		}
-	case "with":
-		var v string
-		if v, err = one(); err == nil {
-			var j jid.JID
-			if j, err = jid.Parse(v); err != nil {
-				err = badRequest("field with is not a JID")
-			}
-			q.With = j.String()
-		}
-	case "start":
-		q.Start, err = stamp()
-	case "end":
-		q.End, err = stamp()
-	case "after-id":
-		q.AfterID, err = one()
-	case "before-id":
-		q.BeforeID, err = one()
-	case "ids":
-		if len(values) > m.opts.MaxPage {
-			return stanza.Error{Type: stanza.Modify, Condition: stanza.PolicyViolation, Text: map[string]string{
-				"": "more ids than a page holds (" + strconv.Itoa(m.opts.MaxPage) + ")",
-			}}
-		}
-		q.IDs = make([]string, 0, len(values))
-		for _, v := range values {
-			q.IDs = append(q.IDs, strings.TrimSpace(v))
-		}
-	default:
-		// XEP-0313 §4.1.5.
-		return stanza.Error{Type: stanza.Cancel, Condition: stanza.FeatureNotImplemented, Text: map[string]string{
-			"": "unknown field " + name,
-		}}
-	}
-	return err
-}
-
-// queryForm is the form of the fields a query may use (XEP-0313 §4.1.5).
-func queryForm() xml.TokenReader {
-	field := func(name, typ string, inner ...xml.TokenReader) xml.TokenReader {
-		return xmlstream.Wrap(xmlstream.MultiReader(inner...), xml.StartElement{
-			Name: xml.Name{Local: "field"},
-			Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: typ}, {Name: xml.Name{Local: "var"}, Value: name}},
-		})
-	}
-	validate := xmlstream.Wrap(element.Empty("", "open"), xml.StartElement{
-		Name: xml.Name{Space: "http://jabber.org/protocol/xdata-validate", Local: "validate"},
-		Attr: []xml.Attr{{Name: xml.Name{Local: "datatype"}, Value: "xs:string"}},
-	})
-	form := xmlstream.Wrap(xmlstream.MultiReader(
-		field("FORM_TYPE", "hidden", element.Text("value", NS)),
-		field("with", "jid-single"),
-		field("start", "text-single"),
-		field("end", "text-single"),
-		field("before-id", "text-single"),
-		field("after-id", "text-single"),
-		field("ids", "list-multi", validate),
-	), xml.StartElement{Name: xml.Name{Space: nsData, Local: "x"}, Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: "form"}}})
-	return xmlstream.Wrap(form, xml.StartElement{Name: xml.Name{Space: NS, Local: "query"}})
-}
-
-// result is one result of a query: the archived message forwarded
-// (XEP-0297) with its stamp, from the archive to the requester.
-func result(owner, to jid.JID, queryID string, msg storage.ArchivedMessage) (*element.Stanza, error) {
-	attrs := []xml.Attr{{Name: xml.Name{Local: "id"}, Value: msg.ID}}
-	if queryID != "" {
-		attrs = append([]xml.Attr{{Name: xml.Name{Local: "queryid"}, Value: queryID}}, attrs...)
-	}
-	delay := xmlstream.Wrap(nil, xml.StartElement{
-		Name: xml.Name{Space: nsDelay, Local: "delay"},
-		Attr: []xml.Attr{{Name: xml.Name{Local: "stamp"}, Value: msg.Stored.UTC().Format(stampFormat)}},
-	})
-	payload := xmlstream.Wrap(
-		xmlstream.Wrap(xmlstream.MultiReader(delay, element.Stored(msg.Stanza)), xml.StartElement{Name: xml.Name{Space: nsForward, Local: "forwarded"}}),
-		xml.StartElement{Name: xml.Name{Space: NS, Local: "result"}, Attr: attrs},
-	)
-	return element.New("message", "", owner, to, "", payload)
-}
-
-// fin is the iq result that ends a query: whether the page is complete
-// and its RSM set (XEP-0313 §4.3, XEP-0059 §2).
-func fin(queryID string, page storage.ArchivePage) xml.TokenReader {
-	var set []xml.TokenReader
-	if n := len(page.Messages); n > 0 {
-		set = append(set, element.Text("first", page.Messages[0].ID), element.Text("last", page.Messages[n-1].ID))
-	}
-	set = append(set, element.Text("count", strconv.Itoa(page.Count)))
-	var attrs []xml.Attr
-	if queryID != "" {
-		attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "queryid"}, Value: queryID})
-	}
-	attrs = append(attrs, xml.Attr{Name: xml.Name{Local: "complete"}, Value: strconv.FormatBool(page.Complete)})
-	return xmlstream.Wrap(
-		xmlstream.Wrap(xmlstream.MultiReader(set...), xml.StartElement{Name: xml.Name{Space: nsRSM, Local: "set"}}),
-		xml.StartElement{Name: xml.Name{Space: NS, Local: "fin"}, Attr: attrs},
-	)
+	return mamquery.Fin(r.QueryID, page), nil
 }
 
 // handleMetadata answers <metadata/> with the archive's first and last

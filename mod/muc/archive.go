@@ -2,17 +2,15 @@ package muc
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
-	"strconv"
+	"slices"
 	"time"
 
 	"mellium.im/xmpp/jid"
-	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/archivewriter"
-	"ottr.im/ottr/internal/randid"
+	"ottr.im/ottr/internal/mamquery"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -100,84 +98,6 @@ func (s *service) tombstone(ctx context.Context, r *room, id string, tomb func(*
 	return true, s.m.store.ReplaceMUCArchived(ctx, r.jid.Domainpart(), r.jid.Localpart(), id, b)
 }
 
-// mamRequest is a MAM <query/> to a room.
-type mamRequest struct {
-	QueryID string    `xml:"queryid,attr"`
-	Form    *dataForm `xml:"jabber:x:data x"`
-	Set     *struct {
-		Max    *string `xml:"max"`
-		After  *string `xml:"after"`
-		Before *string `xml:"before"`
-	} `xml:"http://jabber.org/protocol/rsm set"`
-}
-
-// maxQueryIDBytes bounds the queryid echoed in every result.
-const maxQueryIDBytes = 256
-
-// parseMAM turns a MAM query into an archive query (XEP-0313 §4:
-// start, end, with, before-id, after-id; RSM max, after, before).
-func parseMAM(st *element.Stanza, maxPage int) (storage.ArchiveQuery, string, error) {
-	var req mamRequest
-	if err := st.DecodePayload(&req); err != nil || len(req.QueryID) > maxQueryIDBytes {
-		return storage.ArchiveQuery{}, "", errBadRequest
-	}
-	q := storage.ArchiveQuery{Max: maxPage}
-	if req.Form != nil {
-		for _, f := range req.Form.Fields {
-			v := ""
-			if len(f.Values) > 0 {
-				v = f.Values[0]
-			}
-			var err error
-			switch f.Var {
-			case "FORM_TYPE":
-				if v != nsMAM {
-					err = errBadRequest
-				}
-			case "start", "end":
-				t, e := time.Parse(time.RFC3339, v)
-				if e != nil {
-					err = errBadRequest
-				} else if f.Var == "start" {
-					q.Start = t
-				} else {
-					q.End = t
-				}
-			case "with":
-				if _, e := jid.Parse(v); e != nil {
-					err = errBadRequest
-				}
-				q.With = v
-			case "after-id":
-				q.AfterID = v
-			case "before-id":
-				q.BeforeID = v
-			default:
-				err = stanza.Error{Type: stanza.Modify, Condition: stanza.BadRequest, Text: map[string]string{"": "unknown field " + f.Var}}
-			}
-			if err != nil {
-				return q, "", err
-			}
-		}
-	}
-	if set := req.Set; set != nil {
-		if set.Max != nil {
-			n, err := strconv.Atoi(*set.Max)
-			if err != nil || n < 0 {
-				return q, "", errBadRequest
-			}
-			q.Max = min(n, maxPage)
-		}
-		if set.After != nil {
-			q.After = *set.After
-		}
-		if set.Before != nil {
-			q.Before, q.Last = *set.Before, true
-		}
-	}
-	return q, req.QueryID, nil
-}
-
 // queryArchive answers a MAM query to a room (XEP-0313 §5.1.2): results
 // as messages from the room, then the <fin/> of the iq result. Who may
 // not enter the room may not read it: outcasts, non-members of a
@@ -211,11 +131,11 @@ func (s *service) queryArchive(ctx context.Context, from router.Target, st *elem
 	if st.Type != "set" {
 		return nil, errBadRequest
 	}
-	q, qid, err := parseMAM(st, s.m.opts.ArchivePage)
+	req, err := mamquery.Parse(st, mamquery.Limits{MaxPage: s.m.opts.ArchivePage, MaxBytes: int64(s.m.opts.SendQueueBytes / 2)})
 	if err != nil {
 		return nil, err
 	}
-	q.MaxBytes = int64(s.m.opts.SendQueueBytes / 2)
+	q := req.Query
 	q.Expire = s.m.archiveLimits().Expire
 	room := st.To.Bare()
 	s.m.w.Sync()
@@ -226,35 +146,18 @@ func (s *service) queryArchive(ctx context.Context, from router.Target, st *elem
 	if err != nil {
 		return nil, err
 	}
-	for _, am := range page.Messages {
-		orig, err := element.Unmarshal(am.Stanza)
+	msgs := page.Messages
+	if req.Flip {
+		msgs = slices.Clone(msgs)
+		slices.Reverse(msgs)
+	}
+	for _, am := range msgs {
+		res, err := mamquery.Result(room, from.JID(), req.QueryID, am)
 		if err != nil {
-			s.m.logger.Error("a stored room message does not parse", "room", room.String(), "id", am.ID, "err", err)
+			s.m.logger.Error("a stored room message does not encode", "room", room.String(), "id", am.ID, "err", err)
 			continue
 		}
-		var b builder
-		b.open(nsMAM, "result", "queryid", qid, "id", am.ID)
-		b.open(nsForward, "forwarded")
-		b.leaf(nsDelay, "delay", "", "stamp", am.Stored.UTC().Format(time.RFC3339Nano))
-		start := orig.Start()
-		b.toks = append(b.toks, start)
-		b.toks = append(b.toks, orig.Tokens()...)
-		b.toks = append(b.toks, xml.EndElement{Name: start.Name})
-		b.close().close()
-		s.m.core.Deliver(from, newStanza("message", "", room, from.JID(), randid.New(), &b))
+		s.m.core.Deliver(from, res)
 	}
-	var b builder
-	complete := ""
-	if page.Complete {
-		complete = "true"
-	}
-	b.open(nsMAM, "fin", "complete", complete)
-	b.open(nsRSM, "set")
-	if n := len(page.Messages); n > 0 {
-		b.leaf(nsRSM, "first", page.Messages[0].ID)
-		b.leaf(nsRSM, "last", page.Messages[n-1].ID)
-	}
-	b.leaf(nsRSM, "count", strconv.Itoa(page.Count))
-	b.close().close()
-	return &b, nil
+	return readBuilder(mamquery.Fin(req.QueryID, page))
 }

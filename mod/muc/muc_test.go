@@ -518,7 +518,7 @@ func TestArchiveAndModeration(t *testing.T) {
 	routertest.Send(t, f.core, bob, `<iq type='set' id='q' to='`+room+`'><query xmlns='urn:xmpp:mam:2' queryid='x'><set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set></query></iq>`)
 	got = xmls(t, bob)
 	must(t, got, `queryid="x"`, `id="`+rudeID+`"`, `>rude</body>`, `urn:xmpp:forward:0`)
-	must(t, got, `type="result"`, `<fin`, `<count xmlns="http://jabber.org/protocol/rsm">2</count>`)
+	must(t, got, `type="result"`, `<fin`, `<set xmlns="http://jabber.org/protocol/rsm">`, `<count>2</count>`)
 	mustNot(t, got, `complete="true"`)
 
 	// Only a moderator may retract, and only what exists.

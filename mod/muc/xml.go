@@ -117,3 +117,22 @@ func isChild(space, local string) func(xml.StartElement) bool {
 		return s.Name.Space == space && (local == "" || s.Name.Local == local)
 	}
 }
+
+// readBuilder is a builder of the tokens r gives, for an element written
+// with another package's writer.
+func readBuilder(r xml.TokenReader) (*builder, error) {
+	var b builder
+	for {
+		tok, err := r.Token()
+		if tok != nil {
+			// A reader may give its last token with io.EOF.
+			b.toks = append(b.toks, xml.CopyToken(tok))
+		}
+		if err == io.EOF {
+			return &b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
