@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"ottr.im/ottr/storage"
@@ -56,6 +57,11 @@ type FastOptions struct {
 	// MaxClients bounds the clients with tokens per user; 0 is
 	// DefaultFastClients.
 	MaxClients int
+	// Rotation is the age from which a token used to log in is replaced:
+	// the login's success carries a new one. 0 replaces it at every use.
+	// Between rotations a login with the current token writes nothing
+	// unless it gives a count.
+	Rotation time.Duration
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
@@ -65,19 +71,20 @@ type FastOptions struct {
 // SHA-256 of the HMAC a login with it sends and the server's answer, both
 // computed at issue for the token's mechanism and channel binding, so a
 // copy of the database logs no one in. Tokens are bound to a user, a
-// client (the SASL2 user-agent id) and a mechanism, and replaced on every
-// use: the login's success carries the next one, and the older goes once
-// the newer was used (XEP-0484 §3.5).
+// client (the SASL2 user-agent id) and a mechanism, and replaced when
+// used past FastOptions.Rotation: the login's success carries the next
+// one, and the older goes once the newer was used (XEP-0484 §3.5).
 type Fast struct {
 	store      FastStore
 	lifetime   time.Duration
+	rotation   time.Duration
 	maxClients int
 	now        func() time.Time
 }
 
 // NewFast returns a Fast for opts.
 func NewFast(opts FastOptions) *Fast {
-	f := &Fast{store: opts.Store, lifetime: opts.Lifetime, maxClients: opts.MaxClients, now: opts.Now}
+	f := &Fast{store: opts.Store, lifetime: opts.Lifetime, rotation: max(opts.Rotation, 0), maxClients: opts.MaxClients, now: opts.Now}
 	if f.lifetime <= 0 {
 		f.lifetime = DefaultFastLifetime
 	}
@@ -116,6 +123,9 @@ type FastResult struct {
 	// Final is the server's final message (the additional data of the
 	// SASL2 success).
 	Final []byte
+	// Rotate says the token is due for replacement (FastOptions.Rotation):
+	// the success should carry a new one.
+	Rotate bool
 }
 
 // FastToken is a token issued to a client.
@@ -140,7 +150,9 @@ func htMessage(token []byte, label string, cb []byte) []byte {
 
 // Verify checks a FAST login and records its use: the token is then the
 // client's current one (older ones go) with the login's count, or, with
-// Invalidate, it is gone. The error is an *Error: malformed for a message
+// Invalidate, it is gone. A login with the client's current token and no
+// count changes nothing, so it writes nothing: the common reconnection
+// costs one read. The error is an *Error: malformed for a message
 // that is not authcid NUL 32 bytes, bad credentials for a token that is
 // not the client's for this mechanism, expired (whose SASL condition is
 // credentials-expired), or replay for a count not above the last one.
@@ -170,21 +182,38 @@ func (f *Fast) Verify(ctx context.Context, l FastLogin) (FastResult, error) {
 	case !f.now().Before(tok.Expires):
 		return FastResult{}, fastExpired{&Error{Reason: ReasonExpired, detail: "FAST token expired"}}
 	}
-	if l.Invalidate {
+	older := slices.ContainsFunc(tokens, func(t storage.FastToken) bool { return t.Created.Before(tok.Created) })
+	switch {
+	case l.Invalidate:
 		if err := f.store.DeleteFastToken(ctx, l.Host, user, l.Agent, tok.ID); err != nil {
 			return FastResult{}, &Error{Reason: ReasonUnavailable, err: err}
 		}
-	} else if err := f.store.UseFastToken(ctx, l.Host, user, l.Agent, tok.ID, l.Count); err != nil {
+		return FastResult{Username: user, Final: tok.Responder}, nil
+	case tok.Used && !older && l.Count == 0:
+		// Already the client's current token, and no count to record.
+	default:
+		if err := f.use(ctx, l, user, tok); err != nil {
+			return FastResult{}, err
+		}
+	}
+	rotate := !f.now().Before(tok.Created.Add(f.rotation))
+	return FastResult{Username: user, Final: tok.Responder, Rotate: rotate}, nil
+}
+
+// use records a login with tok: used, with the login's count (refused as
+// a replay when not above the last one), the client's older tokens gone.
+func (f *Fast) use(ctx context.Context, l FastLogin, user string, tok *storage.FastToken) error {
+	if err := f.store.UseFastToken(ctx, l.Host, user, l.Agent, tok.ID, l.Count); err != nil {
 		switch {
 		case errors.Is(err, storage.ErrFastReplay):
-			return FastResult{}, &Error{Reason: ReasonReplay, detail: fmt.Sprintf("FAST count %d not above the last one", l.Count)}
+			return &Error{Reason: ReasonReplay, detail: fmt.Sprintf("FAST count %d not above the last one", l.Count)}
 		case errors.Is(err, storage.ErrNotFound):
 			// Invalidated or rotated away meanwhile.
-			return FastResult{}, &Error{Reason: ReasonBadCredentials, detail: "no such FAST token"}
+			return &Error{Reason: ReasonBadCredentials, detail: "no such FAST token"}
 		}
-		return FastResult{}, &Error{Reason: ReasonUnavailable, err: err}
+		return &Error{Reason: ReasonUnavailable, err: err}
 	}
-	return FastResult{Username: user, Final: tok.Responder}, nil
+	return nil
 }
 
 // Issue makes a new token for a user's client and mechanism, with the

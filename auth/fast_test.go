@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ottr.im/ottr/auth"
+	"ottr.im/ottr/storage"
 	"ottr.im/ottr/storage/sqlite"
 )
 
@@ -94,5 +95,72 @@ func TestFast(t *testing.T) {
 	}
 	if n, err := f.Revoke(ctx, "example.org", "alice"); err != nil || n != 2 {
 		t.Fatalf("Revoke = %d, %v; want 2", n, err)
+	}
+}
+
+// writeCounter counts the writes a Fast makes to its store.
+type writeCounter struct {
+	auth.FastStore
+	writes int
+}
+
+func (w *writeCounter) PutFastToken(ctx context.Context, t storage.FastToken, maxAgents int) error {
+	w.writes++
+	return w.FastStore.PutFastToken(ctx, t, maxAgents)
+}
+
+func (w *writeCounter) UseFastToken(ctx context.Context, host, user, agent string, id []byte, count uint64) error {
+	w.writes++
+	return w.FastStore.UseFastToken(ctx, host, user, agent, id, count)
+}
+
+func (w *writeCounter) DeleteFastToken(ctx context.Context, host, user, agent string, id []byte) error {
+	w.writes++
+	return w.FastStore.DeleteFastToken(ctx, host, user, agent, id)
+}
+
+// TestFastRotation: a token is replaced only once it is Rotation old, and
+// a login writes to the store only when it changes something (first use,
+// a count, invalidation).
+func TestFastRotation(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ottr.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	now := time.Now()
+	w := &writeCounter{FastStore: store}
+	f := auth.NewFast(auth.FastOptions{Store: w, Lifetime: 14 * 24 * time.Hour, Rotation: 24 * time.Hour,
+		Now: func() time.Time { return now }})
+	tok, err := f.Issue(ctx, "example.org", "alice", "agent", auth.FastNone, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		after      time.Duration // the clock moves on first
+		count      uint64
+		invalidate bool
+		writes     int
+		rotate     bool
+	}{
+		{"first use", time.Minute, 0, false, 1, false},
+		{"again", time.Hour, 0, false, 0, false},
+		{"again with a count", time.Hour, 5, false, 1, false},
+		{"again", time.Hour, 0, false, 0, false},
+		{"a day old", 22 * time.Hour, 0, false, 0, true},
+		{"invalidated", 0, 0, true, 1, false},
+	} {
+		now = now.Add(c.after)
+		before := w.writes
+		r, err := f.Verify(ctx, auth.FastLogin{Mechanism: auth.FastNone, Host: "example.org", Agent: "agent",
+			Message: initiator("alice", tok.Token, nil), Count: c.count, Invalidate: c.invalidate})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := w.writes - before; got != c.writes || r.Rotate != c.rotate {
+			t.Errorf("%s: %d writes, rotate %v; want %d, %v", c.name, got, r.Rotate, c.writes, c.rotate)
+		}
 	}
 }

@@ -52,7 +52,7 @@ type negotiation struct {
 	tlsConn      *tls.Conn // the TLS connection under the stream, nil when not here
 	cb           []byte    // its tls-server-end-point data, once computed
 	agent        userAgent // the client's SASL2 <user-agent/>
-	fastUsed     bool      // the login used a FAST token (rotated on success)
+	fastRotate   bool      // the login used a FAST token due for replacement
 	sasl2Resumed bool      // resumed inside SASL2: <resumed/> went in <success/>
 }
 

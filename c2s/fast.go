@@ -43,12 +43,18 @@ type FastLogin struct {
 // (Config.Fast). Errors follow Authenticator's: SASLCondition() chooses
 // the condition, the text is logged and holds no secret.
 type FastAuthenticator interface {
-	// VerifyFast checks a login with a token and records its use; it
-	// returns the nodeprepped user and the server's final message.
-	VerifyFast(ctx context.Context, l FastLogin) (user string, final []byte, err error)
+	// VerifyFast checks a login with a token and records its use.
+	VerifyFast(ctx context.Context, l FastLogin) (FastVerified, error)
 	// IssueFast makes a token for a user's client (agent) and mechanism,
 	// bound to the channel binding data cb (nil for HT-SHA-256-NONE).
 	IssueFast(ctx context.Context, host, user, agent, mechanism string, cb []byte) (token string, expires time.Time, err error)
+}
+
+// FastVerified is a successful login with a FAST token.
+type FastVerified struct {
+	User   string // the nodeprepped user
+	Final  []byte // the server's final message
+	Rotate bool   // the token is due for replacement: <success/> carries a new one
 }
 
 // fastRequest is FAST's <fast/> (a login with a token).
@@ -180,21 +186,21 @@ func (n *negotiation) fastLogin(req *authenticateRequest, payload string) (final
 	if req.Mechanism == auth.FastEndp {
 		login.ChannelBinding = n.endpoint()
 	}
-	user, final, err := n.cfg.Fast.VerifyFast(n.ctx, login)
+	v, err := n.cfg.Fast.VerifyFast(n.ctx, login)
 	if err != nil {
 		n.authErr = err
 		// The deferred call tells the observer, once.
 		return nil, n.stepFailed(sasl.Mechanism{Name: req.Mechanism}, err), nil
 	}
-	n.user = user
-	n.fastUsed = !login.Invalidate
-	return final, "", nil
+	n.user = v.User
+	n.fastRotate = v.Rotate && !login.Invalidate
+	return v.Final, "", nil
 }
 
 // fastToken issues the FAST token that goes in <success/>, if any: one
 // asked for with <request-token/>, or the next one after a login with a
-// token (rotation on every use; the used one stays valid until the new
-// one is used, XEP-0484 §3.5). A login that invalidated its token gets
+// token due for replacement (the used one stays valid until the new one
+// is used, XEP-0484 §3.5). A login that invalidated its token gets
 // one only when it asked. Issuing needs the client's user-agent id;
 // failing to issue is logged, the login goes on.
 func (n *negotiation) fastToken(req *authenticateRequest) []byte {
@@ -205,7 +211,7 @@ func (n *negotiation) fastToken(req *authenticateRequest) []byte {
 	switch {
 	case req.RequestToken != nil:
 		mech = req.RequestToken.Mechanism
-	case n.fastUsed:
+	case n.fastRotate:
 		mech = req.Mechanism
 	default:
 		return nil

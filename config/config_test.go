@@ -54,6 +54,7 @@ func TestLoadGood(t *testing.T) {
 			IdleTimeout:           Duration{10 * time.Minute},
 			ResumptionTimeout:     Duration{10 * time.Minute},
 			FastTokenLifetime:     Duration{336 * time.Hour},
+			FastTokenRotation:     Duration{24 * time.Hour},
 			WriteTimeout:          Duration{15 * time.Second},
 			SendQueue:             256,
 			SendQueueBytes:        1 << 20,

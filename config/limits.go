@@ -71,9 +71,14 @@ type Limits struct {
 	ResumptionTimeout Duration `toml:"resumption_timeout"`
 	// FastTokenLifetime is how long a XEP-0484 FAST token, which a client
 	// gets at login to log in again without its password or app token,
-	// is accepted; each use replaces it with a new one of the same
-	// lifetime. 1h to 8760h (365 days). Default 336h (14 days).
+	// is accepted. 1h to 8760h (365 days). Default 336h (14 days).
 	FastTokenLifetime Duration `toml:"fast_token_lifetime"`
+	// FastTokenRotation is the age from which a FAST token used to log
+	// in is replaced by a new one of the full lifetime; 0s replaces it at
+	// every use. Less than FastTokenLifetime. Default 24h: a client
+	// that comes back within FastTokenLifetime − 24h of its last login
+	// always gets in, and its logins between rotations write nothing.
+	FastTokenRotation Duration `toml:"fast_token_rotation"`
 	// WriteTimeout is how long a write to a client may make no progress
 	// before the connection is closed, 1s to 24h. Default 30s.
 	WriteTimeout Duration `toml:"write_timeout"`
@@ -234,6 +239,7 @@ func DefaultLimits() Limits {
 		IdleTimeout:           Duration{5 * time.Minute},
 		ResumptionTimeout:     Duration{10 * time.Minute},
 		FastTokenLifetime:     Duration{14 * 24 * time.Hour},
+		FastTokenRotation:     Duration{24 * time.Hour},
 		WriteTimeout:          Duration{30 * time.Second},
 		SendQueue:             1024,
 		SendQueueBytes:        4 * mib,
@@ -376,6 +382,9 @@ func (l Limits) validate() []error {
 	duration("resumption_timeout", l.ResumptionTimeout)
 	if d := l.FastTokenLifetime.Duration; d < time.Hour || d > 365*24*time.Hour {
 		add("fast_token_lifetime", "must be between 1h and 8760h, got %v", d)
+	}
+	if d := l.FastTokenRotation.Duration; d < 0 || d >= l.FastTokenLifetime.Duration {
+		add("fast_token_rotation", "must be at least 0s and less than limits.fast_token_lifetime (%v), got %v", l.FastTokenLifetime.Duration, d)
 	}
 	duration("write_timeout", l.WriteTimeout)
 	between("send_queue", l.SendQueue, minSendQueue, maxSendQueue)

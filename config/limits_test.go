@@ -24,6 +24,7 @@ var wantDefaultLimits = Limits{
 	IdleTimeout:           Duration{5 * time.Minute},
 	ResumptionTimeout:     Duration{10 * time.Minute},
 	FastTokenLifetime:     Duration{336 * time.Hour},
+	FastTokenRotation:     Duration{24 * time.Hour},
 	WriteTimeout:          Duration{30 * time.Second},
 	SendQueue:             1024,
 	SendQueueBytes:        4194304,

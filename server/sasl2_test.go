@@ -448,8 +448,10 @@ func fastToken(t *testing.T, success xmpptest.Element, lifetime time.Duration) s
 	return token
 }
 
+// TestFAST: tokens replaced at every use (fast_token_rotation = 0s);
+// TestFASTRotation has the default.
 func TestFAST(t *testing.T) {
-	ts := startServer(t, nil)
+	ts := startServer(t, func(c *config.Config) { c.Limits.FastTokenRotation = config.Duration{} })
 	const lifetime = 14 * 24 * time.Hour
 	const agent = "6b0e1f7c-0d8a-4a55-a5a8-0c7b1c2d3e4f"
 
@@ -617,6 +619,61 @@ func TestFAST(t *testing.T) {
 	})
 }
 
+// TestFASTRotation: with the default fast_token_rotation (24h), a token
+// logs in again and again with no new one in <success/>, until it is a
+// day old: then the success carries the next, and the older token logs
+// in until the new one was used.
+func TestFASTRotation(t *testing.T) {
+	ts := startServer(t, nil)
+	const lifetime = 14 * 24 * time.Hour
+	const agent = "0d7f3c1e-9a2b-4c5d-8e6f-7a8b9c0d1e2f"
+	c := dialSASL2(t, ts)
+	tokA := fastToken(t, c.authenticate(auth.XToken, "alice", ts.token(t, "alice"),
+		userAgent(agent)+`<request-token xmlns='urn:xmpp:fast:0' mechanism='HT-SHA-256-NONE'/>`), lifetime)
+	c.Close()
+	login := func(token string) xmpptest.Element {
+		t.Helper()
+		c := dialSASL2(t, ts)
+		defer c.Close()
+		return c.fastLogin(auth.FastNone, "alice", token, nil, agent, `<fast xmlns='urn:xmpp:fast:0'/>`)
+	}
+	for i := range 3 {
+		success := login(tokA)
+		identifier(t, success)
+		if tok := fastToken(t, success, lifetime); tok != "" {
+			t.Fatalf("login %d with a fresh token got a new one", i)
+		}
+	}
+	// A day passes for the token.
+	db, err := sql.Open("sqlite", ts.cfg.DatabasePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE fast_tokens SET created = created - ? WHERE agent = ?`,
+		int64(24*time.Hour+time.Minute), agent); err != nil {
+		t.Fatal(err)
+	}
+	tokB := fastToken(t, login(tokA), lifetime)
+	if tokB == "" || tokB == tokA {
+		t.Fatal("a day-old token was not replaced")
+	}
+	// The success may be lost: tokA still logs in (and is replaced again).
+	tokC := fastToken(t, login(tokA), lifetime)
+	if tokC == "" {
+		t.Fatal("a day-old token was not replaced the second time")
+	}
+	if got := condition(t, login(tokB)); got != "not-authorized" {
+		t.Fatalf("unused superseded token: %s", got)
+	}
+	if tok := fastToken(t, login(tokC), lifetime); tok != "" {
+		t.Fatal("a new token was replaced at its first use")
+	}
+	if got := condition(t, login(tokA)); got != "not-authorized" {
+		t.Fatalf("the token before the one used: %s", got)
+	}
+}
+
 // TestFASTNeedsTLS: on a stream left unencrypted (require_tls off), SASL2
 // is offered but no FAST mechanism (XEP-0484 §6), and a FAST login is an
 // unknown mechanism.
@@ -681,8 +738,8 @@ func BenchmarkLoginSASL2(b *testing.B) {
 
 // benchSASL2Login logs in over STARTTLS with X-TOKEN in SASL2, bound by
 // Bind2 in the same request, as benchLogin does with RFC 6120 SASL.
-func benchSASL2Login(addr string, cfg *tls.Config, user, token string) error {
-	raw, tc, err := startTLS(addr, cfg)
+func benchSASL2Login(connect connectFunc, addr string, cfg *tls.Config, user, token string) error {
+	raw, tc, err := connect(addr, cfg)
 	if err != nil {
 		return err
 	}

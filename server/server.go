@@ -234,7 +234,9 @@ func New(opts Options) (*Server, error) {
 		Caps:     mods.disco.Caps,
 		Elements: csiElements(mods.csi),
 		Bind2:    bind2Features(mods),
-		Fast:     fastAdapter{auth.NewFast(auth.FastOptions{Store: store, Lifetime: lim.FastTokenLifetime.Duration})},
+		Fast: fastAdapter{auth.NewFast(auth.FastOptions{
+			Store: store, Lifetime: lim.FastTokenLifetime.Duration, Rotation: lim.FastTokenRotation.Duration,
+		})},
 		Auth:     authAdapter{authn},
 		Router:   c2sRouter{core: core, csi: mods.csi, ops: s.ops},
 		Observer: loginObserver{m},
@@ -958,7 +960,7 @@ func bind2Features(mods *loader) map[xml.Name]c2s.InlineFeature {
 // (XEP-0484).
 type fastAdapter struct{ f *auth.Fast }
 
-func (a fastAdapter) VerifyFast(ctx context.Context, l c2s.FastLogin) (string, []byte, error) {
+func (a fastAdapter) VerifyFast(ctx context.Context, l c2s.FastLogin) (c2s.FastVerified, error) {
 	r, err := a.f.Verify(ctx, auth.FastLogin{
 		Mechanism:      l.Mechanism,
 		Host:           l.Host,
@@ -968,7 +970,7 @@ func (a fastAdapter) VerifyFast(ctx context.Context, l c2s.FastLogin) (string, [
 		Invalidate:     l.Invalidate,
 		ChannelBinding: l.ChannelBinding,
 	})
-	return r.Username, r.Final, err
+	return c2s.FastVerified{User: r.Username, Final: r.Final, Rotate: r.Rotate}, err
 }
 
 func (a fastAdapter) IssueFast(ctx context.Context, host, user, agent, mechanism string, cb []byte) (string, time.Time, error) {

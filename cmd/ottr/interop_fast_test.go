@@ -10,11 +10,12 @@ import (
 // with an app token (X-TOKEN, a mechanism the script registers), asking
 // for a FAST token (XEP-0484); then, as a new client with the same
 // user-agent id and no app token, with the FAST token only (its own
-// HT-SHA-256-NONE), which the server rotates; then with the rotated one.
-// The script is testdata/xmppjs/fast.js.
+// HT-SHA-256-NONE), which the server rotates (fast_token_rotation = 0s:
+// at every use); then with the rotated one. The script is
+// testdata/xmppjs/fast.js.
 func TestInteropXmppjsFAST(t *testing.T) {
 	node, nodeArgs := requireXmppjs(t)
-	p, cfg, _, httpAddr := startServeHTTP(t)
+	p, cfg, _, httpAddr := startServeHTTPWith(t, "[limits]\nfast_token_rotation = \"0s\"\n")
 
 	runXmppjs(t, p, node, nodeArgs, "fast.js",
 		"--service", "ws://"+httpAddr+"/xmpp-websocket",

@@ -56,12 +56,19 @@ func writeInteropConfig(t *testing.T, listen string) string {
 // addresses once both listen.
 func startServeHTTP(t *testing.T, users ...string) (p *serveProc, cfg, c2sAddr, httpAddr string) {
 	t.Helper()
+	return startServeHTTPWith(t, "", users...)
+}
+
+// startServeHTTPWith is startServeHTTP with more TOML at the end of the
+// config file.
+func startServeHTTPWith(t *testing.T, extra string, users ...string) (p *serveProc, cfg, c2sAddr, httpAddr string) {
+	t.Helper()
 	c2sAddr, httpAddr = freeAddr(t), freeAddr(t)
 	for httpAddr == c2sAddr {
 		httpAddr = freeAddr(t)
 	}
 	cfg = writeConfigFile(t, func(dataDir string) string {
-		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf("[http]\nlisten = [%q]\n", httpAddr)
+		return serveTOML(dataDir, c2sAddr, "localhost") + fmt.Sprintf("[http]\nlisten = [%q]\n", httpAddr) + extra
 	})
 	addPasswordUsers(t, cfg, users...)
 	p = startServe(t, cfg, c2sAddr)
