@@ -200,16 +200,8 @@ func (r *Router) Bind(ctx context.Context, t Target) error {
 	r.started.Store(true)
 	full := t.JID()
 	bare, res := full.Bare().String(), full.Resourcepart()
-	if err := r.ensureAccount(ctx, full); errors.Is(err, storage.ErrDeletionPending) {
-		// The account was deleted moments ago and its old sessions are
-		// being ended: a new one must not get what they write meanwhile.
-		r.logger.Info("bind refused: the account's deletion is pending", "jid", bare, "err", err)
-		return stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: map[string]string{
-			"": "this account was deleted moments ago and its sessions are being ended; try again in a few seconds",
-		}}
-	} else if err != nil {
-		r.logger.Error("recording the account failed", "jid", bare, "err", err)
-		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
+	if err := r.ensureAccount(ctx, full, false); err != nil {
+		return err
 	}
 	ev := &EventData{Ctx: ctx, Target: t, To: full}
 	if r.Fire(SessionBind, ev) {
@@ -225,6 +217,21 @@ func (r *Router) Bind(ctx context.Context, t Target) error {
 		return se
 	}
 	r.mu.Lock()
+	for {
+		if _, ok := r.known.Load(bare); ok {
+			break
+		}
+		// ForgetAccount ran since ensureAccount: the account was
+		// deleted meanwhile. Checked under mu, where ForgetAccount
+		// forgets: a session registered before it is among those the
+		// deletion ends; after it, the store decides (it refuses while
+		// the deletion is pending).
+		r.mu.Unlock()
+		if err := r.ensureAccount(ctx, full, true); err != nil {
+			return err
+		}
+		r.mu.Lock()
+	}
 	rs := r.users[bare]
 	if rs == nil {
 		rs = make(map[string]*resource)
@@ -489,24 +496,43 @@ func (r *Router) AccountExists(ctx context.Context, bare jid.JID) bool {
 // ForgetAccount drops what the core remembers of a deleted account and
 // fires AccountDeleted for it (To: bare, Deleted nil).
 func (r *Router) ForgetAccount(ctx context.Context, bare jid.JID) {
+	// Under mu, where Bind registers a session of a known account (see
+	// there).
+	r.mu.Lock()
 	r.known.Delete(bare.String())
+	r.mu.Unlock()
 	r.Fire(AccountDeleted, &EventData{Ctx: ctx, To: bare})
 }
 
 // ensureAccount gives a user their account row at first bind (token
-// users have none until then). It asks the store, not the known cache:
-// the account may have been deleted by another process a moment ago, and
-// while that deletion is pending the store refuses to create it again.
-func (r *Router) ensureAccount(ctx context.Context, j jid.JID) error {
+// users have none until then). An account known to have a row is not
+// asked about again unless fromStore: an account deleted by another
+// process (`ottr user del`) is forgotten when the deletion loop acts on
+// it, and Bind checks again under mu that it was not (a session bound
+// before that is ended with the account's others). The store refuses to
+// create an account whose deletion is pending. The error is the stanza
+// error for the bind.
+func (r *Router) ensureAccount(ctx context.Context, j jid.JID, fromStore bool) error {
+	bare := j.Bare().String()
+	if _, ok := r.known.Load(bare); ok && !fromStore {
+		return nil
+	}
 	exists, err := r.accounts.AccountExists(ctx, j.Domainpart(), j.Localpart())
-	if err != nil {
-		return err
+	if err == nil && !exists {
+		_, err = r.accounts.EnsureAccount(ctx, j.Domainpart(), j.Localpart())
 	}
-	if !exists {
-		if _, err := r.accounts.EnsureAccount(ctx, j.Domainpart(), j.Localpart()); err != nil {
-			return err
-		}
+	switch {
+	case errors.Is(err, storage.ErrDeletionPending):
+		// The account was deleted moments ago and its old sessions are
+		// being ended: a new one must not get what they write meanwhile.
+		r.logger.Info("bind refused: the account's deletion is pending", "jid", bare, "err", err)
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint, Text: map[string]string{
+			"": "this account was deleted moments ago and its sessions are being ended; try again in a few seconds",
+		}}
+	case err != nil:
+		r.logger.Error("recording the account failed", "jid", bare, "err", err)
+		return stanza.Error{Type: stanza.Wait, Condition: stanza.InternalServerError}
 	}
-	r.known.Store(j.Bare().String(), struct{}{})
+	r.known.Store(bare, struct{}{})
 	return nil
 }

@@ -404,3 +404,63 @@ func TestBindRules(t *testing.T) {
 		t.Fatal("still bound after Unbind")
 	}
 }
+
+// countingAccounts is accounts counting AccountExists calls.
+type countingAccounts struct {
+	*accounts
+	asked int
+}
+
+func (c *countingAccounts) AccountExists(ctx context.Context, host, user string) (bool, error) {
+	c.asked++
+	return c.accounts.AccountExists(ctx, host, user)
+}
+
+// TestBindKnownAccount: a bind of an account known to have a row does
+// not ask the store again; an account forgotten (deleted by another
+// process) between that check and the session's registration is asked
+// about again, so a deletion that is pending refuses the bind instead of
+// leaving a session the deletion did not see.
+func TestBindKnownAccount(t *testing.T) {
+	acc := &countingAccounts{accounts: &accounts{rows: map[string]bool{}, pending: map[string]bool{}}}
+	core := router.New(router.Options{
+		Hosts:    []string{"localhost"},
+		Accounts: acc,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ctx := context.Background()
+	alice := jid.MustParse("alice@localhost")
+	// deleteNow makes the deletion loop run while a bind is between its
+	// check and its registration (a SessionBind hook stands for that
+	// moment).
+	deleteNow := false
+	if err := core.Hook(router.SessionBind, 0, "delete meanwhile", func(e *router.EventData) bool {
+		if deleteNow {
+			deleteNow = false
+			acc.mu.Lock()
+			delete(acc.rows, "alice@localhost")
+			acc.pending["alice@localhost"] = true
+			acc.mu.Unlock()
+			core.ForgetAccount(ctx, alice)
+		}
+		return false
+	}); err != nil {
+		t.Fatal(err)
+	}
+	core.Unbind(ctx, bind(t, core, "alice@localhost/a"))
+	asked := acc.asked
+	core.Unbind(ctx, bind(t, core, "alice@localhost/b"))
+	if acc.asked != asked {
+		t.Fatalf("a bind of a known account asked the store %d times", acc.asked-asked)
+	}
+	// The deletion loop runs while the next bind is between its check
+	// and its registration (a SessionBind hook stands for that moment).
+	deleteNow = true
+	var se stanza.Error
+	if err := core.Bind(ctx, routertest.NewTarget(t, "alice@localhost/c")); !errors.As(err, &se) || se.Condition != stanza.ResourceConstraint {
+		t.Fatalf("bind across the account's deletion: %v, want resource-constraint", err)
+	}
+	if n := len(core.Resources(alice)); n != 0 {
+		t.Fatalf("%d sessions of the deleted account", n)
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -77,7 +78,31 @@ func (s *Server) deletionLoop(last int64) {
 			return
 		case <-t.C:
 			last = s.pollDeletions(s.ctx, s.store, last)
+		case done := <-s.pollNow:
+			last = s.pollDeletions(s.ctx, s.store, last)
+			close(done)
 		}
+	}
+}
+
+// ActOnDeletions acts at once on the account deletions recorded so far
+// by another process, as the next poll would: when it returns, the
+// sessions of the deleted accounts are ended and a login of one goes to
+// storage (which refuses it until the deletion is done). "ottr user del"
+// calls it through the admin socket, so that the account is gone for the
+// server when the command returns, not up to a poll later.
+func (s *Server) ActOnDeletions(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case s.pollNow <- done:
+	case <-ctx.Done():
+		return fmt.Errorf("server: act on account deletions: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("server: act on account deletions: %w", ctx.Err())
 	}
 }
 

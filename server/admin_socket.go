@@ -23,7 +23,8 @@ import (
 
 // AdminRequest is one command on the admin socket.
 type AdminRequest struct {
-	// Command is "sessions", "kick", "revoke", "stats" or "reload".
+	// Command is "sessions", "kick", "revoke", "stats", "reload" or
+	// "deletions" (act on the account deletions recorded so far).
 	Command string `json:"command"`
 	// JID is the full or bare JID to kick, or the bare JID to revoke.
 	JID string `json:"jid,omitempty"`
@@ -146,6 +147,8 @@ func (s *Server) adminCommand(ctx context.Context, req AdminRequest) AdminRespon
 	case "stats":
 		st := s.Stats(ctx)
 		resp.Stats = &st
+	case "deletions":
+		err = s.ActOnDeletions(ctx)
 	case "reload":
 		var r ReloadResult
 		r, err = s.Reload()

@@ -109,11 +109,14 @@ type Server struct {
 	// For the operator (admin.go, admin_socket.go, reload.go): metrics
 	// and the bound sessions, the admin endpoint and socket, and what a
 	// reload changes.
-	ops          *ops
-	started      time.Time
-	adminLn      net.Listener // [admin] listen
-	adminHTTP    *http.Server
-	adminSock    net.Listener // data_dir/ottr.sock
+	ops       *ops
+	started   time.Time
+	adminLn   net.Listener // [admin] listen
+	adminHTTP *http.Server
+	adminSock net.Listener // data_dir/ottr.sock
+	// pollNow asks deletionLoop to act on the deletions recorded now,
+	// and closes the channel it gets when it did ("ottr user del").
+	pollNow      chan chan struct{}
 	authn        *auth.Authenticator
 	reloadConfig func() (*config.Config, error)
 	reloadMu     sync.Mutex     // one reload at a time
@@ -197,17 +200,18 @@ func New(opts Options) (*Server, error) {
 	}
 	tlsCfg := cm.ServerConfig()
 	s := &Server{
-		cfg:    cfg,
-		logger: logger,
-		store:  store,
-		claims: claims,
-		router: core,
-		mods:   mods,
-		certs:  cm,
-		ctx:    ctx,
-		cancel: cancel,
-		conns:  make(map[net.Conn]string),
-		perIP:  limit.NewKeyed(lim.ConnectionRate.PerSecond(), lim.ConnectionBurst, 200000),
+		cfg:     cfg,
+		logger:  logger,
+		store:   store,
+		claims:  claims,
+		router:  core,
+		mods:    mods,
+		certs:   cm,
+		ctx:     ctx,
+		cancel:  cancel,
+		conns:   make(map[net.Conn]string),
+		pollNow: make(chan chan struct{}),
+		perIP:   limit.NewKeyed(lim.ConnectionRate.PerSecond(), lim.ConnectionBurst, 200000),
 
 		perAddr:    make(map[string]int),
 		perAddrMax: min(lim.ConnectionsPerAddress, lim.MaxConnections),

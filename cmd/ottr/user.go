@@ -14,6 +14,7 @@ import (
 
 	"ottr.im/ottr/auth"
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/server"
 	"ottr.im/ottr/storage"
 	"ottr.im/ottr/storage/claimlog"
 	"ottr.im/ottr/storage/sqlite"
@@ -210,13 +211,20 @@ func userPasswd(ctx context.Context, e *env, args []string) error {
 
 // userDel implements "ottr user del": storage removes the account and
 // everything stored for it in one transaction and records the deletion,
-// which a running server (another process) picks up to end the account's
-// sessions and tell its contacts.
+// which a running server (another process) acts on to end the account's
+// sessions and tell its contacts: at once when its admin socket answers,
+// else at its next poll (within a second).
 func userDel(ctx context.Context, e *env, args []string) error {
 	return changeAccount(ctx, e, args, accountChange{
 		verb: "del",
 		apply: func(ctx context.Context, st *sqlite.Store, a account, _ string) error {
-			return st.DeleteAccount(ctx, a.host, a.user)
+			if err := st.DeleteAccount(ctx, a.host, a.user); err != nil {
+				return err
+			}
+			if _, err := adminCall(ctx, a.cfg, server.AdminRequest{Command: "deletions"}); err != nil && !errors.Is(err, server.ErrNoServer) {
+				fmt.Fprintf(e.stderr, "ottr: the running server did not answer (%v); it ends the account's sessions at its next poll\n", err)
+			}
+			return nil
 		},
 		missing: storage.ErrNotFound, refusal: "does not exist",
 		done: "deleted",
