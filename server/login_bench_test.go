@@ -17,11 +17,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"ottr.im/ottr/certs"
 	"ottr.im/ottr/internal/testfixture"
@@ -32,12 +35,16 @@ import (
 // bare Go TLS 1.3 handshake with the same certificate. The client runs in
 // a child process (this test binary again, TestLoginBenchClient), so the
 // figure that decides, server-µs/op, is the benchmark process's own CPU
-// time (getrusage) per operation: the server's work alone, whatever core
-// the client gets. Run both in one go, pinned, for the ratio:
+// time (getrusage) per operation: the server's work alone. Pinned, the
+// client shares the server's core (OTTR_BENCH_OTHER_CORES=1 moves it to
+// the others). Run them in one go for the ratios:
 //
-//	taskset -c 0 go test ./server -run '^$' -bench 'Login$|BareTLS$' -benchtime 2000x
+//	taskset -c 0 go test ./server -run '^$' -bench 'Login|FAST|BareTLS$' -benchtime 2000x
 //
-// bench/compare.sh runs them and reports the ratio.
+// BenchmarkLoginSASL2 and BenchmarkLoginSASL2Direct (sasl2_test.go and
+// below) are the same login as a modern client makes it, and
+// BenchmarkFASTResumed(Direct) its reconnections. bench/compare.sh runs
+// them and reports the ratios.
 
 // BenchmarkLogin is the server's CPU for one full token login.
 func BenchmarkLogin(b *testing.B) {
@@ -89,13 +96,40 @@ func BenchmarkFASTResumed(b *testing.B) {
 	runBenchClient(b, "fast", ts.addr, ts.started.CertFile)
 }
 
+// BenchmarkFASTResumedDirect is BenchmarkFASTResumed over direct TLS
+// (XEP-0368), as a client that found the host's _xmpps-client SRV record
+// connects: no plain stream and no STARTTLS before the resumed handshake.
+func BenchmarkFASTResumedDirect(b *testing.B) {
+	ts := startServer(b, liftConnectionRate)
+	runBenchClient(b, "fast-direct", ts.directTLS, ts.started.CertFile)
+}
+
+// BenchmarkLoginSASL2Direct is a full token login as a modern client
+// makes it (Conversations with the host's _xmpps-client SRV record, for
+// one): direct TLS (XEP-0368) with a full handshake, then SASL2 with
+// X-TOKEN and Bind2 inline, one round trip after the stream header.
+func BenchmarkLoginSASL2Direct(b *testing.B) {
+	ts := startServer(b, liftConnectionRate)
+	runBenchClient(b, "sasl2-direct", ts.directTLS, ts.started.CertFile)
+}
+
 // runBenchClient runs b.N operations of mode from a child process and
 // reports the server's CPU per operation (this process's). The child
 // warms up first (every user logs in once: token users get their account
 // row at their first login), then runs the measured operations.
 func runBenchClient(b *testing.B, mode, addr, certFile string) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLoginBenchClient$", "-test.count=1")
+	args := []string{os.Args[0], "-test.run=^TestLoginBenchClient$", "-test.count=1"}
+	if others := otherCPUs(); others != "" && os.Getenv("OTTR_BENCH_OTHER_CORES") != "" {
+		// OTTR_BENCH_OTHER_CORES=1 with the server pinned (taskset -c 0
+		// go test ...): the client goes to the other cores, as
+		// bench/compare.sh's load does. By default it shares the
+		// server's core (it inherits the pinning): the server then never
+		// sleeps between a login's round trips waiting for a client that
+		// is slower than it (the client verifies the certificate).
+		args = append([]string{"taskset", "-c", others}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(),
 		"OTTR_BENCH_CLIENT="+mode, "OTTR_BENCH_ADDR="+addr,
 		"OTTR_BENCH_N="+strconv.Itoa(b.N), "OTTR_BENCH_CERT="+certFile)
@@ -113,15 +147,17 @@ func runBenchClient(b *testing.B, mode, addr, certFile string) {
 		b.Fatal(err)
 	}
 	lines := bufio.NewScanner(stdout)
+	var said bytes.Buffer // the client's other lines: its test's failures
 	expect := func(want string) {
 		for lines.Scan() {
 			if lines.Text() == want {
 				return
 			}
+			fmt.Fprintln(&said, lines.Text())
 		}
 		stdin.Close()
 		cmd.Wait()
-		b.Fatalf("client never said %q\n%s", want, errOut.Bytes())
+		b.Fatalf("client never said %q\n%s%s", want, said.Bytes(), errOut.Bytes())
 	}
 	expect("ready")
 	before := cpuTime()
@@ -135,6 +171,29 @@ func runBenchClient(b *testing.B, mode, addr, certFile string) {
 		b.Fatalf("client: %v\n%s", err, errOut.Bytes())
 	}
 	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "server-µs/op")
+}
+
+// otherCPUs lists, for taskset, the online CPUs this process may not run
+// on; it is empty when the process may run on all of them or taskset is
+// missing.
+func otherCPUs() string {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return ""
+	}
+	var mine unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &mine); err != nil {
+		return ""
+	}
+	var others []string
+	for cpu := 0; cpu < 1024; cpu++ {
+		if _, err := os.Stat(fmt.Sprintf("/sys/devices/system/cpu/cpu%d", cpu)); err != nil {
+			break
+		}
+		if !mine.IsSet(cpu) {
+			others = append(others, strconv.Itoa(cpu))
+		}
+	}
+	return strings.Join(others, ",")
 }
 
 // cpuTime is this process's user and system CPU time so far.
@@ -161,6 +220,10 @@ func TestLoginBenchClient(t *testing.T) {
 	}
 	cfg := testfixtureTLS(t, pem)
 	fast := &fastClients{tokens: make(map[string]string)}
+	connect := startTLS
+	if m, ok := strings.CutSuffix(mode, "-direct"); ok {
+		mode, connect = m, directTLS
+	}
 	if mode == "fast" {
 		// Tickets are kept: every measured handshake resumes one.
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(0)
@@ -171,10 +234,10 @@ func TestLoginBenchClient(t *testing.T) {
 		}
 		user := fmt.Sprintf("user%d", i%100)
 		if mode == "fast" {
-			return fast.login(addr, cfg, user, func() string { return testfixture.Token(t, user+"@"+testHost) })
+			return fast.login(connect, addr, cfg, user, func() string { return testfixture.Token(t, user+"@"+testHost) })
 		}
 		if mode == "sasl2" {
-			return benchSASL2Login(addr, cfg, user, testfixture.Token(t, user+"@"+testHost))
+			return benchSASL2Login(connect, addr, cfg, user, testfixture.Token(t, user+"@"+testHost))
 		}
 		return benchLogin(addr, cfg, user, testfixture.Token(t, user+"@"+testHost))
 	}
@@ -264,11 +327,11 @@ var tokenAttr = regexp.MustCompile(`<token [^>]*token=["']([^"']+)["']`)
 // login reconnects user: with the user's FAST token when it has one (over
 // a resumed TLS session, checked), else with X-TOKEN asking for a FAST
 // token; it keeps the token the success carries.
-func (f *fastClients) login(addr string, cfg *tls.Config, user string, xtoken func() string) error {
+func (f *fastClients) login(connect connectFunc, addr string, cfg *tls.Config, user string, xtoken func() string) error {
 	f.mu.Lock()
 	token := f.tokens[user]
 	f.mu.Unlock()
-	raw, tc, err := startTLS(addr, cfg)
+	raw, tc, err := connect(addr, cfg)
 	if err != nil {
 		return err
 	}
@@ -332,6 +395,25 @@ func benchLogin(addr string, cfg *tls.Config, user, token string) error {
 
 // benchHeader opens a client stream to the test host.
 const benchHeader = "<?xml version='1.0'?><stream:stream to='" + testHost + "' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
+
+// connectFunc opens a TLS connection to addr with cfg: startTLS or
+// directTLS. The caller closes raw.
+type connectFunc func(addr string, cfg *tls.Config) (raw net.Conn, tc *tls.Conn, err error)
+
+// directTLS dials addr with a 30 s deadline and completes the TLS
+// handshake at once, as XEP-0368 direct TLS does.
+func directTLS(addr string, cfg *tls.Config) (raw net.Conn, tc *tls.Conn, err error) {
+	if raw, err = net.Dial("tcp", addr); err != nil {
+		return nil, nil, err
+	}
+	raw.SetDeadline(time.Now().Add(30 * time.Second))
+	tc = tls.Client(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		return nil, nil, err
+	}
+	return raw, tc, nil
+}
 
 // startTLS dials addr with a 30 s deadline, negotiates STARTTLS and
 // completes the TLS handshake with cfg. The caller closes raw (not tc: no
