@@ -36,6 +36,7 @@ type Session struct {
 	queueBytes int
 	closeErr   *stream.Error // set once: the stream error to send, then close
 	closing    bool
+	peerClosed bool          // the client closed its stream
 	writing    bool          // a writer goroutine is running
 	reading    bool          // a read loop runs on the link
 	finished   bool          // the writer wrote the end of the stream
@@ -277,7 +278,7 @@ func report(items []outbound, ok bool) {
 // the client closed its stream.
 func (s *Session) closeGracefully() {
 	s.mu.Lock()
-	s.closing = true
+	s.closing, s.peerClosed = true, true
 	s.kick()
 	s.mu.Unlock()
 }
@@ -306,7 +307,7 @@ func (s *Session) writeLoop() {
 		}
 		batch, s.queue = s.queue, batch[:0]
 		s.queueBytes = 0
-		closing, closeErr := s.closing, s.closeErr
+		closing, closeErr, peerClosed := s.closing, s.closeErr, s.peerClosed
 		if len(batch) == 0 && !closing {
 			s.stopWriting()
 			s.mu.Unlock()
@@ -338,6 +339,11 @@ func (s *Session) writeLoop() {
 				return
 			}
 			continue // the queue may have grown meanwhile
+		}
+		if peerClosed {
+			// Nothing more to read or wait for: the closing tag can
+			// leave with the connection's last bytes.
+			corkUnder(l.conn)
 		}
 		l.finish(closeErr, s.cfg.CloseGrace, s.logger)
 		s.end()

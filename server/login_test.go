@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -74,9 +75,18 @@ func TestDirectTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := xmpptest.NewClient(t, sess)
-	if c.JID.Bare().String() != "carol@localhost" {
-		t.Fatalf("bound %s", c.JID)
+	if sess.LocalAddr().Bare().String() != "carol@localhost" {
+		t.Fatalf("bound %s", sess.LocalAddr())
+	}
+	// A clean close: the server's closing tag comes back (with TLS's
+	// close_notify, in one write: c2s.corkConn), then the end.
+	if _, err := io.WriteString(conn, "</stream:stream>"); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest, err := io.ReadAll(conn)
+	if !strings.HasSuffix(string(rest), "</stream:stream>") || err != nil {
+		t.Fatalf("after the client's closing tag: %q, %v; want the server's, then EOF", rest, err)
 	}
 }
 

@@ -501,7 +501,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		switch sp.kind {
 		case "direct-tls":
-			l = tls.NewListener(l, s.certs.ServerConfig("xmpp-client"))
+			l = c2s.TLSListener(l, s.certs.ServerConfig("xmpp-client"))
 		case "https":
 			l = httpListener{Listener: l, s: s}
 			// HTTP/1.1 only: WebSocket needs it, and BOSH gains nothing
