@@ -207,30 +207,13 @@ report() {
 		base_row "CPU/idle session (login + presence)" x-token idle .server_cpu_us_per_op 0 µs
 		base_row "RSS per idle TLS session" x-token idle .rss_per_session_kib 1 KiB
 	fi
-	if grep -q '^BenchmarkBareTLS' "$results/login-floor.txt" 2>/dev/null; then
-		local floor bench label op
-		# benchmed NAME: the median server-µs/op of BenchmarkNAME's runs.
-		benchmed() { awk -v b="Benchmark$1" '$1 == b || index($1, b "-") == 1 {for (i = 1; i < NF; i++) if ($(i+1) == "server-µs/op") print $i}' "$results/login-floor.txt" | median; }
-		floor=$(benchmed BareTLS)
+	if [ -s "$results/login-floor.md" ]; then
 		echo
-		echo "ottr's login against its floor, one bare Go TLS 1.3 handshake with the same certificate (server CPU per operation,"
-		echo "server and its client on core 0, median of $rounds run(s) of server/login_bench_test.go; the goal is at most 1.5× for"
-		echo "the token login, and a FAST reconnection over a resumed TLS session cheaper than a full login):"
+		echo "ottr's logins against their floor, one bare Go TLS 1.3 handshake with the same certificate (bench/login-floor.sh:"
+		echo "server CPU per operation, the server and its client on core 0, each login run between two runs of the floor; the"
+		echo "goal is at most 1.5× for a token login, and a FAST reconnection over a resumed TLS session cheaper than a full login):"
 		echo
-		echo "| operation | server CPU | ÷ bare TLS |"
-		echo "|:--|--:|--:|"
-		while IFS='|' read -r bench label; do
-			op=$(benchmed "$bench")
-			[ -n "$op" ] || continue
-			printf '| %s | %s | %s |\n' "$label" "$(fmt "$op" 0 µs)" "$(ratio "$op" "$floor")"
-		done <<-'ROWS'
-			Login|token login (STARTTLS, TLS 1.3 full handshake, X-TOKEN, bind)
-			LoginSASL2|token login with SASL2 + Bind2 (one round trip after TLS)
-			LoginSASL2Direct|token login over direct TLS (XEP-0368) with SASL2 + Bind2
-			FASTResumed|FAST reconnection (STARTTLS, TLS 1.3 resumed, HT-SHA-256-NONE, Bind2)
-			FASTResumedDirect|FAST reconnection over direct TLS, resumed
-			BareTLS|bare TLS 1.3 full handshake (the floor)
-		ROWS
+		cat "$results/login-floor.md"
 	fi
 	if ls "$results"/scale-k*-idle.json >/dev/null 2>&1; then
 		echo
@@ -617,20 +600,16 @@ for r in $(seq 1 "$rounds"); do
 	done
 done
 
-# The login against its floor (issue 14): the server's CPU for one full
-# token login (STARTTLS, TLS 1.3 full handshake, X-TOKEN, bind; with RFC
-# 6120 SASL and with SASL2), for a FAST reconnection over a resumed TLS
-# session, and for one bare Go TLS 1.3 handshake with the same certificate,
-# in the same run, the
-# server on core 0 and its client too (server/login_bench_test.go: the
-# client is a child process, the server's CPU its own rusage). A rev without the benchmarks
-# leaves the table out.
+# The logins against their floor (issue 14): bench/login-floor.sh with
+# the rev's ./server test binary, each login benchmark between two runs of
+# a bare TLS handshake. A rev without the benchmarks leaves the table out.
 if [[ " $servers " == *" ottr "* ]]; then
-	log "ottr: login against a bare TLS handshake ($floor_n each, $rounds round(s))"
-	(cd "$work/src-rev" && taskset -c 0 go test ./server -run '^$' \
-		-bench 'BenchmarkLogin$|BenchmarkLoginSASL2$|BenchmarkLoginSASL2Direct$|BenchmarkFASTResumed$|BenchmarkFASTResumedDirect$|BenchmarkBareTLS$' \
-		-benchtime "${floor_n}x" -count "$rounds") >"$results/login-floor.txt" 2>>"$work/bench.log" ||
-		log "the login floor benchmarks failed: $(tail -3 "$work/bench.log")"
+	log "ottr: logins against a bare TLS handshake ($floor_n operations a run, $((rounds * 2 + 1)) samples each)"
+	if (cd "$work/src-rev" && go test -c -o "$work/server-rev.test" ./server) 2>>"$work/bench.log"; then
+		bash "$here/login-floor.sh" -n "$floor_n" -r $((rounds * 2 + 1)) -b "$work/server-rev.test" -C "$work/src-rev/server" \
+			>"$results/login-floor.md" 2>>"$work/bench.log" ||
+			log "the login floor benchmarks failed: $(tail -3 "$work/bench.log")"
+	fi
 fi
 
 # ottr with K idle sessions held: RSS, and login and message CPU beside them.
