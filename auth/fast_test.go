@@ -22,13 +22,20 @@ func initiator(user, token string, cb []byte) []byte {
 	return append([]byte(user+"\x00"), m.Sum(nil)...)
 }
 
-func TestFast(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ottr.db"))
+// fastStore opens a store of FAST tokens in the test's directory.
+func fastStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ottr.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+func TestFast(t *testing.T) {
+	ctx := context.Background()
+	store := fastStore(t)
 	now := time.Now()
 	f := auth.NewFast(auth.FastOptions{Store: store, Lifetime: time.Hour, Now: func() time.Time { return now }})
 	cb := []byte("the certificate's hash")
@@ -124,13 +131,8 @@ func (w *writeCounter) DeleteFastToken(ctx context.Context, host, user, agent st
 // a count, invalidation).
 func TestFastRotation(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ottr.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
 	now := time.Now()
-	w := &writeCounter{FastStore: store}
+	w := &writeCounter{FastStore: fastStore(t)}
 	f := auth.NewFast(auth.FastOptions{Store: w, Lifetime: 14 * 24 * time.Hour, Rotation: 24 * time.Hour,
 		Now: func() time.Time { return now }})
 	tok, err := f.Issue(ctx, "example.org", "alice", "agent", auth.FastNone, nil)
