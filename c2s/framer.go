@@ -321,6 +321,12 @@ func (f *framer) openTag(empty bool) (bool, error) {
 	if err := f.checkQName(name); err != nil {
 		return false, err
 	}
+	if f.depth == 0 && isStreamName(f.buf[name.start:name.end]) {
+		// What closes the stream at this level cannot open an element:
+		// a restart has no place after bind, and a scanner of the same
+		// bytes (web's splitter) would read a stream header.
+		return false, f.fail(stream.BadFormat, "a stream header inside the stream")
+	}
 	// Unique attribute names, and namespace declarations.
 	for i, a := range f.tagAttrs {
 		an := f.buf[a.start:a.end]
@@ -360,7 +366,7 @@ func (f *framer) closeTag() (bool, error) {
 	name := f.buf[f.nameStart:f.nameEnd]
 	if len(f.open) == 0 {
 		// The end of the stream itself.
-		if bytes.Equal(name, []byte("stream:stream")) || bytes.HasSuffix(name, []byte(":stream")) || bytes.Equal(name, []byte("stream")) {
+		if isStreamName(name) {
 			f.end = true
 			f.buf = f.buf[:0]
 			return false, nil
@@ -378,6 +384,12 @@ func (f *framer) closeTag() (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// isStreamName reports whether a top-level tag's name is the stream's
+// own (stream:stream, any prefix's stream, or stream).
+func isStreamName(name []byte) bool {
+	return bytes.Equal(name, []byte("stream")) || bytes.HasSuffix(name, []byte(":stream"))
 }
 
 func (f *framer) popDecls(depth int) {

@@ -65,6 +65,8 @@ func TestFramer(t *testing.T) {
 		{"too many attrs", `<message` + strings.Repeat(" a", 0) + attrsN(20) + `/>`, 0, "policy-violation", false, false},
 		{"bad qname", `<message><a:/></message>`, 0, "not-well-formed", false, false},
 		{"end without start", `</foo>`, 0, "not-well-formed", false, false},
+		{"stream header inside", `<presence/><stream:stream ></stream:stream>`, 0, "bad-format", false, false},
+		{"other prefix's stream header", `<s:stream xmlns:s='http://etherx.jabber.org/streams'>`, 0, "bad-format", false, false},
 		{"space flood", strings.Repeat(" ", 5000), 0, "policy-violation", false, false},
 	} {
 		for _, chunk := range []int{1, 5, 4096} {

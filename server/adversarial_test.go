@@ -98,6 +98,7 @@ func TestHostileInput(t *testing.T) {
 		{"stanza before auth", false, `<message to='bob@localhost'><body>hi</body></message>`, false, "not-authorized"},
 		{"unknown top-level element", true, `<foo xmlns='urn:foo'/>`, false, "unsupported-stanza-type"},
 		{"second auth after bind", true, `<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>`, false, "unsupported-stanza-type"},
+		{"stream header after bind", true, `<stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`, false, "bad-format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := xmpptest.DialRaw(t, ts.addr)
