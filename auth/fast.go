@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/storage"
 )
 
@@ -85,12 +86,8 @@ type Fast struct {
 // NewFast returns a Fast for opts.
 func NewFast(opts FastOptions) *Fast {
 	f := &Fast{store: opts.Store, lifetime: opts.Lifetime, rotation: max(opts.Rotation, 0), maxClients: opts.MaxClients, now: opts.Now}
-	if f.lifetime <= 0 {
-		f.lifetime = DefaultFastLifetime
-	}
-	if f.maxClients <= 0 {
-		f.maxClients = DefaultFastClients
-	}
+	defaults.Positive(&f.lifetime, DefaultFastLifetime)
+	defaults.Positive(&f.maxClients, DefaultFastClients)
 	if f.now == nil {
 		f.now = time.Now
 	}

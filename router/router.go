@@ -25,6 +25,7 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/storage"
 )
 
@@ -138,9 +139,7 @@ func New(opts Options) *Router {
 	if r.logger == nil {
 		r.logger = slog.Default()
 	}
-	if r.maxRes <= 0 {
-		r.maxRes = DefaultMaxResources
-	}
+	defaults.Positive(&r.maxRes, DefaultMaxResources)
 	for _, h := range opts.Hosts {
 		r.hosts[strings.ToLower(h)] = true
 	}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"ottr.im/ottr/config"
+	"ottr.im/ottr/internal/defaults"
 )
 
 // Paths served.
@@ -127,22 +128,12 @@ func New(opts Options) (*Handler, error) {
 			return nil, fmt.Errorf("web: public URL: %w", err)
 		}
 	}
-	if h.opts.MaxWait <= 0 {
-		h.opts.MaxWait = config.DefaultBOSHMaxWait
-	}
-	if h.opts.Inactivity <= 0 {
-		h.opts.Inactivity = config.DefaultBOSHInactivity
-	}
-	if h.opts.MaxStanza <= 0 {
-		h.opts.MaxStanza = 256 << 10
-	}
-	if h.opts.MaxPrebind <= 0 {
-		h.opts.MaxPrebind = 16 << 10
-	}
+	defaults.Positive(&h.opts.MaxWait, config.DefaultBOSHMaxWait)
+	defaults.Positive(&h.opts.Inactivity, config.DefaultBOSHInactivity)
+	defaults.Positive(&h.opts.MaxStanza, 256<<10)
+	defaults.Positive(&h.opts.MaxPrebind, 16<<10)
 	h.opts.MaxPrebind = min(h.opts.MaxPrebind, h.opts.MaxStanza)
-	if h.opts.WriteTimeout <= 0 {
-		h.opts.WriteTimeout = 30 * time.Second
-	}
+	defaults.Positive(&h.opts.WriteTimeout, 30*time.Second)
 	if h.opts.Admit == nil {
 		h.opts.Admit = func(netip.Addr, bool) bool { return true }
 	}

@@ -38,6 +38,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -97,9 +98,7 @@ func Register(core *router.Router, store Store, opts Options) (*Module, error) {
 		cache:     newCache(store),
 		requested: make(map[router.Target]bool),
 	}
-	if m.maxItems <= 0 {
-		m.maxItems = DefaultMaxItems
-	}
+	defaults.Positive(&m.maxItems, DefaultMaxItems)
 	h := router.IQHandlerFunc(m.handleIQ)
 	for _, reg := range []struct {
 		local, feature string

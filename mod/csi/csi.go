@@ -37,6 +37,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 )
 
@@ -95,12 +96,8 @@ type held struct {
 
 // Register adds the module's hooks to core.
 func Register(core *router.Router, opts Options) (*Module, error) {
-	if opts.MaxStanzas <= 0 {
-		opts.MaxStanzas = DefaultMaxStanzas
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
+	defaults.Positive(&opts.MaxStanzas, DefaultMaxStanzas)
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
 	m := &Module{core: core, maxStanzas: opts.MaxStanzas, maxBytes: opts.MaxBytes}
 	if err := core.Hooks("csi",
 		router.HookSpec{Event: router.StanzaDeliver, Priority: 0, Fn: m.stanzaDeliver},

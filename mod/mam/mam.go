@@ -63,6 +63,7 @@ import (
 
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/archivewriter"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -170,13 +171,13 @@ const maxCachedPrefs = 10_000
 
 // Register adds the archive to core.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	orDefault(&opts.MaxMessages, DefaultMaxMessages)
-	orDefault(&opts.MaxBytes, DefaultMaxBytes)
-	orDefault(&opts.Retention, DefaultRetention)
-	orDefault(&opts.MaxPage, DefaultMaxPage)
-	orDefault(&opts.SendQueue, DefaultSendQueue)
-	orDefault(&opts.SendQueueBytes, DefaultSendQueueBytes)
-	orDefault(&opts.MaxPrefsJIDs, DefaultMaxPrefsJIDs)
+	defaults.Positive(&opts.MaxMessages, DefaultMaxMessages)
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
+	defaults.Positive(&opts.Retention, DefaultRetention)
+	defaults.Positive(&opts.MaxPage, DefaultMaxPage)
+	defaults.Positive(&opts.SendQueue, DefaultSendQueue)
+	defaults.Positive(&opts.SendQueueBytes, DefaultSendQueueBytes)
+	defaults.Positive(&opts.MaxPrefsJIDs, DefaultMaxPrefsJIDs)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -211,13 +212,6 @@ func (m *Module) Flush() { m.w.Sync() }
 // server calls it at shutdown, after the sessions ended and before it
 // closes the store. Messages archived afterwards are dropped.
 func (m *Module) Close() { m.w.Close() }
-
-// orDefault sets *v to def when it is not positive.
-func orDefault[T int | int64 | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
-}
 
 // now is the module's clock to the microsecond: the precision of the
 // stamps it writes, so that a stamp read from a result finds that result

@@ -40,6 +40,7 @@ import (
 
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/archivewriter"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -197,31 +198,22 @@ type Module struct {
 // Register adds the MUC services to core: a domain handler each, its
 // hooks, and the persistent rooms loaded from store.
 func Register(ctx context.Context, core *router.Router, store Store, opts Options) (*Module, error) {
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&opts.MaxRooms, DefaultMaxRooms)
-	def(&opts.MaxRoomsPerUser, DefaultMaxRoomsPerUser)
-	def(&opts.MaxOccupants, DefaultMaxOccupants)
-	def(&opts.MaxHistoryBytes, DefaultMaxHistoryBytes)
-	def(&opts.RoomsPerSession, DefaultRoomsPerSession)
-	def(&opts.MaxAffiliations, DefaultMaxAffiliations)
-	def(&opts.ArchivePage, DefaultArchivePage)
-	def(&opts.SendQueueBytes, DefaultSendQueueBytes)
-	def(&opts.MaxVCardBytes, DefaultMaxVCardBytes)
-	if opts.ArchiveBytes <= 0 {
-		opts.ArchiveBytes = DefaultArchiveBytes
-	}
+	defaults.Positive(&opts.MaxRooms, DefaultMaxRooms)
+	defaults.Positive(&opts.MaxRoomsPerUser, DefaultMaxRoomsPerUser)
+	defaults.Positive(&opts.MaxOccupants, DefaultMaxOccupants)
+	defaults.Positive(&opts.MaxHistoryBytes, DefaultMaxHistoryBytes)
+	defaults.Positive(&opts.RoomsPerSession, DefaultRoomsPerSession)
+	defaults.Positive(&opts.MaxAffiliations, DefaultMaxAffiliations)
+	defaults.Positive(&opts.ArchivePage, DefaultArchivePage)
+	defaults.Positive(&opts.SendQueueBytes, DefaultSendQueueBytes)
+	defaults.Positive(&opts.MaxVCardBytes, DefaultMaxVCardBytes)
+	defaults.Positive(&opts.ArchiveBytes, DefaultArchiveBytes)
 	if opts.MaxHistory == 0 {
 		opts.MaxHistory = DefaultMaxHistory
 	} else if opts.MaxHistory < 0 {
 		opts.MaxHistory = 0
 	}
-	if opts.Rate <= 0 {
-		opts.Rate = DefaultRate
-	}
+	defaults.Positive(&opts.Rate, DefaultRate)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

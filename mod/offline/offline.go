@@ -34,6 +34,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -99,15 +100,9 @@ type Module struct {
 
 // Register adds offline storage and delivery to core.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.SendQueue <= 0 {
-		opts.SendQueue = DefaultSendQueue
-	}
-	if opts.SendQueueBytes <= 0 {
-		opts.SendQueueBytes = DefaultSendQueueBytes
-	}
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
+	defaults.Positive(&opts.SendQueue, DefaultSendQueue)
+	defaults.Positive(&opts.SendQueueBytes, DefaultSendQueueBytes)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -54,6 +54,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
@@ -171,27 +172,13 @@ var accountFeatures = []string{
 
 // Register adds the PEP service to core.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.MaxNodes <= 0 {
-		opts.MaxNodes = DefaultMaxNodes
-	}
-	if opts.MaxItems <= 0 {
-		opts.MaxItems = DefaultMaxItems
-	}
-	if opts.MaxItemBytes <= 0 {
-		opts.MaxItemBytes = DefaultMaxItemBytes
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.MaxResultBytes <= 0 {
-		opts.MaxResultBytes = DefaultMaxResultBytes
-	}
-	if opts.CapsCache <= 0 {
-		opts.CapsCache = DefaultCapsCache
-	}
-	if opts.CapsQueries <= 0 {
-		opts.CapsQueries = DefaultCapsQueries
-	}
+	defaults.Positive(&opts.MaxNodes, DefaultMaxNodes)
+	defaults.Positive(&opts.MaxItems, DefaultMaxItems)
+	defaults.Positive(&opts.MaxItemBytes, DefaultMaxItemBytes)
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
+	defaults.Positive(&opts.MaxResultBytes, DefaultMaxResultBytes)
+	defaults.Positive(&opts.CapsCache, DefaultCapsCache)
+	defaults.Positive(&opts.CapsQueries, DefaultCapsQueries)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -31,6 +31,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -74,9 +75,7 @@ type Module struct {
 
 // Register adds the presence module to core: its hooks.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.DirectedMax <= 0 {
-		opts.DirectedMax = DefaultDirectedMax
-	}
+	defaults.Positive(&opts.DirectedMax, DefaultDirectedMax)
 	m := &Module{
 		core:        core,
 		store:       store,

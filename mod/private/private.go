@@ -20,6 +20,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -69,15 +70,9 @@ type View interface {
 
 // Register adds the private XML storage handler to core.
 func Register(core *router.Router, store Store, opts Options) error {
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.MaxDocuments <= 0 {
-		opts.MaxDocuments = DefaultMaxDocuments
-	}
-	if opts.MaxTotalBytes <= 0 {
-		opts.MaxTotalBytes = DefaultMaxTotalBytes
-	}
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
+	defaults.Positive(&opts.MaxDocuments, DefaultMaxDocuments)
+	defaults.Positive(&opts.MaxTotalBytes, DefaultMaxTotalBytes)
 	h := &handler{store: store, opts: opts}
 	if err := core.HandleIQ(xml.Name{Space: ns, Local: "query"}, router.AtSelf, ns, h); err != nil {
 		return fmt.Errorf("private: %w", err)

@@ -40,6 +40,7 @@ import (
 
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/caps"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 )
 
@@ -115,12 +116,8 @@ func (o Options) withDefaults() Options {
 	def(&o.TransfersPerUser, DefaultTransfersPerUser)
 	def(&o.MaxPending, DefaultMaxPending)
 	def(&o.ConnectionsPerAddress, DefaultPerAddress)
-	if o.PendingTimeout <= 0 {
-		o.PendingTimeout = DefaultPendingTimeout
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
+	defaults.Positive(&o.PendingTimeout, DefaultPendingTimeout)
+	defaults.Positive(&o.IdleTimeout, DefaultIdleTimeout)
 	if o.AddressKey == nil {
 		o.AddressKey = netip.Addr.String
 	}

@@ -44,6 +44,7 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
@@ -132,15 +133,9 @@ type pending struct {
 
 // Register adds the module to core.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.MaxRegistrations <= 0 {
-		opts.MaxRegistrations = DefaultMaxRegistrations
-	}
-	if opts.Interval <= 0 {
-		opts.Interval = DefaultInterval
-	}
-	if opts.MaxUsers <= 0 {
-		opts.MaxUsers = DefaultMaxUsers
-	}
+	defaults.Positive(&opts.MaxRegistrations, DefaultMaxRegistrations)
+	defaults.Positive(&opts.Interval, DefaultInterval)
+	defaults.Positive(&opts.MaxUsers, DefaultMaxUsers)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -29,6 +29,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -96,12 +97,8 @@ type Module struct {
 
 // Register adds the roster module to core: its iq handler and hooks.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.MaxItems <= 0 {
-		opts.MaxItems = DefaultMaxItems
-	}
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
+	defaults.Positive(&opts.MaxItems, DefaultMaxItems)
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
 	m := &Module{
 		core:      core,
 		store:     store,

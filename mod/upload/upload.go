@@ -56,6 +56,7 @@ import (
 
 	"ottr.im/ottr/element"
 	"ottr.im/ottr/internal/caps"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/internal/randid"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
@@ -174,27 +175,13 @@ const secretFile = "secret"
 // prepares the files' directory and the signing secret. Start runs the
 // sweeper.
 func Register(core *router.Router, store Store, opts Options) (*Module, error) {
-	if opts.MaxFileBytes <= 0 {
-		opts.MaxFileBytes = DefaultMaxFileBytes
-	}
-	if opts.QuotaBytes <= 0 {
-		opts.QuotaBytes = DefaultQuotaBytes
-	}
-	if opts.QuotaFiles <= 0 {
-		opts.QuotaFiles = DefaultQuotaFiles
-	}
-	if opts.SlotLifetime <= 0 {
-		opts.SlotLifetime = DefaultSlotLifetime
-	}
-	if opts.FileLifetime <= 0 {
-		opts.FileLifetime = DefaultFileLifetime
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.Sweep <= 0 {
-		opts.Sweep = DefaultSweep
-	}
+	defaults.Positive(&opts.MaxFileBytes, DefaultMaxFileBytes)
+	defaults.Positive(&opts.QuotaBytes, DefaultQuotaBytes)
+	defaults.Positive(&opts.QuotaFiles, DefaultQuotaFiles)
+	defaults.Positive(&opts.SlotLifetime, DefaultSlotLifetime)
+	defaults.Positive(&opts.FileLifetime, DefaultFileLifetime)
+	defaults.Positive(&opts.IdleTimeout, DefaultIdleTimeout)
+	defaults.Positive(&opts.Sweep, DefaultSweep)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -16,6 +16,7 @@ import (
 	"mellium.im/xmpp/stanza"
 
 	"ottr.im/ottr/element"
+	"ottr.im/ottr/internal/defaults"
 	"ottr.im/ottr/router"
 	"ottr.im/ottr/storage"
 )
@@ -52,9 +53,7 @@ type Options struct {
 
 // Register adds the vCard handler to core.
 func Register(core *router.Router, store Store, opts Options) error {
-	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
+	defaults.Positive(&opts.MaxBytes, DefaultMaxBytes)
 	h := &handler{core: core, store: store, max: opts.MaxBytes, avatars: opts.Avatars}
 	if err := core.HandleIQ(xml.Name{Space: ns, Local: "vCard"}, router.AtSelf|router.AtAccount, ns, h); err != nil {
 		return fmt.Errorf("vcard: %w", err)
