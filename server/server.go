@@ -116,7 +116,10 @@ type Server struct {
 	adminSock net.Listener // data_dir/ottr.sock
 	// pollNow asks deletionLoop to act on the deletions recorded now,
 	// and closes the channel it gets when it did ("ottr user del").
-	pollNow      chan chan struct{}
+	pollNow chan chan struct{}
+	// stuckWait: how long Shutdown waits for the server's goroutines
+	// once it closed their connections (defaultStuckWait).
+	stuckWait    time.Duration
 	authn        *auth.Authenticator
 	reloadConfig func() (*config.Config, error)
 	reloadMu     sync.Mutex     // one reload at a time
@@ -200,18 +203,19 @@ func New(opts Options) (*Server, error) {
 	}
 	tlsCfg := cm.ServerConfig()
 	s := &Server{
-		cfg:     cfg,
-		logger:  logger,
-		store:   store,
-		claims:  claims,
-		router:  core,
-		mods:    mods,
-		certs:   cm,
-		ctx:     ctx,
-		cancel:  cancel,
-		conns:   make(map[net.Conn]string),
-		pollNow: make(chan chan struct{}),
-		perIP:   limit.NewKeyed(lim.ConnectionRate.PerSecond(), lim.ConnectionBurst, 200000),
+		cfg:       cfg,
+		logger:    logger,
+		store:     store,
+		claims:    claims,
+		router:    core,
+		mods:      mods,
+		certs:     cm,
+		ctx:       ctx,
+		cancel:    cancel,
+		conns:     make(map[net.Conn]string),
+		pollNow:   make(chan chan struct{}),
+		stuckWait: defaultStuckWait,
+		perIP:     limit.NewKeyed(lim.ConnectionRate.PerSecond(), lim.ConnectionBurst, 200000),
 
 		perAddr:    make(map[string]int),
 		perAddrMax: min(lim.ConnectionsPerAddress, lim.MaxConnections),
@@ -813,7 +817,9 @@ func (s *Server) untrack(c net.Conn) {
 
 // Shutdown stops accepting, ends every session with a system-shutdown
 // stream error and waits for them to finish until ctx is done, when the
-// remaining connections are closed. It then closes storage.
+// remaining connections are closed. It then closes storage. Goroutines
+// still running 10 s after the connections were closed are not
+// waited for: the error returned lists their stacks.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -862,7 +868,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		s.logger.Warn("shutdown deadline passed, closed connections", "open", n)
-		<-done
+		select {
+		case <-done:
+		case <-time.After(s.stuckWait):
+			// Something other than a connection holds them: say what,
+			// rather than hang with no word.
+			stacks := stuckGoroutines()
+			s.logger.Error("shutdown: goroutines still running after their connections were closed", "stacks", stacks)
+			err = fmt.Errorf("server: shutdown: goroutines still running %v after the connections were closed:\n%s", s.stuckWait, stacks)
+		}
 	}
 	if s.httpSrv != nil {
 		// Answer what is in flight, then close the idle connections; past
