@@ -167,7 +167,11 @@ func TestHugeStanza(t *testing.T) {
 	// 10 MB in one message; the server stops reading at its limit.
 	go func() {
 		chunk := strings.Repeat("x", 64<<10)
-		r.Write(`<message to='big@localhost'><body>`)
+		// TryWrite: this goroutine must not fail the test (it may
+		// outlive it).
+		if _, err := r.TryWrite(`<message to='big@localhost'><body>`); err != nil {
+			return
+		}
 		for i := 0; i < 160; i++ {
 			if _, err := r.TryWrite(chunk); err != nil {
 				return
@@ -338,7 +342,7 @@ func TestSlowReader(t *testing.T) {
 	// buffers on loopback can hide.
 	const n = 50000
 	text := strings.Repeat("lorem ipsum ", 85)
-	done := make(chan struct{})
+	done, stop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		var b strings.Builder
@@ -347,10 +351,21 @@ func TestSlowReader(t *testing.T) {
 			// not stored or bounced back at the sender.
 			fmt.Fprintf(&b, `<message to='%s' type='headline'><body>%d %s</body></message>`, slowJID, i, text)
 			if i%500 == 499 {
+				select {
+				case <-stop:
+					return // the test failed: fast.Send must not fail it again
+				default:
+				}
 				fast.Send(b.String())
 				b.Reset()
 			}
 		}
+	}()
+	// A test that fails below ends the sender before its clients close:
+	// a Send failing after the test returned would panic the binary.
+	defer func() {
+		close(stop)
+		<-done
 	}()
 	// Meanwhile, other traffic is not slowed down.
 	for i := 0; i < 20; i++ {
