@@ -872,10 +872,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-done:
 		case <-time.After(s.stuckWait):
 			// Something other than a connection holds them: say what,
-			// rather than hang with no word.
-			stacks := stuckGoroutines()
-			s.logger.Error("shutdown: goroutines still running after their connections were closed", "stacks", stacks)
-			err = fmt.Errorf("server: shutdown: goroutines still running %v after the connections were closed:\n%s", s.stuckWait, stacks)
+			// rather than hang with no word. The stacks are in the error
+			// only ("ottr serve" prints it).
+			s.logger.Error("shutdown: goroutines still running after their connections were closed", "after", s.stuckWait)
+			err = fmt.Errorf("server: shutdown: goroutines still running %v after the connections were closed:\n%s", s.stuckWait, stuckGoroutines())
 		}
 	}
 	if s.httpSrv != nil {
