@@ -181,15 +181,24 @@ func skipSpace(b []byte) int {
 }
 
 // unescape decodes the entity and character references of an attribute
-// value (already checked by the framer). Whitespace is kept as it is, as
-// encoding/xml keeps it, so that both paths agree.
+// value (already checked by the framer). Line ends are normalized as XML
+// 1.0 §2.11 says and encoding/xml does ("\r\n" and a lone "\r" are read
+// as "\n"; a reference &#xD; stays a CR); other whitespace is kept as it
+// is, as encoding/xml keeps it, so that both paths agree.
 func unescape(b []byte) (string, error) {
-	if bytes.IndexByte(b, '&') < 0 {
+	if bytes.IndexByte(b, '&') < 0 && bytes.IndexByte(b, '\r') < 0 {
 		return string(b), nil
 	}
 	out := make([]byte, 0, len(b))
 	for i := 0; i < len(b); i++ {
 		c := b[i]
+		if c == '\r' {
+			if i+1 < len(b) && b[i+1] == '\n' {
+				continue // the \n that follows stands for both
+			}
+			out = append(out, '\n')
+			continue
+		}
 		if c != '&' {
 			out = append(out, c)
 			continue

@@ -105,6 +105,9 @@ var rawCases = []string{
 	`<iq type='get' id='r1'><query xmlns='jabber:iq:roster' ver=''/></iq>`,
 	"<message to='a@b' id=\"quo'te\" type='chat'>\n  <body>line1\nline2\ttab</body>\n</message>",
 	`<message to='a@b' id='a&#10;b'><body>attr newline</body></message>`,
+	// XML 1.0 §2.11: a literal CR or CRLF in an attribute is read as LF;
+	// a reference &#xD; stays a CR.
+	"<message to='a@b' id='cr\rcrlf\r\nlf\nend' x='a&#xD;\r&#13;b'><body>cr</body></message>",
 }
 
 // TestRawRoundTrip checks that the fast path (FromBytes, children kept as
