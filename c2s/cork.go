@@ -23,15 +23,27 @@ type corkConn struct {
 	held   []byte
 }
 
+// maxHeld bounds what a corked socket holds: the closing tag, a stream
+// error and TLS's close_notify fit many times over. A write that would
+// pass it goes out at once with what was held.
+const maxHeld = 4 << 10
+
 // Write writes p, or holds it once corked.
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.corked {
+	if c.corked && len(c.held)+len(p) <= maxHeld {
 		c.held = append(c.held, p...)
 		c.mu.Unlock()
 		return len(p), nil
 	}
+	held := c.held
+	c.held = nil
 	c.mu.Unlock()
+	if len(held) > 0 {
+		if _, err := c.Conn.Write(held); err != nil {
+			return 0, err
+		}
+	}
 	return c.Conn.Write(p)
 }
 

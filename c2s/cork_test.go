@@ -45,3 +45,22 @@ func TestCorkConn(t *testing.T) {
 		t.Fatalf("after Close: writes %q, closed %v; want the held bytes in one write, then closed", under.writes, under.closed)
 	}
 }
+
+// TestCorkConnBounded: a corked socket holds at most maxHeld bytes; a
+// write that would pass it goes out, after what was held, at once.
+func TestCorkConnBounded(t *testing.T) {
+	under := &countingConn{}
+	c := &corkConn{Conn: under}
+	c.cork()
+	c.Write([]byte("held"))
+	big := bytes.Repeat([]byte("x"), maxHeld)
+	c.Write(big)
+	if len(under.writes) != 2 || string(under.writes[0]) != "held" || !bytes.Equal(under.writes[1], big) {
+		t.Fatalf("over the bound: %d writes, want the held bytes then the big write", len(under.writes))
+	}
+	c.Write([]byte("tail"))
+	c.Close()
+	if len(under.writes) != 3 || string(under.writes[2]) != "tail" || !under.closed {
+		t.Fatalf("after Close: %q, closed %v", under.writes[2:], under.closed)
+	}
+}
