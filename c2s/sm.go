@@ -298,6 +298,17 @@ func (s *Session) linkDone(l *link, dropped bool) bool {
 	if !dropped || s.closing || !s.resumableLocked() || s.ctx.Err() != nil {
 		// A stream that was closed, or a session of a server shutting
 		// down (its context is the server's): it ends now.
+		if s.link == nil && !s.finished {
+			// The writer let l go after a failed write, expecting the
+			// session to wait for resumption. It ends instead, and its
+			// writer must finish (and mark it done) on l, whose
+			// writes now fail at once: a Close that came meanwhile
+			// found no link to start it on.
+			s.link = l
+			if s.closing {
+				s.kick()
+			}
+		}
 		s.mu.Unlock()
 		return false
 	}

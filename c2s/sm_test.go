@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -559,4 +560,73 @@ func heapAlloc() uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// heldConn is a connection whose reads, once it was closed, wait for
+// release: the read loop learns of the close only when the test lets it.
+type heldConn struct {
+	pipeConn
+	once            sync.Once
+	closed, release chan struct{}
+}
+
+func (c *heldConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return c.pipeConn.Close()
+}
+
+func (c *heldConn) Read(p []byte) (int, error) {
+	n, err := c.pipeConn.Read(p)
+	if err != nil {
+		select {
+		case <-c.closed:
+			<-c.release
+		default:
+		}
+	}
+	return n, err
+}
+
+// TestSMWriteFailedThenClosed: a resumable session whose write failed is
+// closed (as a server shutting down closes every session) before its
+// read loop saw the connection go. Serve must still return: the session
+// ends rather than wait for a writer that no longer has a connection.
+func TestSMWriteFailedThenClosed(t *testing.T) {
+	ss := newSMServer(t, func(c *Config) { c.WriteTimeout = 50 * time.Millisecond })
+	server, client := net.Pipe()
+	conn := &heldConn{pipeConn: pipeConn{server}, closed: make(chan struct{}), release: make(chan struct{})}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		Serve(context.Background(), conn, ss.cfg)
+	}()
+	t.Cleanup(func() { client.Close() })
+	r := xmpptest.NewRaw(t, client)
+	r.Bind(nil, "localhost", "PLAIN", []byte("\x00alice\x00"+goodSecret), "phone")
+	if e := r.Read(); e.XMLName.Local != "message" {
+		t.Fatalf("after bind: %s, want the welcome message", e)
+	}
+	enable(t, r, `resume='true'`)
+	s := ss.session(t, 0)
+
+	// The client reads no more: the write times out and the writer lets
+	// the connection go, leaving the session to its read loop.
+	s.Deliver(chat(t, s, "unread"))
+	waitFor(t, "the writer to give up the link", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.link == nil && !s.writing
+	})
+	s.Close(streamError(stream.SystemShutdown, ""))
+	close(conn.release)
+	select {
+	case <-served:
+	case <-time.After(xmpptest.Timeout):
+		t.Fatal("Serve did not return after the session was closed")
+	}
+	select {
+	case <-s.done:
+	default:
+		t.Error("the session's writer is not marked done")
+	}
 }

@@ -307,9 +307,10 @@ func TestPortInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Start leaves nothing listening, but New opened storage.
+	defer srv.Shutdown(context.Background())
 	err = srv.Start(context.Background())
 	if err == nil {
-		srv.Shutdown(context.Background())
 		t.Fatal("started on a port in use")
 	}
 	if !strings.Contains(err.Error(), l.Addr().String()) {
