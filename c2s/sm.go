@@ -410,7 +410,7 @@ func (s *Session) rerouteUnacked() {
 
 // takeOver detaches the session from its link, if any, for a resumption:
 // it waits until the old read loop and writer stopped, and reports false
-// when the session ended first.
+// when the session ended or was closed first (then it ends it).
 func (s *Session) takeOver() bool {
 	s.mu.Lock()
 	if s.closing || s.over {
@@ -431,11 +431,19 @@ func (s *Session) takeOver() bool {
 		old.conn.Close()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for s.reading || s.writing {
 		s.idle.Wait()
 	}
-	return !s.closing && !s.over
+	ok := !s.closing && !s.over
+	// Closed meanwhile (a conflict, the server shutting down): no link
+	// and no read loop are left to end the session, so it ends here.
+	orphan := s.closing && !s.over
+	s.mu.Unlock()
+	if orphan {
+		s.logger.Info("session closed while being resumed, ending it")
+		s.endDetached()
+	}
+	return ok
 }
 
 // resumeOn attaches l to a session taken over: <resumed/> first (unless

@@ -587,12 +587,10 @@ func (c *heldConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// TestSMWriteFailedThenClosed: a resumable session whose write failed is
-// closed (as a server shutting down closes every session) before its
-// read loop saw the connection go. Serve must still return: the session
-// ends rather than wait for a writer that no longer has a connection.
-func TestSMWriteFailedThenClosed(t *testing.T) {
-	ss := newSMServer(t, func(c *Config) { c.WriteTimeout = 50 * time.Millisecond })
+// connectHeld is connect over a heldConn, with the channel closed once
+// Serve returned. Serve is not waited for at cleanup: a test checks it.
+func (ss *smServer) connectHeld(t *testing.T) (*xmpptest.Raw, *heldConn, <-chan struct{}) {
+	t.Helper()
 	server, client := net.Pipe()
 	conn := &heldConn{pipeConn: pipeConn{server}, closed: make(chan struct{}), release: make(chan struct{})}
 	served := make(chan struct{})
@@ -601,11 +599,27 @@ func TestSMWriteFailedThenClosed(t *testing.T) {
 		Serve(context.Background(), conn, ss.cfg)
 	}()
 	t.Cleanup(func() { client.Close() })
-	r := xmpptest.NewRaw(t, client)
-	r.Bind(nil, "localhost", "PLAIN", []byte("\x00alice\x00"+goodSecret), "phone")
+	return xmpptest.NewRaw(t, client), conn, served
+}
+
+// loginHeld is login over connectHeld.
+func (ss *smServer) loginHeld(t *testing.T, user, resource string) (*xmpptest.Raw, *heldConn, <-chan struct{}) {
+	t.Helper()
+	r, conn, served := ss.connectHeld(t)
+	r.Bind(nil, "localhost", "PLAIN", []byte("\x00"+user+"\x00"+goodSecret), resource)
 	if e := r.Read(); e.XMLName.Local != "message" {
 		t.Fatalf("after bind: %s, want the welcome message", e)
 	}
+	return r, conn, served
+}
+
+// TestSMWriteFailedThenClosed: a resumable session whose write failed is
+// closed (as a server shutting down closes every session) before its
+// read loop saw the connection go. Serve must still return: the session
+// ends rather than wait for a writer that no longer has a connection.
+func TestSMWriteFailedThenClosed(t *testing.T) {
+	ss := newSMServer(t, func(c *Config) { c.WriteTimeout = 50 * time.Millisecond })
+	r, conn, served := ss.loginHeld(t, "alice", "phone")
 	enable(t, r, `resume='true'`)
 	s := ss.session(t, 0)
 
@@ -628,5 +642,59 @@ func TestSMWriteFailedThenClosed(t *testing.T) {
 	case <-s.done:
 	default:
 		t.Error("the session's writer is not marked done")
+	}
+}
+
+// TestSMClosedWhileTakenOver: a session closed while a resumption waits
+// for its old connection's reader to stop is not resumed, and it ends:
+// unbound, rather than left bound with no connection and no goroutine.
+func TestSMClosedWhileTakenOver(t *testing.T) {
+	ss := newSMServer(t, nil)
+	r, conn, served := ss.loginHeld(t, "alice", "phone")
+	id := attr(enable(t, r, `resume='true'`), "id")
+	go func() { // the old client reads until its connection is closed
+		for {
+			if _, err := r.Token(); err != nil {
+				return
+			}
+		}
+	}()
+	s := ss.session(t, 0)
+
+	r2 := ss.connect(t)
+	r2.Open("localhost")
+	r2.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
+	r2.Open("localhost")
+	r2.Write(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>`, id))
+	// The resumption closed the old connection, whose reader is held:
+	// the session is taken over, and closed now.
+	<-conn.closed
+	waitFor(t, "the resumption to take the session over", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.on == nil && s.reading
+	})
+	s.Close(streamError(stream.Conflict, ""))
+	close(conn.release)
+	if e := r2.Read(); e.XMLName.Local != "failed" {
+		t.Fatalf("resume of a closed session: %s, want <failed/>", e)
+	}
+	select {
+	case <-ss.router.unbindCalls:
+	case <-time.After(xmpptest.Timeout):
+		t.Fatal("the closed session was not unbound")
+	}
+	select {
+	case <-s.done:
+	case <-time.After(xmpptest.Timeout):
+		t.Error("the closed session is not marked done")
+	}
+	if ss.cfg.resumable.get(id) != nil {
+		t.Error("the closed session can still be resumed")
+	}
+	select {
+	case <-served:
+	case <-time.After(xmpptest.Timeout):
+		t.Fatal("the old connection's Serve did not return")
 	}
 }
