@@ -456,7 +456,9 @@ func TestSMResumeLiveConnection(t *testing.T) {
 // again in order; those it acknowledged are not. A session closed
 // cleanly does not wait.
 func TestSMTimeout(t *testing.T) {
-	ss := newSMServer(t, func(c *Config) { c.ResumeTimeout = 200 * time.Millisecond })
+	// Long enough for the test to see the session wait and deliver to it
+	// before it expires, on a loaded machine too (200 ms was not).
+	ss := newSMServer(t, func(c *Config) { c.ResumeTimeout = time.Second })
 	r := ss.login(t, "alice", "phone")
 	id := attr(enable(t, r, `resume='true' max='600'`), "id")
 	s := ss.session(t, 0)
