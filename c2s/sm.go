@@ -413,7 +413,10 @@ func (s *Session) rerouteUnacked() {
 // when the session ended or was closed first (then it ends it).
 func (s *Session) takeOver() bool {
 	s.mu.Lock()
-	if s.closing || s.over {
+	if s.closing || s.over || (s.on == nil && !s.waiting) {
+		// Ended, or another resumption is taking it over now (it
+		// detached the link and has not attached its own yet): one
+		// connection at a time speaks for the session.
 		s.mu.Unlock()
 		return false
 	}

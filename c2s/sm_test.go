@@ -568,9 +568,12 @@ func heapAlloc() uint64 {
 // release: the read loop learns of the close only when the test lets it.
 type heldConn struct {
 	pipeConn
-	once            sync.Once
+	once, freed     sync.Once
 	closed, release chan struct{}
 }
+
+// free lets held reads return; it may be called more than once.
+func (c *heldConn) free() { c.freed.Do(func() { close(c.release) }) }
 
 func (c *heldConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
@@ -634,7 +637,7 @@ func TestSMWriteFailedThenClosed(t *testing.T) {
 		return s.link == nil && !s.writing
 	})
 	s.Close(streamError(stream.SystemShutdown, ""))
-	close(conn.release)
+	conn.free()
 	select {
 	case <-served:
 	case <-time.After(xmpptest.Timeout):
@@ -664,6 +667,7 @@ func TestSMClosedWhileTakenOver(t *testing.T) {
 	s := ss.session(t, 0)
 
 	r2 := ss.connect(t)
+	t.Cleanup(conn.free) // before r2's cleanup, which waits for its Serve
 	r2.Open("localhost")
 	r2.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
 	r2.Open("localhost")
@@ -677,7 +681,7 @@ func TestSMClosedWhileTakenOver(t *testing.T) {
 		return s.on == nil && s.reading
 	})
 	s.Close(streamError(stream.Conflict, ""))
-	close(conn.release)
+	conn.free()
 	if e := r2.Read(); e.XMLName.Local != "failed" {
 		t.Fatalf("resume of a closed session: %s, want <failed/>", e)
 	}
@@ -698,5 +702,53 @@ func TestSMClosedWhileTakenOver(t *testing.T) {
 	case <-served:
 	case <-time.After(xmpptest.Timeout):
 		t.Fatal("the old connection's Serve did not return")
+	}
+}
+
+// TestSMConcurrentResume: while one resumption takes a session over, a
+// second one of the same session fails at once, rather than both
+// attaching a connection to it (the first would then read for the
+// session with nothing written to it).
+func TestSMConcurrentResume(t *testing.T) {
+	ss := newSMServer(t, nil)
+	r, conn, _ := ss.loginHeld(t, "alice", "phone")
+	id := attr(enable(t, r, `resume='true'`), "id")
+	go func() { // the old client reads until its connection is closed
+		for {
+			if _, err := r.Token(); err != nil {
+				return
+			}
+		}
+	}()
+	s := ss.session(t, 0)
+	resume := func() *xmpptest.Raw {
+		r := ss.connect(t)
+		r.Open("localhost")
+		r.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
+		r.Open("localhost")
+		r.Write(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>`, id))
+		return r
+	}
+	first := resume()
+	<-conn.closed
+	waitFor(t, "the first resumption to take the session over", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.on == nil && s.reading
+	})
+	second := resume()
+	// Before the connections' cleanups, which wait for Serve: a failed
+	// check below must not leave the first resumption waiting.
+	t.Cleanup(conn.free)
+	if e := second.Read(); e.XMLName.Local != "failed" {
+		t.Fatalf("second resumption during the first: %s, want <failed/>", e)
+	}
+	conn.free()
+	if e := first.Read(); e.XMLName.Local != "resumed" {
+		t.Fatalf("first resumption: %s, want <resumed/>", e)
+	}
+	s.Deliver(chat(t, s, "after"))
+	if got := readMessages(t, first, 1); got[0] != "after" {
+		t.Errorf("after resumption got %v", got)
 	}
 }
