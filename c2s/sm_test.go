@@ -429,18 +429,8 @@ func TestSMResumeLiveConnection(t *testing.T) {
 	ss := newSMServer(t, nil)
 	r := ss.login(t, "alice", "phone")
 	id := attr(enable(t, r, `resume='true'`), "id")
-	go func() { // the old client reads until its connection is closed
-		for {
-			if _, err := r.Token(); err != nil {
-				return
-			}
-		}
-	}()
-	r2 := ss.connect(t)
-	r2.Open("localhost")
-	r2.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
-	r2.Open("localhost")
-	r2.Write(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>`, id))
+	drain(r) // the old client reads until its connection is closed
+	r2 := ss.resume(t, id)
 	if e := r2.Read(); e.XMLName.Local != "resumed" {
 		t.Fatalf("resume: %s", e)
 	}
@@ -618,6 +608,63 @@ func (ss *smServer) loginHeld(t *testing.T, user, resource string) (*xmpptest.Ra
 	return r, conn, served
 }
 
+// drain reads r until its connection closes, as a client still online
+// does.
+func drain(r *xmpptest.Raw) {
+	go func() {
+		for {
+			if _, err := r.Token(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// resume connects, authenticates alice and asks to resume the session
+// id with h='0'; the answer is the caller's to read.
+func (ss *smServer) resume(t *testing.T, id string) *xmpptest.Raw {
+	t.Helper()
+	r := ss.connect(t)
+	r.Open("localhost")
+	r.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
+	r.Open("localhost")
+	r.Write(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>`, id))
+	return r
+}
+
+// onlineHeld logs alice in over connectHeld with resumption enabled, and
+// keeps reading for her client: it returns her session, its resumption
+// id, the connection and the channel closed once its Serve returned.
+func (ss *smServer) onlineHeld(t *testing.T) (*Session, string, *heldConn, <-chan struct{}) {
+	t.Helper()
+	r, conn, served := ss.loginHeld(t, "alice", "phone")
+	id := attr(enable(t, r, `resume='true'`), "id")
+	drain(r) // the client reads until its connection is closed
+	return ss.session(t, 0), id, conn, served
+}
+
+// within fails the test unless ch is closed (or sends) in time.
+func within(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(xmpptest.Timeout):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// waitTakenOver waits until a resumption closed s's old connection,
+// conn, and waits for its held reader to stop.
+func waitTakenOver(t *testing.T, s *Session, conn *heldConn) {
+	t.Helper()
+	<-conn.closed
+	waitFor(t, "the resumption to take the session over", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.on == nil && s.reading
+	})
+}
+
 // TestSMWriteFailedThenClosed: a resumable session whose write failed is
 // closed (as a server shutting down closes every session) before its
 // read loop saw the connection go. Serve must still return: the session
@@ -638,11 +685,7 @@ func TestSMWriteFailedThenClosed(t *testing.T) {
 	})
 	s.Close(streamError(stream.SystemShutdown, ""))
 	conn.free()
-	select {
-	case <-served:
-	case <-time.After(xmpptest.Timeout):
-		t.Fatal("Serve did not return after the session was closed")
-	}
+	within(t, served, "Serve to return after the session was closed")
 	select {
 	case <-s.done:
 	default:
@@ -655,54 +698,24 @@ func TestSMWriteFailedThenClosed(t *testing.T) {
 // unbound, rather than left bound with no connection and no goroutine.
 func TestSMClosedWhileTakenOver(t *testing.T) {
 	ss := newSMServer(t, nil)
-	r, conn, served := ss.loginHeld(t, "alice", "phone")
-	id := attr(enable(t, r, `resume='true'`), "id")
-	go func() { // the old client reads until its connection is closed
-		for {
-			if _, err := r.Token(); err != nil {
-				return
-			}
-		}
-	}()
-	s := ss.session(t, 0)
+	s, id, conn, served := ss.onlineHeld(t)
 
-	r2 := ss.connect(t)
+	r2 := ss.resume(t, id)
 	t.Cleanup(conn.free) // before r2's cleanup, which waits for its Serve
-	r2.Open("localhost")
-	r2.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
-	r2.Open("localhost")
-	r2.Write(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>`, id))
 	// The resumption closed the old connection, whose reader is held:
 	// the session is taken over, and closed now.
-	<-conn.closed
-	waitFor(t, "the resumption to take the session over", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.on == nil && s.reading
-	})
+	waitTakenOver(t, s, conn)
 	s.Close(streamError(stream.Conflict, ""))
 	conn.free()
 	if e := r2.Read(); e.XMLName.Local != "failed" {
 		t.Fatalf("resume of a closed session: %s, want <failed/>", e)
 	}
-	select {
-	case <-ss.router.unbindCalls:
-	case <-time.After(xmpptest.Timeout):
-		t.Fatal("the closed session was not unbound")
-	}
-	select {
-	case <-s.done:
-	case <-time.After(xmpptest.Timeout):
-		t.Error("the closed session is not marked done")
-	}
+	within(t, ss.router.unbindCalls, "the closed session to be unbound")
+	within(t, s.done, "the closed session to be marked done")
 	if ss.cfg.resumable.get(id) != nil {
 		t.Error("the closed session can still be resumed")
 	}
-	select {
-	case <-served:
-	case <-time.After(xmpptest.Timeout):
-		t.Fatal("the old connection's Serve did not return")
-	}
+	within(t, served, "the old connection's Serve to return")
 }
 
 // TestSMConcurrentResume: while one resumption takes a session over, a
@@ -711,32 +724,10 @@ func TestSMClosedWhileTakenOver(t *testing.T) {
 // session with nothing written to it).
 func TestSMConcurrentResume(t *testing.T) {
 	ss := newSMServer(t, nil)
-	r, conn, _ := ss.loginHeld(t, "alice", "phone")
-	id := attr(enable(t, r, `resume='true'`), "id")
-	go func() { // the old client reads until its connection is closed
-		for {
-			if _, err := r.Token(); err != nil {
-				return
-			}
-		}
-	}()
-	s := ss.session(t, 0)
-	resume := func() *xmpptest.Raw {
-		r := ss.connect(t)
-		r.Open("localhost")
-		r.Auth("PLAIN", []byte("\x00alice\x00"+goodSecret))
-		r.Open("localhost")
-		r.Write(fmt.Sprintf(`<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>`, id))
-		return r
-	}
-	first := resume()
-	<-conn.closed
-	waitFor(t, "the first resumption to take the session over", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.on == nil && s.reading
-	})
-	second := resume()
+	s, id, conn, _ := ss.onlineHeld(t)
+	first := ss.resume(t, id)
+	waitTakenOver(t, s, conn)
+	second := ss.resume(t, id)
 	// Before the connections' cleanups, which wait for Serve: a failed
 	// check below must not leave the first resumption waiting.
 	t.Cleanup(conn.free)
