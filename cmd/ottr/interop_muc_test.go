@@ -10,7 +10,8 @@ import "testing"
 // messages from the occupant JIDs; alice kicks bob (307 to both); bob
 // comes back with the two messages as history and leaves; carol's message
 // is retracted by alice (xep_0425, XEP-0425 as slixmpp 1.8 speaks it) and
-// carol is told.
+// carol is told; carol asks room/alice for her software version
+// (xep_0092) and alice's slixmpp answers through the room.
 func TestInteropSlixmppMUC(t *testing.T) {
 	runSlixmppScript(t, "slixmpp_muc.py", []string{"alice", "bob", "carol"}, nil)
 }

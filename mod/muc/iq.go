@@ -3,7 +3,10 @@ package muc
 import (
 	"context"
 	"errors"
+	"hash/maphash"
+	"slices"
 	"strconv"
+	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -216,11 +219,16 @@ func (s *service) roomInfo(b *builder, r *room) {
 }
 
 // occupantIQ handles an iq to room/nick: a self-ping (XEP-0410) is
-// answered by the service; any other iq between occupants is relayed
-// with the sender's occupant JID, and so is its response.
+// answered by the service; any other request between occupants is
+// relayed with the sender's occupant JID, and so is the answer to it
+// (see answerIQ).
 func (s *service) occupantIQ(from router.Target, st *element.Stanza, name xmlName) {
 	s.mu.Lock()
 	r, o, to := s.lookup(from, st)
+	if !st.IsIQRequest() {
+		s.answerIQ(from, st, r, o, to)
+		return
+	}
 	switch {
 	case o == nil:
 		// Not in the room: a self-ping learns it must join again.
@@ -233,15 +241,96 @@ func (s *service) occupantIQ(from router.Target, st *element.Stanza, name xmlNam
 		s.mu.Unlock()
 		s.m.core.Deliver(from, st.Reply(st.To, nil))
 		return
-	case st.IsIQRequest() && !s.allow(from):
+	case !s.allow(from):
 		s.unlockBounce(from, st, errConstraint)
 		return
 	}
 	target := to.sessions[len(to.sessions)-1].t
+	if !s.ask(from, r, target, st.ID) {
+		s.unlockBounce(from, st, errConstraint)
+		return
+	}
 	c := st.Clone()
 	c.From, c.To = r.occupantJID(o.nick), target.JID()
 	s.mu.Unlock()
 	s.m.core.Deliver(target, c)
+}
+
+// maxAsked bounds the requests one session relayed to occupants of a
+// service and has no answer for yet; askedLife is how long one waits for
+// its answer.
+const (
+	maxAsked  = 16
+	askedLife = time.Minute
+)
+
+// asked is a request a session sent an occupant through a room: the one
+// answer relayed back is the responder's, to the asker's occupant JID,
+// with the same id (kept as a seeded hash: an id may be long).
+type asked struct {
+	room      *room
+	responder router.Target
+	id        uint64
+	expires   time.Time
+}
+
+// ask records that from relays a request with id to responder in r, and
+// reports false when from already waits for maxAsked answers. The caller
+// holds s.mu.
+func (s *service) ask(from router.Target, r *room, responder router.Target, id string) bool {
+	ss := s.session(from)
+	now := s.m.opts.Now()
+	h := maphash.String(s.seed, id)
+	ss.asked = slices.DeleteFunc(ss.asked, func(a asked) bool {
+		return !now.Before(a.expires) || (a.room == r && a.responder == responder && a.id == h)
+	})
+	if len(ss.asked) >= maxAsked {
+		return false
+	}
+	ss.asked = append(ss.asked, asked{room: r, responder: responder, id: h, expires: now.Add(askedLife)})
+	return true
+}
+
+// answerIQ relays an occupant's result or error to the session that sent
+// it the request (see ask), once. Any other is dropped: relayed freely,
+// results would let one occupant send another stanzas that no rate
+// limits, from behind its nick. The caller holds s.mu; answerIQ
+// releases it.
+func (s *service) answerIQ(from router.Target, st *element.Stanza, r *room, o, to *occupant) {
+	var asker router.Target
+	if o != nil && to != nil {
+		asker = s.answered(from, r, to, st.ID)
+	}
+	if asker == nil {
+		s.mu.Unlock()
+		s.m.logger.Debug("dropped an iq answer to no request", "from", from.JID().String(), "to", st.To.String(), "type", st.Type)
+		return
+	}
+	c := st.Clone()
+	c.From, c.To = r.occupantJID(o.nick), asker.JID()
+	s.mu.Unlock()
+	s.m.core.Deliver(asker, c)
+}
+
+// answered finds and forgets the request with id that one of to's
+// sessions asked responder in r, and returns that session (nil: none).
+// The caller holds s.mu.
+func (s *service) answered(responder router.Target, r *room, to *occupant, id string) router.Target {
+	now := s.m.opts.Now()
+	h := maphash.String(s.seed, id)
+	for _, sess := range to.sessions {
+		ss := s.sessions[sess.t]
+		if ss == nil {
+			continue
+		}
+		for i, a := range ss.asked {
+			if a.room == r && a.responder == responder && a.id == h && now.Before(a.expires) {
+				ss.asked = slices.Delete(ss.asked, i, i+1)
+				return sess.t
+			}
+		}
+	}
+	return nil
 }
 
 // adminItem is one <item/> of a muc#admin request.

@@ -791,3 +791,67 @@ func TestLookAlikeNicks(t *testing.T) {
 	must(t, xmls(t, bob), `code="303"`)
 	must(t, join(t, f, mallory, "mallory", ""), `code="110"`)
 }
+
+// An occupant's answer to an iq relayed through the room reaches the
+// session that asked, once; a result or error that answers no request
+// goes nowhere: relayed, it would let an occupant send another stanzas
+// past the room's rate, from behind its nick. A session waits for at
+// most 16 answers at once, each for a minute.
+func TestOccupantIQAnswers(t *testing.T) {
+	f := newFixture(t, muc.Options{Rate: 100})
+	alice := routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, "")
+	bob := routertest.Bind(t, f.core, "bob@localhost/b")
+	join(t, f, bob, "bob", "")
+	eve := routertest.Bind(t, f.core, "eve@localhost/e")
+	join(t, f, eve, "eve", "")
+	xmls(t, alice)
+	xmls(t, bob)
+
+	routertest.Send(t, f.core, bob, `<iq type='get' id='v1' to='`+room+`/alice'><query xmlns='jabber:iq:version'/></iq>`)
+	must(t, xmls(t, alice), `type="get"`, `id="v1"`, `from="`+room+`/bob"`, `jabber:iq:version`)
+	answer := `<iq type='result' id='v1' to='` + room + `/bob'><query xmlns='jabber:iq:version'><name>x</name></query></iq>`
+	routertest.Send(t, f.core, alice, answer)
+	must(t, xmls(t, bob), `type="result"`, `id="v1"`, `from="`+room+`/alice"`, `>x</name>`)
+
+	// Answered once only; nobody else answers for alice, and nobody
+	// answers what bob did not ask.
+	routertest.Send(t, f.core, alice, answer)
+	for range 50 {
+		routertest.Send(t, f.core, eve, answer)
+		routertest.Send(t, f.core, eve, `<iq type='error' id='x' to='`+room+`/bob'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	}
+	if got := xmls(t, bob); len(got) > 0 {
+		t.Errorf("bob got iq answers to nothing he asked:\n%s", strings.Join(got, "\n"))
+	}
+	if got := xmls(t, eve); len(got) > 0 {
+		t.Errorf("eve's answers were answered:\n%s", strings.Join(got, "\n"))
+	}
+
+	// At most 16 requests wait for an answer; one answered, or a minute
+	// later, makes room for the next.
+	ask := func(id string) []string {
+		routertest.Send(t, f.core, bob, `<iq type='get' id='`+id+`' to='`+room+`/alice'><ping xmlns='urn:xmpp:ping'/></iq>`)
+		return xmls(t, bob)
+	}
+	for i := range 16 {
+		if got := ask(fmt.Sprintf("p%d", i)); len(got) > 0 {
+			t.Fatalf("request %d: %s", i, got)
+		}
+	}
+	must(t, ask("p16"), `type="error"`, `resource-constraint`)
+	routertest.Send(t, f.core, alice, `<iq type='result' id='p3' to='`+room+`/bob'/>`)
+	must(t, xmls(t, bob), `type="result"`, `id="p3"`)
+	if got := ask("p17"); len(got) > 0 {
+		t.Errorf("after an answer, the next request: %s", got)
+	}
+	f.clk.t = f.clk.t.Add(time.Minute)
+	routertest.Send(t, f.core, alice, `<iq type='result' id='p4' to='`+room+`/bob'/>`)
+	if got := xmls(t, bob); len(got) > 0 {
+		t.Errorf("an answer after a minute was relayed: %s", got)
+	}
+	if got := ask("p18"); len(got) > 0 {
+		t.Errorf("a minute later, the next request: %s", got)
+	}
+	xmls(t, alice)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ type service struct {
 	rooms    map[string]*room // by localpart
 	created  map[string]int   // creator's bare JID → rooms existing
 	sessions map[router.Target]*session
+	seed     maphash.Seed // of the ids in session.asked
 }
 
 // session is what the service keeps of a session in its rooms.
@@ -32,6 +34,8 @@ type session struct {
 	rooms  map[*room]*occupant
 	tokens float64
 	last   time.Time
+	// asked: the requests it sent occupants, waiting for their answer.
+	asked []asked
 }
 
 func newService(m *Module, domain string) *service {
@@ -41,6 +45,7 @@ func newService(m *Module, domain string) *service {
 		rooms:    make(map[string]*room),
 		created:  make(map[string]int),
 		sessions: make(map[router.Target]*session),
+		seed:     maphash.MakeSeed(),
 	}
 }
 

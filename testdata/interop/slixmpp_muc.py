@@ -27,6 +27,9 @@ xep_0045 plugin:
           it): carol joins and says something; alice, a moderator, retracts
           it by its XEP-0359 stanza-id; carol gets the moderated_message
           event for that id, by alice.
+  step 8  an iq between occupants (plugin xep_0092): carol asks
+          room/alice for her software version; the room relays the
+          request and alice's slixmpp answers it, from her occupant JID.
 
 Every wait is on an event, bounded by --timeout for the whole run. Exit
 status: 0 only if every step worked (a line per step on stdout, then "all
@@ -63,6 +66,9 @@ class MUCPeer(Peer):
         for plugin in ('xep_0004', 'xep_0030', 'xep_0045', 'xep_0359',
                        'xep_0425'):
             self.xmpp.register_plugin(plugin)
+        # Answers version queries (step 8) with a name of its own.
+        self.xmpp.register_plugin('xep_0092', pconfig={
+            'software_name': 'interop %s' % label})
         self.room_presence = []
         self.room_messages = []
         self.xmpp.add_event_handler('groupchat_presence', self._on_room_presence)
@@ -235,6 +241,19 @@ class MUC(Scenario):
         if by != room + '/alice':
             raise CheckFailed('moderated by %r, want %s/alice' % (by, room))
         self.say('alice retracted carol\'s message %s; carol was told (by %s)' % (sid, by))
+
+        self.step = 'step 8 (iq between occupants)'
+        try:
+            got = await c.xmpp['xep_0092'].get_version(
+                slixmpp.JID(room + '/alice'), timeout=d.left('version of room/alice'))
+        except (IqError, IqTimeout) as exc:
+            raise CheckFailed('carol asking room/alice for her version: %s' % exc)
+        name = got['software_version']['name']
+        if got['from'].full != room + '/alice' or name != 'interop alice':
+            raise CheckFailed('version answer from %s named %r, want from %s/alice '
+                              'named \'interop alice\'' % (got['from'], name, room))
+        self.say('carol asked room/alice for her software version: %r, relayed '
+                 'both ways' % name)
         await self.close()
 
 
