@@ -711,20 +711,28 @@ func TestBroadcastBytesAreRated(t *testing.T) {
 	must(t, xmls(t, alice), `>small</body>`)
 }
 
+// threeInRoom has alice create the room and bob and eve join it, with
+// nothing left for alice or bob to read.
+func threeInRoom(t *testing.T, f *fixture) (alice, bob, eve *routertest.Target) {
+	t.Helper()
+	alice = routertest.Bind(t, f.core, "alice@localhost/a")
+	create(t, f, alice, "")
+	bob = routertest.Bind(t, f.core, "bob@localhost/b")
+	join(t, f, bob, "bob", "")
+	eve = routertest.Bind(t, f.core, "eve@localhost/e")
+	join(t, f, eve, "eve", "")
+	xmls(t, alice)
+	xmls(t, bob)
+	return alice, bob, eve
+}
+
 // A private message carries no stanza-id or occupant-id the sender made
 // up: a stanza-id by the addressee's account would pass for one of its
 // archive (XEP-0359 §5), an occupant id for another occupant's
 // (XEP-0421).
 func TestPrivateMessageForgedIDs(t *testing.T) {
 	f := newFixture(t, muc.Options{})
-	alice := routertest.Bind(t, f.core, "alice@localhost/a")
-	create(t, f, alice, "")
-	bob := routertest.Bind(t, f.core, "bob@localhost/b")
-	join(t, f, bob, "bob", "")
-	eve := routertest.Bind(t, f.core, "eve@localhost/e")
-	join(t, f, eve, "eve", "")
-	xmls(t, alice)
-	xmls(t, bob)
+	_, bob, eve := threeInRoom(t, f)
 	routertest.Send(t, f.core, eve, `<message type='chat' to='`+room+`/bob'><body>hi</body>`+
 		`<stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='forged'/>`+
 		`<occupant-id xmlns='urn:xmpp:occupant-id:0' id='alices-id'/></message>`)
@@ -799,14 +807,7 @@ func TestLookAlikeNicks(t *testing.T) {
 // most 16 answers at once, each for a minute.
 func TestOccupantIQAnswers(t *testing.T) {
 	f := newFixture(t, muc.Options{Rate: 100})
-	alice := routertest.Bind(t, f.core, "alice@localhost/a")
-	create(t, f, alice, "")
-	bob := routertest.Bind(t, f.core, "bob@localhost/b")
-	join(t, f, bob, "bob", "")
-	eve := routertest.Bind(t, f.core, "eve@localhost/e")
-	join(t, f, eve, "eve", "")
-	xmls(t, alice)
-	xmls(t, bob)
+	alice, bob, eve := threeInRoom(t, f)
 
 	routertest.Send(t, f.core, bob, `<iq type='get' id='v1' to='`+room+`/alice'><query xmlns='jabber:iq:version'/></iq>`)
 	must(t, xmls(t, alice), `type="get"`, `id="v1"`, `from="`+room+`/bob"`, `jabber:iq:version`)
